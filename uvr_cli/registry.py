@@ -1,0 +1,92 @@
+"""Which band preset and which stem a weight file has, from its hash, its name or its shapes.
+
+UVR decides this by hash tables (reference §5.7); RVC hard-codes it by file name (§5.1). We try, in order: the
+user's --params, the UVR hash, the legacy whole-file hash, RVC's name rules, a preset name inside the file name,
+and finally the bin count a CascadedNet's LSTM fixes.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from uvr_cli.presets import list_presets
+
+# UVR's primary-stem labels whose mask keeps the (dry) voice; RVC writes the De-Echo models' mask output as "vocal".
+VOCAL_PRIMARY_STEMS = frozenset({"Vocals", "No Echo", "No Reverb", "Dry", "Echo"})
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What we know about a weight file beyond its tensors."""
+
+    params: str | None  # preset name, or None when nothing tells
+    primary_stem: str  # UVR's label for what the mask estimates, e.g. "Instrumental", "Vocals", "No Echo"
+    how: str  # how it was recognised, for `uvr info` and error messages
+    uvr_hash: str
+    nout: int | None = None
+
+    @property
+    def primary_is_vocals(self) -> bool:
+        return self.primary_stem in VOCAL_PRIMARY_STEMS
+
+
+@lru_cache(maxsize=1)
+def registry() -> dict:
+    """The shipped registry (models/registry.json)."""
+    return json.loads((resources.files("uvr_models") / "registry.json").read_text(encoding="utf-8"))
+
+
+def uvr_model_hash(path: Path) -> str:
+    """UVR's model hash: md5 of the last 10,240,000 bytes, or of the whole file when it is smaller."""
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        if size > 10_240_000:
+            fh.seek(size - 10_240_000)
+        return hashlib.md5(fh.read()).hexdigest()
+
+
+def whole_file_md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _rvc_name_rule(name: str, is_cascaded_net: bool) -> tuple[str, str] | None:
+    """RVC's hard-coded choices: DeEcho/DeReverb -> 4band_v3 (dry = primary); HP2/HP3/HP5 -> 4band_v2."""
+    if is_cascaded_net and ("DeEcho" in name or "DeReverb" in name):
+        return "4band_v3", "No Echo"
+    if not is_cascaded_net and "HP3" in name:
+        return "4band_v2", "Vocals"
+    if not is_cascaded_net and ("HP2" in name or "HP5" in name):
+        return "4band_v2", "Instrumental"
+    return None
+
+
+def identify(path: Path, is_cascaded_net: bool, cascaded_bins: int | None) -> ModelIdentity:
+    """Recognise a weight file; `params` is None when the caller must ask the user for --params."""
+    table = registry()
+    uvr_hash = uvr_model_hash(path)
+    entry = table["hashes"].get(uvr_hash)
+    if entry:
+        return ModelIdentity(entry["params"], entry["primary_stem"], f"UVR hash {uvr_hash}", uvr_hash, entry.get("nout"))
+    if path.stat().st_size <= 1 << 30:
+        legacy = table["legacy_md5"].get(whole_file_md5(path))
+        if legacy:
+            return ModelIdentity(legacy, "Instrumental", "UVR v5.2 file hash", uvr_hash)
+    rule = _rvc_name_rule(path.name, is_cascaded_net)
+    if rule:
+        return ModelIdentity(rule[0], rule[1], "RVC file-name rule", uvr_hash)
+    for preset in sorted(list_presets(), key=len, reverse=True):
+        if preset in path.name:
+            return ModelIdentity(preset, "Instrumental", "preset name in the file name", uvr_hash)
+    if is_cascaded_net and cascaded_bins == 896:
+        return ModelIdentity("4band_v4_ms_fullband", "Instrumental", "the only preset with 896 bins", uvr_hash)
+    if is_cascaded_net and cascaded_bins == 672:
+        return ModelIdentity("4band_v3", "Instrumental", "672 bins (RVC's De-Echo preset)", uvr_hash)
+    return ModelIdentity(None, "Instrumental", "unknown file", uvr_hash)
