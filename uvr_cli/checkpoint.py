@@ -1,0 +1,282 @@
+"""Reading UVR5 VR weight files and recognising their architecture from tensor shapes.
+
+UVR itself guesses the architecture from the file size, which breaks on fp16 re-saves and on the
+CascadedNet sizes (vr-reference.md §2.5); here the shapes decide, and every failure becomes a one-line
+:class:`ModelError` that names the file.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from uvr_cli.errors import ModelError
+from uvr_cli.nets import AsppNetSpec, CascadedNetSpec, MaskNetwork, NetworkSpec, build_network
+
+HASH_TAIL_BYTES = 10_000 * 1024
+"""UVR hashes only the last 10,000 KiB of a model file (the whole file if it is smaller)."""
+
+_NBT = "num_batches_tracked"
+_ASPP_MARKER = "stg2_bridge.conv.0.weight"
+_LSTM_MARKER = "stg3_full_band_net.lstm_dec2.lstm.weight_ih_l0"
+_ASPP_PROBE_BINS = 1024
+"""ASPP weights do not depend on the band count; any bins valid for every variant will do to lay them out."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A network with its weights loaded, in eval mode, plus what identifies it."""
+
+    module: MaskNetwork
+    spec: NetworkSpec
+    bins: int
+    md5: str
+    path: Path
+
+
+def uvr_model_hash(path: str | os.PathLike) -> str:
+    """UVR's model hash: md5 of the last 10,000*1024 bytes, or of the whole file if it is smaller."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            f.seek(max(0, size - HASH_TAIL_BYTES))
+            return hashlib.md5(f.read()).hexdigest()
+    except OSError as e:
+        raise ModelError(f"{path}: cannot read the model file: {e.strerror or e}") from None
+
+
+def _first_sentence(text: str) -> str:
+    line = next((s.strip() for s in text.splitlines() if s.strip()), "")
+    return line.split(". ")[0].rstrip(".")[:200]
+
+
+def _load_failure(exc: Exception) -> str:
+    """Condense a torch.load failure (often a multi-line essay) into one short cause."""
+    if isinstance(exc, OSError):
+        return f"cannot read it: {exc.strerror or _first_sentence(str(exc))}"
+    if isinstance(exc, EOFError):
+        return "the file is empty or cut short"
+    text = str(exc)
+    if "Weights only load failed" in text:
+        if m := re.search(r"GLOBAL (\S+)", text):
+            return (
+                f"refused: it would import and call {m.group(1)} when unpickled (a pickle that can run code); "
+                "only plain weight files are accepted"
+            )
+        if m := re.search(r"Unsupported operand (\d+)", text):
+            return f"not a PyTorch weight file, or one holding non-weight objects (unsupported pickle opcode {m.group(1)})"
+        return "refused: it holds Python objects other than plain weights"
+    return f"not a readable PyTorch weight file ({_first_sentence(text) or type(exc).__name__})"
+
+
+def _unwrap(obj: object) -> Mapping[object, object]:
+    """A plain state dict, or the one under "state_dict" / "model" of a training checkpoint."""
+    if not isinstance(obj, Mapping):
+        raise ModelError(f"holds {type(obj).__name__}, not a state dict")
+    if not all(isinstance(v, Tensor) for v in obj.values()):
+        for wrapper in ("state_dict", "model"):
+            if isinstance(obj.get(wrapper), Mapping):
+                return obj[wrapper]
+    return obj
+
+
+def _clean(entries: Mapping[object, object]) -> dict[str, Tensor]:
+    """Tensors only, ``num_batches_tracked`` dropped (optional in real files), floats (fp16/bf16) as float32."""
+    state: dict[str, Tensor] = {}
+    for key, value in entries.items():
+        if not isinstance(key, str) or not isinstance(value, Tensor):
+            raise ModelError(f"not a state dict: entry {key!r} holds {type(value).__name__}, not a tensor")
+        if key.endswith(_NBT):
+            continue
+        state[key] = value.float() if value.is_floating_point() else value
+    if not state:
+        raise ModelError("holds no weights")
+    return state
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
+    """Load a weight file safely (``weights_only``) as float32 tensors without ``num_batches_tracked``."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's pickle-protocol notes would bypass our one-line messages
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch.load raises many unrelated types; every one means "cannot use this file"
+        raise ModelError(f"{path}: {_load_failure(e)}") from None
+    try:
+        return _clean(_unwrap(obj))
+    except ModelError as e:
+        raise ModelError(f"{path}: {e}") from None
+
+
+def _shape(sd: Mapping[str, Tensor], key: str, ndim: int) -> tuple[int, ...]:
+    if key not in sd:
+        raise ModelError(f"key {key} is missing")
+    shape = tuple(sd[key].shape)
+    if len(shape) != ndim:
+        raise ModelError(f"{key} has shape {list(shape)}, expected {ndim} dimensions")
+    return shape
+
+
+def _aspp_spec(sd: Mapping[str, Tensor]) -> AsppNetSpec:
+    ch, nin = _shape(sd, "stg1_low_band_net.enc1.conv1.conv.0.weight", 4)[:2]
+    if nin != 2 or ch <= 0:
+        raise ModelError(f"stg1_low_band_net.enc1.conv1.conv.0.weight has shape [{ch}, {nin}, ...], expected [ch, 2, 3, 3]")
+    enc5 = "stg1_low_band_net.enc5.conv1.conv.0.weight" in sd
+    width = _shape(sd, "stg1_low_band_net.aspp.bottleneck.0.conv.0.weight", 4)[1]
+    branch_width = ch * (16 if enc5 else 8)
+    branches, rest = divmod(width, branch_width)
+    has6 = "stg1_low_band_net.aspp.conv6.conv.0.weight" in sd
+    has7 = "stg1_low_band_net.aspp.conv7.conv.0.weight" in sd
+    if rest or branches not in (5, 6, 7) or has6 != (branches >= 6) or has7 != (branches == 7):
+        raise ModelError(
+            f"the ASPP bottleneck takes {width} channels ({width / branch_width:g} branches of {branch_width}), "
+            f"which does not fit aspp.conv6 being {'present' if has6 else 'absent'} "
+            f"and aspp.conv7 being {'present' if has7 else 'absent'}"
+        )
+    try:
+        return AsppNetSpec(ch=ch, branches=branches, enc5=enc5)
+    except ValueError as e:
+        raise ModelError(str(e)) from None
+
+
+def _cascaded_spec(sd: Mapping[str, Tensor]) -> CascadedNetSpec:
+    out_ch, nout = _shape(sd, "out.weight", 4)[:2]
+    if out_ch != 2:
+        raise ModelError(
+            f"out.weight has {out_ch} output channels, not 2: a tsurumeso vocal-remover v6 checkpoint, "
+            "which is not supported"
+        )
+    nout_lstm = 2 * _shape(sd, "stg3_full_band_net.lstm_dec2.lstm.weight_hh_l0", 2)[1]
+    bins = 2 * _shape(sd, _LSTM_MARKER, 2)[1]
+    try:
+        return CascadedNetSpec(nout=nout, nout_lstm=nout_lstm, bins=bins)
+    except ValueError as e:
+        raise ModelError(str(e)) from None
+
+
+def _few(items: list[str], n: int = 3) -> str:
+    more = f" (+{len(items) - n} more)" if len(items) > n else ""
+    return ", ".join(items[:n]) + more
+
+
+def _layout_problems(spec: NetworkSpec, state_dict: Mapping[str, Tensor]) -> list[str]:
+    """Missing keys, unexpected keys and shape mismatches of ``state_dict`` against ``spec``'s network.
+
+    The network is laid out on the meta device, so even the 537 MB variant costs no memory or init time.
+    ``num_batches_tracked`` is ignored on both sides (old checkpoints lack it).
+    """
+    bins = spec.bins if isinstance(spec, CascadedNetSpec) else None
+    with torch.device("meta"):
+        net = build_network(spec, bins or _ASPP_PROBE_BINS)
+    expected = {k: tuple(v.shape) for k, v in net.state_dict().items() if not k.endswith(_NBT)}
+    given = {k: tuple(v.shape) for k, v in state_dict.items() if not k.endswith(_NBT)}
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    wrong = [f"{k} {list(given[k])} (expected {list(s)})" for k, s in expected.items() if k in given and given[k] != s]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing key(s): {_few(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key(s): {_few(unexpected)}")
+    if wrong:
+        problems.append(f"{len(wrong)} shape mismatch(es): {_few(wrong)}")
+    return problems
+
+
+def _describe(spec: NetworkSpec) -> str:
+    if isinstance(spec, AsppNetSpec):
+        return f"CascadedASPPNet (ch {spec.ch}, {spec.branches} ASPP branches{', enc5' if spec.enc5 else ''})"
+    return f"CascadedNet (nout {spec.nout}, nout_lstm {spec.nout_lstm}, {spec.bins} bins)"
+
+
+def detect_spec(state_dict: Mapping[str, Tensor]) -> NetworkSpec:
+    """Recognise the architecture and capacity from tensor shapes (vr-reference.md §2.5), then verify
+    that every key and shape fits it, so that a returned spec always loads strictly."""
+    spec: NetworkSpec
+    if _ASPP_MARKER in state_dict:
+        spec = _aspp_spec(state_dict)
+    elif _LSTM_MARKER in state_dict:
+        spec = _cascaded_spec(state_dict)
+    else:
+        raise ModelError(
+            f"not a UVR5 VR-architecture model: it has neither {_ASPP_MARKER} (CascadedASPPNet) nor "
+            f"{_LSTM_MARKER} (CascadedNet); its first keys are {_few(list(state_dict), 3)}"
+        )
+    problems = _layout_problems(spec, state_dict)
+    if problems:
+        raise ModelError(f"looks like a {_describe(spec)} but does not fit it: {'; '.join(problems)}")
+    return spec
+
+
+def _check_values(state_dict: Mapping[str, Tensor]) -> None:
+    """Refuse integer weights and NaN/Inf values, which would load silently and produce garbage masks."""
+    bad_type = [k for k, v in state_dict.items() if not v.is_floating_point()]
+    if bad_type:
+        raise ModelError(f"weights must be floating point, but {_few(bad_type)} are {state_dict[bad_type[0]].dtype}")
+    bad = [k for k, v in state_dict.items() if not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ModelError(f"{len(bad)} weight tensor(s) contain NaN or Inf values: {_few(bad)}; the file is damaged")
+
+
+def network_from_state_dict(
+    state_dict: Mapping[str, Tensor], bins: int | None, *, spec: NetworkSpec | None = None
+) -> tuple[MaskNetwork, NetworkSpec, int]:
+    """Recognise, build and strictly load a network from an in-memory state dict, in eval mode.
+
+    ``bins`` is the band preset's bin count: required for CascadedASPPNet (the weights do not fix it),
+    optional for CascadedNet (the LSTM fixes it; a different value is refused). ``spec``, if given, is
+    what the caller expects (e.g. from an earlier :func:`detect_spec`); other weights are refused.
+    Returns the module, its spec and the bins it was built for. ``num_batches_tracked`` entries are
+    optional and fp16 is upcast; the module's parameters are the float32 tensors themselves, not copies.
+    """
+    state = _clean(state_dict)
+    detected = detect_spec(state)
+    if spec is not None and spec != detected:
+        raise ModelError(f"the weights are a {_describe(detected)}, not the expected {_describe(spec)}")
+    _check_values(state)
+    if isinstance(detected, CascadedNetSpec):
+        if bins is not None and bins != detected.bins:
+            raise ModelError(
+                f"the weights are for a {detected.bins}-bin band preset (LSTM input size), "
+                f"but the chosen preset has {bins} bins"
+            )
+        bins = detected.bins
+    elif bins is None:
+        raise ModelError(
+            "a CascadedASPPNet does not record its number of frequency bins; give the band preset it was trained with"
+        )
+    # Laid out on the meta device and then handed the tensors themselves (assign=True): no random init
+    # and no second copy of the weights, which matters for the 537 MB networks.
+    with torch.device("meta"):
+        module = build_network(detected, bins)
+    counters = {k: torch.zeros((), dtype=torch.long) for k in module.state_dict() if k.endswith(_NBT)}
+    module.load_state_dict({**counters, **state}, strict=True, assign=True)
+    return module.eval(), detected, bins
+
+
+def load_network(
+    path: str | os.PathLike,
+    bins: int | None,
+    *,
+    state: Mapping[str, Tensor] | None = None,
+    spec: NetworkSpec | None = None,
+) -> LoadedModel:
+    """Read, recognise and strictly load a UVR5 VR weight file (see :func:`network_from_state_dict`).
+
+    ``state`` is the file's state dict when the caller has already read it with :func:`read_state_dict`
+    (saves a second read of a large file); ``spec`` is the architecture the caller expects.
+    """
+    if state is None:
+        state = read_state_dict(path)
+    try:
+        module, spec, bins = network_from_state_dict(state, bins, spec=spec)
+    except ModelError as e:
+        raise ModelError(f"{path}: {e}") from None
+    return LoadedModel(module=module, spec=spec, bins=bins, md5=uvr_model_hash(path), path=Path(path))
