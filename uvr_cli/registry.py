@@ -13,6 +13,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+from uvr_cli.checkpoint import uvr_model_hash
 from uvr_cli.presets import list_presets
 
 # UVR's primary-stem labels whose mask keeps the (dry) voice; RVC writes the De-Echo models' mask output as "vocal".
@@ -38,15 +39,6 @@ class ModelIdentity:
 def registry() -> dict:
     """The shipped registry (models/registry.json)."""
     return json.loads((resources.files("uvr_models") / "registry.json").read_text(encoding="utf-8"))
-
-
-def uvr_model_hash(path: Path) -> str:
-    """UVR's model hash: md5 of the last 10,240,000 bytes, or of the whole file when it is smaller."""
-    size = path.stat().st_size
-    with path.open("rb") as fh:
-        if size > 10_240_000:
-            fh.seek(size - 10_240_000)
-        return hashlib.md5(fh.read()).hexdigest()
 
 
 def whole_file_md5(path: Path) -> str:

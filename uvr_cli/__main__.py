@@ -1,0 +1,4 @@
+"""`python -m uvr_cli` runs the `uvr` command."""
+from uvr_cli.cli import main
+
+main()

@@ -1,0 +1,127 @@
+"""Turning command-line inputs into a checked list of jobs: which files, and which output paths for each."""
+from __future__ import annotations
+
+import glob
+import os
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from uvr_cli.audio_io import AUDIO_EXTENSIONS
+from uvr_cli.errors import UsageError
+
+STDIN = "-"
+TEMPLATE_FIELDS = frozenset({"name", "stem", "model", "agg", "ext"})
+GLOB_CHARS = set("*?[")
+
+
+@dataclass
+class Job:
+    """One input and the file each requested stem goes to (or '-' for standard output)."""
+
+    source: str  # a path, or '-' for standard input
+    outputs: dict[str, str] = field(default_factory=dict)
+    error: str | None = None  # set when the input could not even be found
+
+    @property
+    def display(self) -> str:
+        return "<stdin>" if self.source == STDIN else self.source
+
+
+def _is_audio(path: Path) -> bool:
+    return path.suffix.lower().lstrip(".") in AUDIO_EXTENSIONS
+
+
+def expand_inputs(args: list[str]) -> list[Job]:
+    """Files as given, folders searched recursively for audio, glob patterns expanded by us, '-' for stdin.
+
+    An argument that matches nothing still yields a job (with `error` set) so that it is reported as failed.
+    """
+    jobs: list[Job] = []
+    seen: set[str] = set()
+
+    def add(source: str, error: str | None = None) -> None:
+        key = source if source == STDIN else os.path.realpath(source)
+        if key not in seen:
+            seen.add(key)
+            jobs.append(Job(source=source, error=error))
+
+    for arg in args:
+        path = Path(arg)
+        if arg == STDIN:
+            add(STDIN)
+        elif path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and _is_audio(p))
+            if not found:
+                add(arg, f"{arg}: folder holds no audio files ({', '.join(sorted(AUDIO_EXTENSIONS)[:6])}, ...)")
+            for p in found:
+                add(str(p))
+        elif path.exists() or not GLOB_CHARS & set(arg):
+            add(arg, None if path.exists() else f"{arg}: no such file")
+        else:
+            matches = sorted(m for m in glob.glob(arg, recursive=True) if Path(m).is_file())
+            if not matches:
+                add(arg, f"{arg}: pattern matches no file")
+            for m in matches:
+                add(m)
+    return jobs
+
+
+def check_template(template: str) -> None:
+    """Refuse unknown {fields} and templates that could not make distinct files per stem."""
+    try:
+        names = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    except ValueError as exc:
+        raise UsageError(f"--name {template!r}: {exc}") from None
+    unknown = names - TEMPLATE_FIELDS
+    if unknown:
+        raise UsageError(f"--name {template!r}: unknown field {{{sorted(unknown)[0]}}}; use {sorted(TEMPLATE_FIELDS)}")
+
+
+def render_name(template: str, *, name: str, stem: str, model: str, agg: float, ext: str) -> str:
+    agg_text = f"{agg:g}"
+    return template.format(name=name, stem=stem, model=model, agg=agg_text, ext=ext)
+
+
+def safe_output_path(out_dir: Path, relative: str) -> Path:
+    """Join a rendered name onto the output folder, refusing anything that would land outside it."""
+    if not relative or os.path.isabs(relative) or relative.startswith("~"):
+        raise UsageError(f"output name {relative!r} must be a relative path inside the output folder")
+    parts = Path(relative).parts
+    if ".." in parts:
+        raise UsageError(f"output name {relative!r} may not contain '..'")
+    target = (out_dir / relative).resolve()
+    root = out_dir.resolve()
+    if target != root and root not in target.parents:
+        raise UsageError(f"output name {relative!r} would be written outside {out_dir}")
+    return target
+
+
+def plan_outputs(
+    jobs: list[Job], *, out_dir: str, template: str, stems: list[str], model: str, agg: float, ext: str
+) -> None:
+    """Fill each job's outputs; two jobs writing one path, or an output overwriting an input, is a usage error."""
+    check_template(template)
+    if out_dir == STDIN:
+        if len(stems) != 1:
+            raise UsageError("-o - writes one stem to standard output: add --stem vocals or --stem instrumental")
+        if len(jobs) != 1:
+            raise UsageError("-o - takes exactly one input")
+        jobs[0].outputs = {stems[0]: STDIN}
+        return
+    root = Path(out_dir)
+    taken: dict[Path, str] = {}
+    inputs = {Path(j.source).resolve() for j in jobs if j.source != STDIN}
+    for job in jobs:
+        name = "stdin" if job.source == STDIN else Path(job.source).stem
+        for stem in stems:
+            target = safe_output_path(root, render_name(template, name=name, stem=stem, model=model, agg=agg, ext=ext))
+            if target in taken:
+                raise UsageError(
+                    f"{job.display} and {taken[target]} would both write {target}; use --name with {{stem}} and a "
+                    "field that tells them apart"
+                )
+            if target in inputs:
+                raise UsageError(f"{job.display}: output {target} would overwrite an input file")
+            taken[target] = job.display
+            job.outputs[stem] = str(target)
