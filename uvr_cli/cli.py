@@ -222,6 +222,12 @@ def root(
     """uvr: vocal/instrument separation with UVR5 VR models."""
 
 
+# `uvr eval`, `uvr train` and `uvr dataset ...` are parsed in cli_training (their modules load lazily).
+from uvr_cli.cli_training import register as _register_training  # noqa: E402
+
+_register_training(app)
+
+
 def main() -> None:
     """Console entry point: one line per error, never a traceback, exit codes 0/1/2/3."""
     try:
