@@ -9,6 +9,7 @@ write is a one-line AudioError that names the file; an impossible format choice 
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -18,7 +19,7 @@ import stat
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -388,3 +389,149 @@ def _write_error(name: str, cause: str) -> AudioError:
 def _one_line(message: str) -> str:
     """Keep a message on one line even when a path or a tool's output holds line breaks."""
     return message.replace("\r", "\\r").replace("\n", "\\n")
+
+
+class BlockReader:
+    """Float32 blocks of a file that libsndfile opens, read in order, for the streaming path.
+
+    Samples are those `read_audio` gives for the same file (libsndfile's own float conversion), with
+    NaN/Inf set to 0 and counted. Use `open_block_reader`, which returns None when ffmpeg is needed.
+    """
+
+    def __init__(self, handle: sf.SoundFile, name: str) -> None:
+        self._handle = handle
+        self.name = name
+        self.frames = int(handle.frames)
+        self.sample_rate = int(handle.samplerate)
+        self.channels = int(handle.channels)
+        self.subtype: str | None = handle.subtype
+        self.source_format: str | None = handle.format
+        self.nonfinite_replaced = 0
+
+    def read(self, frames: int) -> np.ndarray:
+        """The next `frames` frames (fewer at the end) as (frames, channels) float32."""
+        try:
+            block = self._handle.read(frames, dtype="float32", always_2d=True)
+        except sf.LibsndfileError as exc:
+            raise _read_error(self.name, f"corrupt or truncated audio ({_sf_reason(exc)})") from None
+        finite = np.isfinite(block)
+        bad = int(block.size - np.count_nonzero(finite))
+        if bad:
+            block[~finite] = 0.0
+            self.nonfinite_replaced += bad
+        return block
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> BlockReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def open_block_reader(path: str | os.PathLike) -> BlockReader | None:
+    """A BlockReader for a regular file libsndfile decodes, or None (stdin, pipes, formats for ffmpeg).
+
+    Raises AudioError for what `read_audio` rejects too: an unreadable, empty or truncated file.
+    """
+    if os.fspath(path) == STDIO:
+        return None
+    path = os.fsdecode(path)
+    name = f"'{path}'"
+    try:
+        status = os.stat(path)
+    except OSError as exc:
+        raise _read_error(name, exc.strerror or str(exc)) from None
+    if not stat.S_ISREG(status.st_mode) or status.st_size == 0:
+        return None  # read_audio buffers pipes and reports empty files
+    try:
+        handle = sf.SoundFile(path)
+    except sf.LibsndfileError:
+        return None
+    for declared, present in _HEADER_MISMATCH.findall(handle.extra_info):
+        if 0 < int(declared) < _STREAMED_SIZE and int(declared) > int(present):
+            handle.close()
+            raise _read_error(name, f"the file is truncated (its header declares {declared} bytes "
+                                    f"of audio, {present} are present)")
+    if handle.frames <= 0 or not handle.seekable():
+        handle.close()
+        return None
+    return BlockReader(handle, name)
+
+
+class BlockWriter:
+    """Encodes (frames, channels) float blocks in order, clipping as `write_audio` does; see `open_block_writer`."""
+
+    def __init__(self, out: sf.SoundFile, sink: _ErrorKeepingFile, dest: str, fmt: str, subtype: str) -> None:
+        self._out, self._sink = out, sink
+        self.dest, self.fmt, self.subtype = dest, fmt, subtype
+        self.frames = self.clipped_samples = self.nonfinite_replaced = 0
+
+    def write(self, samples: np.ndarray) -> None:
+        if samples.ndim == 1:
+            samples = samples[:, np.newaxis]
+        dtype = np.float64 if samples.dtype == np.float64 else np.float32
+        for start in range(0, samples.shape[0], _BLOCK_FRAMES):
+            block = np.array(samples[start:start + _BLOCK_FRAMES], dtype=dtype, order="C")
+            bad = ~np.isfinite(block)
+            self.nonfinite_replaced += int(np.count_nonzero(bad))
+            block[bad] = 0.0
+            if self.subtype != "FLOAT":
+                self.clipped_samples += int(np.count_nonzero(np.abs(block) > 1.0))
+                np.clip(block, -1.0, 1.0, out=block)
+            self._out.write(block)
+            self._sink.check()
+            self.frames += block.shape[0]
+
+    def report(self) -> WriteReport:
+        return WriteReport(self.dest, self.fmt, self.subtype, self.frames, self._out.channels,
+                           int(self._out.samplerate), self.clipped_samples, self.nonfinite_replaced)
+
+
+@contextlib.contextmanager
+def open_block_writer(dest: str | os.PathLike, sample_rate: int, channels: int, fmt: str, bit_depth: str | None,
+                      frames: int) -> Iterator[BlockWriter]:
+    """Write a file block by block, atomically: into '.<name>.<pid>-<random>.uvr-tmp', renamed when the block ends.
+
+    `frames` is the total to be written (it picks RF64 for WAV beyond 4 GiB). On an exception the temporary
+    file is removed and the destination is untouched. Standard output is not supported (use write_audio).
+    """
+    fmt = fmt.lower()
+    subtype = output_subtype(fmt, bit_depth, sample_rate, channels)
+    container = fmt.upper()
+    if fmt == "wav" and frames * channels * _SAMPLE_BYTES[subtype] > _WAV_MAX_DATA_BYTES:
+        container = "RF64"
+    path = Path(os.fsdecode(dest))
+    name = f"'{path}'"
+    if path.is_dir():
+        raise _write_error(name, "it is a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _write_error(name, f"cannot create folder '{path.parent}': {exc.strerror or exc}") from None
+    temp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.uvr-tmp")
+    created = False
+    try:
+        with open(temp, "xb") as raw:
+            created = True
+            sink = _ErrorKeepingFile(raw)
+            try:
+                with sf.SoundFile(sink, "w", sample_rate, channels, subtype, format=container) as out:
+                    yield BlockWriter(out, sink, os.fsdecode(dest), fmt, subtype)
+                    sink.check()
+            except Exception:
+                sink.check()
+                raise
+            sink.check()
+        os.replace(temp, path)
+    except BaseException as exc:
+        if created:
+            try:
+                os.unlink(temp)
+            except OSError:
+                pass
+        if isinstance(exc, (OSError, sf.LibsndfileError)):
+            raise _write_error(name, _write_reason(exc)) from None
+        raise
