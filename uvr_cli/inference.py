@@ -13,6 +13,7 @@ from typing import Protocol
 
 import numpy as np
 import torch
+from torch import nn
 
 from uvr_cli.nets import Aggressiveness
 
@@ -21,6 +22,37 @@ class MaskModel(Protocol):
     offset: int
 
     def predict_mask(self, x: torch.Tensor, aggressiveness: Aggressiveness | None = None) -> torch.Tensor: ...
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """Fold every eval-mode BatchNorm into the conv/linear layer before it, in place.
+
+    y = gamma * (Wx + b - mean) / sqrt(var + eps) + beta is again a single affine layer; computed in float64, the
+    folded weights differ from the two-step result by float32 rounding only (far below the conformance bar).
+    The state-dict keys change, so this is for inference only, after the weights are loaded.
+    """
+    for seq in model.modules():
+        if not isinstance(seq, nn.Sequential):
+            continue
+        for i in range(len(seq) - 1):
+            layer, bn = seq[i], seq[i + 1]
+            if not (isinstance(layer, (nn.Conv2d, nn.Linear)) and isinstance(bn, (nn.BatchNorm2d, nn.BatchNorm1d))):
+                continue
+            scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+            weight = layer.weight.double() * scale.view(-1, *([1] * (layer.weight.dim() - 1)))
+            bias = bn.bias.double() - bn.running_mean.double() * scale
+            if layer.bias is not None:
+                bias = bias + layer.bias.double() * scale
+            layer.weight = nn.Parameter(weight.float(), requires_grad=False)
+            layer.bias = nn.Parameter(bias.float(), requires_grad=False)
+            seq[i + 1] = nn.Identity()
+    return model
+
+
+def prepare_for_inference(model: nn.Module, device: torch.device) -> nn.Module:
+    """Eval mode, BatchNorm folded, on `device`, channels-last (measured ~1.5x faster for these convs on CPU)."""
+    model = fold_batchnorm(model.eval())
+    return model.to(device=device, memory_format=torch.channels_last)
 
 
 def window_layout(n_frames: int, window: int, offset: int) -> tuple[int, int, int]:
@@ -57,7 +89,8 @@ def _run_pass(
         for first in range(0, n_windows, batch_size):
             count = min(batch_size, n_windows - first)
             batch = torch.stack([padded[:, :, (first + i) * roi : (first + i) * roi + window] for i in range(count)])
-            mask = model.predict_mask(batch.to(device), aggressiveness).float().cpu().numpy()
+            batch = batch.to(device).contiguous(memory_format=torch.channels_last)
+            mask = model.predict_mask(batch, aggressiveness).float().cpu().numpy()
             for i in range(count):
                 out[:, :, (first + i) * roi : (first + i + 1) * roi] = mask[i]
             if on_window:
