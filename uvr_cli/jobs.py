@@ -11,7 +11,7 @@ from uvr_cli.audio_io import AUDIO_EXTENSIONS
 from uvr_cli.errors import UsageError
 
 STDIN = "-"
-TEMPLATE_FIELDS = frozenset({"name", "stem", "model", "agg", "ext"})
+TEMPLATE_FIELDS = frozenset({"name", "stem", "model", "agg", "ext", "dir"})
 GLOB_CHARS = set("*?[")
 
 
@@ -22,6 +22,7 @@ class Job:
     source: str  # a path, or '-' for standard input
     outputs: dict[str, str] = field(default_factory=dict)
     error: str | None = None  # set when the input could not even be found
+    folder: str = "."  # the input's folder relative to the folder argument it was found in ({dir} in --name)
 
     @property
     def display(self) -> str:
@@ -40,11 +41,11 @@ def expand_inputs(args: list[str]) -> list[Job]:
     jobs: list[Job] = []
     seen: set[str] = set()
 
-    def add(source: str, error: str | None = None) -> None:
+    def add(source: str, error: str | None = None, folder: str = ".") -> None:
         key = source if source == STDIN else os.path.realpath(source)
         if key not in seen:
             seen.add(key)
-            jobs.append(Job(source=source, error=error))
+            jobs.append(Job(source=source, error=error, folder=folder))
 
     for arg in args:
         path = Path(arg)
@@ -55,7 +56,7 @@ def expand_inputs(args: list[str]) -> list[Job]:
             if not found:
                 add(arg, f"{arg}: folder holds no audio files ({', '.join(sorted(AUDIO_EXTENSIONS)[:6])}, ...)")
             for p in found:
-                add(str(p))
+                add(str(p), folder=str(p.parent.relative_to(path)))
         elif path.exists() or not GLOB_CHARS & set(arg):
             add(arg, None if path.exists() else f"{arg}: no such file")
         else:
@@ -78,9 +79,9 @@ def check_template(template: str) -> None:
         raise UsageError(f"--name {template!r}: unknown field {{{sorted(unknown)[0]}}}; use {sorted(TEMPLATE_FIELDS)}")
 
 
-def render_name(template: str, *, name: str, stem: str, model: str, agg: float, ext: str) -> str:
-    agg_text = f"{agg:g}"
-    return template.format(name=name, stem=stem, model=model, agg=agg_text, ext=ext)
+def render_name(template: str, *, name: str, stem: str, model: str, agg: float, ext: str, folder: str = ".") -> str:
+    """Fill a --name template; {dir} is '.' for inputs named directly, so '{dir}/...' stays relative."""
+    return template.format(name=name, stem=stem, model=model, agg=f"{agg:g}", ext=ext, dir=folder)
 
 
 def safe_output_path(out_dir: Path, relative: str) -> Path:
@@ -100,7 +101,10 @@ def safe_output_path(out_dir: Path, relative: str) -> Path:
 def plan_outputs(
     jobs: list[Job], *, out_dir: str, template: str, stems: list[str], model: str, agg: float, ext: str
 ) -> None:
-    """Fill each job's outputs; two jobs writing one path, or an output overwriting an input, is a usage error."""
+    """Fill each job's outputs; two jobs writing one path, or an output overwriting an input, is a usage error.
+
+    Jobs that already failed (`error` set) get no outputs, so a missing input cannot cause a name collision.
+    """
     check_template(template)
     if out_dir == STDIN:
         if len(stems) != 1:
@@ -113,13 +117,18 @@ def plan_outputs(
     taken: dict[Path, str] = {}
     inputs = {Path(j.source).resolve() for j in jobs if j.source != STDIN}
     for job in jobs:
+        if job.error:
+            continue
         name = "stdin" if job.source == STDIN else Path(job.source).stem
         for stem in stems:
-            target = safe_output_path(root, render_name(template, name=name, stem=stem, model=model, agg=agg, ext=ext))
+            rendered = render_name(template, name=name, stem=stem, model=model, agg=agg, ext=ext, folder=job.folder)
+            target = safe_output_path(root, rendered)
+            if target in taken and taken[target] == job.display:
+                raise UsageError(f"--name {template!r} gives both stems of {job.display} one file name; add {{stem}}")
             if target in taken:
                 raise UsageError(
-                    f"{job.display} and {taken[target]} would both write {target}; use --name with {{stem}} and a "
-                    "field that tells them apart"
+                    f"{job.display} and {taken[target]} would both write {target}; use --name with a field that "
+                    "tells them apart, e.g. '{dir}/{name}_{stem}.{ext}' to keep the input folders' layout"
                 )
             if target in inputs:
                 raise UsageError(f"{job.display}: output {target} would overwrite an input file")

@@ -1,0 +1,97 @@
+"""Input expansion and output planning: which files a command line means, and where each stem goes."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from uvr_cli.errors import UsageError
+from uvr_cli.jobs import STDIN, expand_inputs, plan_outputs
+
+
+@pytest.fixture()
+def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """songs/{a.wav, b.FLAC, notes.txt, live/a.wav, live/deep/c.mp3}, empty/ ; the cwd is tmp_path."""
+    for rel in ("songs/a.wav", "songs/b.FLAC", "songs/notes.txt", "songs/live/a.wav", "songs/live/deep/c.mp3"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    (tmp_path / "empty").mkdir()
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def plan(jobs, template="{name}_{stem}.{ext}", stems=("vocals", "instrumental"), out="out", agg=10.0):
+    plan_outputs(jobs, out_dir=out, template=template, stems=list(stems), model="HP2", agg=agg, ext="wav")
+    return jobs
+
+
+def test_folders_are_searched_recursively_for_audio_only(tree):
+    jobs = expand_inputs(["songs"])
+    assert [j.source for j in jobs] == ["songs/a.wav", "songs/b.FLAC", "songs/live/a.wav", "songs/live/deep/c.mp3"]
+    assert [j.folder for j in jobs] == [".", ".", "live", "live/deep"]
+    assert all(j.error is None for j in jobs)
+
+
+def test_globs_are_expanded_by_uvr_and_duplicates_dropped(tree):
+    jobs = expand_inputs(["songs/**/*.wav", "songs/a.wav", "./songs/live"])
+    assert [j.source for j in jobs] == ["songs/a.wav", "songs/live/a.wav", "songs/live/deep/c.mp3"]
+
+
+def test_inputs_that_match_nothing_become_failed_jobs(tree):
+    jobs = expand_inputs(["missing.wav", "songs/*.ogg", "empty", STDIN])
+    assert [j.error is not None for j in jobs] == [True, True, True, False]
+    assert "no such file" in jobs[0].error and "matches no file" in jobs[1].error and "no audio" in jobs[2].error
+    assert jobs[3].source == STDIN and jobs[3].display == "<stdin>"
+
+
+def test_default_names_and_template_fields(tree):
+    jobs = plan(expand_inputs(["songs/a.wav"]), template="{model}/{name}.{stem}.agg{agg}.{ext}", agg=7.5)
+    assert jobs[0].outputs == {
+        "vocals": str(tree / "out/HP2/a.vocals.agg7.5.wav"),
+        "instrumental": str(tree / "out/HP2/a.instrumental.agg7.5.wav"),
+    }
+    assert plan(expand_inputs(["songs/b.FLAC"]), stems=["vocals"])[0].outputs == {"vocals": str(tree / "out/b_vocals.wav")}
+
+
+def test_two_inputs_writing_one_file_is_an_error_that_suggests_dir(tree):
+    with pytest.raises(UsageError, match=r"songs/a\.wav and songs/live/a\.wav would both write .*\{dir\}"):
+        plan(expand_inputs(["songs/live/a.wav", "songs/a.wav"]))
+    jobs = plan(expand_inputs(["songs"]), template="{dir}/{name}_{stem}.{ext}")
+    assert jobs[0].outputs["vocals"] == str(tree / "out/a_vocals.wav")
+    assert jobs[2].outputs["vocals"] == str(tree / "out/live/a_vocals.wav")
+
+
+def test_a_template_without_stem_is_refused_for_two_stems(tree):
+    with pytest.raises(UsageError, match=r"both stems .* add \{stem\}"):
+        plan(expand_inputs(["songs/a.wav"]), template="{name}.{ext}")
+    assert plan(expand_inputs(["songs/a.wav"]), template="{name}.{ext}", stems=["vocals"])[0].outputs
+
+
+@pytest.mark.parametrize("template, message", [
+    ("{nope}.wav", "unknown field"),
+    ("../{name}_{stem}.{ext}", r"may not contain '\.\.'"),
+    ("/tmp/{name}_{stem}.{ext}", "relative path"),
+    ("{name", "--name"),
+])
+def test_bad_templates_are_usage_errors(tree, template, message):
+    with pytest.raises(UsageError, match=message):
+        plan(expand_inputs(["songs/a.wav"]), template=template)
+
+
+def test_an_output_may_not_overwrite_an_input(tree):
+    with pytest.raises(UsageError, match="would overwrite an input"):
+        plan(expand_inputs(["songs/a.wav", "songs/live/a.wav"]), template="{dir}/{name}.{ext}", stems=["vocals"],
+             out="songs/live")
+
+
+def test_stdout_takes_one_stem_of_one_input(tree):
+    assert plan(expand_inputs([STDIN]), stems=["vocals"], out=STDIN)[0].outputs == {"vocals": STDIN}
+    with pytest.raises(UsageError, match="--stem"):
+        plan(expand_inputs([STDIN]), out=STDIN)
+    with pytest.raises(UsageError, match="exactly one input"):
+        plan(expand_inputs(["songs/a.wav", "songs/b.FLAC"]), stems=["vocals"], out=STDIN)
+
+
+def test_failed_inputs_get_no_outputs_and_cause_no_collision(tree):
+    jobs = plan(expand_inputs(["songs/a.wav", "elsewhere/a.wav"]))
+    assert jobs[0].outputs and jobs[1].outputs == {} and jobs[1].error
