@@ -1,0 +1,35 @@
+"""One run of the reference pipeline, as RVC's UVR5 tab does it, for the benchmark's baseline rows.
+
+usage: reference_job.py WEIGHTS PRESET_JSON AGG OUTDIR INPUT [INPUT ...]
+
+Each input is separated with the test suite's independent re-implementation of RVC's code path
+(tests/rvc_reference.py: librosa front end, one window per network call, unfused NCHW network), and both stems are
+written as 16-bit WAV the way RVC writes them. The model is loaded once per process, as RVC does.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from rvc_reference import AudioPre  # noqa: E402
+
+
+def main() -> None:
+    weights, preset, agg, out_dir, *inputs = sys.argv[1:]
+    pipeline = AudioPre(weights, preset, float(agg))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for path in inputs:
+        stems = pipeline.separate(path)
+        for name, wave in stems.items():
+            pcm = (np.clip(wave, -1.0, 32767 / 32768) * 32768).astype(np.int16)
+            sf.write(out / f"{Path(path).stem}_{name}.wav", pcm, pipeline.mp["sr"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""Speed, memory and fidelity of uvr against the reference pipeline, side by side on this machine.
+
+usage: python benchmarks/run.py [--seconds 60] [--long-minutes 10] [--clips 200] [--reference-clips 20]
+                                [--rows main,families,batch,long,clips] [--markdown FILE]
+
+Every row runs in its own child process (the real `uvr` CLI, or benchmarks/reference_job.py for the reference),
+so its wall time includes start-up and model loading and its peak RSS is the child's own (os.wait4). Fidelity
+is the SNR of each row's stems against uvr's exact fp32 output. Weights are random (speed and memory do not
+depend on their values) in the real layouts: ch32 5-branch at 4band_v2 is the HP-class (HP2/HP5, 1_HP..4_HP)
+network, ch16 the SP class, CascadedNet nout48 the De-Echo class.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("UVR_SHARED", ROOT.parent / "shared"))
+SONG = SHARED / "audio" / "Karissa_Hobbs_-_Lets_Go_Fishin.hq.ogg"
+PRESETS = ROOT / "models" / "presets"
+UVR = [sys.executable, "-m", "uvr_cli"]
+
+
+@dataclass
+class Row:
+    name: str
+    audio_s: float
+    wall_s: float
+    peak_mb: float
+    snr_db: float | None = None
+    baseline_wall_s: float | None = None
+
+    @property
+    def rtf(self) -> float:
+        return self.wall_s / self.audio_s
+
+    @property
+    def speedup(self) -> str:
+        return f"{self.baseline_wall_s / self.wall_s:.2f}x" if self.baseline_wall_s else "-"
+
+
+def run_child(argv: list[str]) -> tuple[float, float]:
+    """Run a command to completion; (wall seconds, peak RSS in MB of that child)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"benchmark step failed: {' '.join(argv)}\n{stderr[-2000:]}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def make_checkpoint(cache: Path, kind: str) -> tuple[Path, str]:
+    """A random-weight fp16 checkpoint in the real layout, and its preset."""
+    from uvr_cli.nets import AsppNetSpec, CascadedNetSpec, build_network
+
+    specs = {
+        "ch32": (AsppNetSpec(ch=32, branches=5), "4band_v2", 672),
+        "ch16": (AsppNetSpec(ch=16, branches=5), "4band_44100", 768),
+        "nout48": (CascadedNetSpec(nout=48, nout_lstm=128, bins=672), "4band_v3", 672),
+    }
+    spec, preset, bins = specs[kind]
+    path = cache / f"bench_{kind}.pth"
+    if not path.exists():
+        torch.manual_seed(0)
+        net = build_network(spec, bins)
+        torch.save({k: v.half() for k, v in net.state_dict().items()}, path)
+    return path, preset
+
+
+def song_excerpt(cache: Path, seconds: float) -> Path:
+    path = cache / f"song_{seconds:g}s.wav"
+    if not path.exists():
+        audio, rate = sf.read(SONG, dtype="float32", frames=int(seconds * 44100))
+        if len(audio) < seconds * rate:  # tile the song for lengths beyond it
+            audio = np.tile(audio, (int(np.ceil(seconds * rate / len(audio))), 1))[: int(seconds * rate)]
+        sf.write(path, audio, rate, subtype="PCM_16")
+    return path
+
+
+def uvr_separate(inputs: list[Path], weights: Path, preset: str, out: Path, *extra: str) -> list[str]:
+    return [*UVR, "separate", *map(str, inputs), "-m", str(weights), "--params", preset, "--agg", "10", "-o", str(out),
+            "--overwrite", "-q", "--format", "wav", "--bit-depth", "32f", *extra]
+
+
+def snr(ref: Path, est: Path) -> float:
+    a, _ = sf.read(ref, dtype="float64")
+    b, _ = sf.read(est, dtype="float64")
+    n = min(len(a), len(b))
+    noise = np.sum((a[:n] - b[:n]) ** 2)
+    return float("inf") if noise == 0 else float(10 * np.log10(np.sum(a[:n] ** 2) / noise))
+
+
+def stem_snr(ref_dir: Path, est_dir: Path) -> float:
+    """The worse stem's SNR of est against ref (same file names)."""
+    return min(snr(p, est_dir / p.name) for p in sorted(ref_dir.glob("*.wav")))
+
+
+def main_rows(cache: Path, seconds: float, rows: set[str]) -> list[Row]:
+    song = song_excerpt(cache, seconds)
+    result: list[Row] = []
+    weights, preset = make_checkpoint(cache, "ch32")
+    exact = cache / "out_fp32"
+    wall, peak = run_child(uvr_separate([song], weights, preset, exact))
+    fp32 = Row(f"uvr fp32 exact, ch32 {preset}", seconds, wall, peak)
+    if "main" in rows:
+        ref_out = cache / "out_ref"
+        ref_wall, ref_peak = run_child([sys.executable, str(ROOT / "benchmarks" / "reference_job.py"), str(weights),
+                                        str(PRESETS / f"{preset}.json"), "10", str(ref_out), str(song)])
+        result.append(Row(f"reference (RVC path), ch32 {preset}", seconds, ref_wall, ref_peak, None, ref_wall))
+        fp32.baseline_wall_s = ref_wall
+        fp32.snr_db = float("inf")
+        result.append(fp32)
+        for precision in ("bf16",):
+            out = cache / f"out_{precision}"
+            wall, peak = run_child(uvr_separate([song], weights, preset, out, "--precision", precision))
+            result.append(Row(f"uvr {precision}, ch32 {preset}", seconds, wall, peak, stem_snr(exact, out), ref_wall))
+    if "batch" in rows:
+        for batch in (2, 4):
+            out = cache / f"out_b{batch}"
+            wall, peak = run_child(uvr_separate([song], weights, preset, out, "--batch-size", str(batch)))
+            result.append(Row(f"uvr fp32 batch {batch}, ch32", seconds, wall, peak, stem_snr(exact, out),
+                              fp32.baseline_wall_s))
+    if "families" in rows:
+        for kind in ("ch16", "nout48"):
+            w, p = make_checkpoint(cache, kind)
+            ref_dir = cache / f"out_{kind}_fp32"
+            wall, peak = run_child(uvr_separate([song], w, p, ref_dir))
+            result.append(Row(f"uvr fp32, {kind} {p}", seconds, wall, peak, float("inf")))
+            out = cache / f"out_{kind}_bf16"
+            wall, peak = run_child(uvr_separate([song], w, p, out, "--precision", "bf16"))
+            result.append(Row(f"uvr bf16, {kind} {p}", seconds, wall, peak, stem_snr(ref_dir, out)))
+    return result
+
+
+def long_rows(cache: Path, minutes: float) -> list[Row]:
+    """Peak memory must not grow with the length: 1 minute against `minutes` minutes, ch16 (cheapest net)."""
+    weights, preset = make_checkpoint(cache, "ch16")
+    rows = []
+    for length in (60.0, minutes * 60):
+        song = song_excerpt(cache, length)
+        wall, peak = run_child(uvr_separate([song], weights, preset, cache / "out_long"))
+        rows.append(Row(f"uvr fp32, ch16, {length / 60:g} min input", length, wall, peak))
+    return rows
+
+
+def clip_rows(cache: Path, clips: int, reference_clips: int) -> list[Row]:
+    """The dataset-building case: many 3 s clips. The reference runs once per file (a process each)."""
+    weights, preset = make_checkpoint(cache, "ch16")
+    folder = cache / f"clips_{clips}"
+    if not folder.exists():
+        folder.mkdir()
+        audio, rate = sf.read(SONG, dtype="float32")
+        for i in range(clips):
+            start = (i * 3 * rate) % (len(audio) - 3 * rate)
+            sf.write(folder / f"clip{i:04d}.wav", audio[start : start + 3 * rate], rate, subtype="PCM_16")
+    files = sorted(folder.glob("*.wav"))
+    ref_wall = 0.0
+    ref_peak = 0.0
+    for path in files[:reference_clips]:
+        wall, peak = run_child([sys.executable, str(ROOT / "benchmarks" / "reference_job.py"), str(weights),
+                                str(PRESETS / f"{preset}.json"), "10", str(cache / "out_clips_ref"), str(path)])
+        ref_wall += wall
+        ref_peak = max(ref_peak, peak)
+    per_clip = ref_wall / len(files[:reference_clips])
+    rows = [Row(f"reference once per file, {clips} x 3 s (timed {reference_clips})", 3.0 * clips, per_clip * clips,
+                ref_peak, None, per_clip * clips)]
+    wall, peak = run_child(uvr_separate([folder], weights, preset, cache / "out_clips"))
+    rows.append(Row(f"uvr one run over the folder, {clips} x 3 s", 3.0 * clips, wall, peak, None, per_clip * clips))
+    return rows
+
+
+def table(rows: list[Row]) -> str:
+    lines = ["| run | audio s | wall s | realtime factor | speed vs reference | peak RSS MB | SNR vs fp32 dB |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        snr_text = "-" if r.snr_db is None else ("exact" if r.snr_db == float("inf") else f"{r.snr_db:.1f}")
+        lines.append(f"| {r.name} | {r.audio_s:g} | {r.wall_s:.1f} | {r.rtf:.3f} | {r.speedup} | {r.peak_mb:.0f} | "
+                     f"{snr_text} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--long-minutes", type=float, default=10)
+    ap.add_argument("--clips", type=int, default=200)
+    ap.add_argument("--reference-clips", type=int, default=20, help="clips the reference is timed on (extrapolated)")
+    ap.add_argument("--rows", default="main,families,batch,long,clips")
+    ap.add_argument("--cache", default=None, help="folder for weights, inputs and outputs (default: a temp dir)")
+    ap.add_argument("--markdown", default=None, help="also write the table to this file")
+    args = ap.parse_args()
+    rows_wanted = set(args.rows.split(","))
+    cache = Path(args.cache or tempfile.mkdtemp(prefix="uvr-bench-"))
+    cache.mkdir(parents=True, exist_ok=True)
+    rows: list[Row] = []
+    if rows_wanted & {"main", "families", "batch"}:
+        rows += main_rows(cache, args.seconds, rows_wanted)
+    if "long" in rows_wanted:
+        rows += long_rows(cache, args.long_minutes)
+    if "clips" in rows_wanted:
+        rows += clip_rows(cache, args.clips, args.reference_clips)
+    header = (f"{date.today()} on {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+              f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    text = f"{header}\n\n{table(rows)}\n"
+    print(text)
+    if args.markdown:
+        Path(args.markdown).write_text(text)
+
+
+if __name__ == "__main__":
+    main()
