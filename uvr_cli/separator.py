@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 from uvr_cli import spectral
-from uvr_cli.audio_io import read_audio, write_audio
+from uvr_cli.audio_io import output_subtype, read_audio, write_audio
 from uvr_cli.checkpoint import load_network
-from uvr_cli.errors import ModelError, UsageError
+from uvr_cli.errors import AudioError, ModelError, UsageError
 from uvr_cli.inference import count_windows, mask_silence, predict_mask
 from uvr_cli.nets import Aggressiveness, CascadedNetSpec
 from uvr_cli.presets import BandPreset, load_preset
@@ -244,9 +244,13 @@ class Separator:
         rate = {"input": audio.sample_rate, "model": self.preset.sr}.get(sample_rate, sample_rate)
         if not isinstance(rate, int) or rate <= 0:
             raise UsageError(f"--sample-rate {sample_rate!r}: use input, model or a rate in Hz")
+        depth = bit_depth if bit_depth is not None else default_bit_depth(fmt, audio.subtype)
+        try:  # before the separation: e.g. mp3 cannot store this input's rate
+            output_subtype(fmt, depth, rate, min(audio.samples.shape[1], 2))
+        except UsageError as exc:
+            raise AudioError(f"{'<stdin>' if source == '-' else source}: {exc}") from None
         stems = self.separate(audio.samples, audio.sample_rate, stems=list(outputs), output_rate=rate,
                               on_progress=on_progress)
-        depth = bit_depth if bit_depth is not None else default_bit_depth(fmt, audio.subtype)
         for stem, dest in outputs.items():
             report = write_audio(dest, stems[stem], rate, fmt, depth)
             result.outputs[stem] = dest
@@ -308,13 +312,10 @@ def fit_length(wave: np.ndarray, length: int) -> np.ndarray:
 
 
 def resolve_model_path(model: str | os.PathLike | None) -> Path:
-    """A path to a weight file (the bundled default model when None)."""
-    if model is None:
-        raise UsageError("no model given and no bundled default model is installed yet: pass -m WEIGHTS.pth")
-    path = Path(model).expanduser()
-    if not path.is_file():
-        raise ModelError(f"{path}: no such model file")
-    return path
+    """A path to a weight file: a path, a catalogue or cache name (`uvr models`), or the bundled default for None."""
+    from uvr_cli.catalog import resolve_model
+
+    return resolve_model(model)
 
 
 def _load(path: Path, params: str | os.PathLike | None):

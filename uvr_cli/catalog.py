@@ -1,0 +1,341 @@
+"""Known UVR5 VR models, the local model cache, and downloading into it.
+
+This is the only module of uvr that opens network connections, and it does so only for `uvr models download`.
+The catalogue is data (the "models" list of models/registry.json); `UVR_CATALOG` names another JSON file with a
+"models" list to use instead (a mirror, or a test server). Downloads go to a `.part` file beside the destination,
+resume it with an HTTP Range request, are checked against the UVR hash (when known) and only then renamed into
+place, so the cache never holds a file that has not been checked.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from http.client import HTTPException
+from importlib import resources
+from pathlib import Path
+
+from uvr_cli import __version__
+from uvr_cli.errors import ModelError, UsageError, UvrError
+
+CATALOG_ENV = "UVR_CATALOG"
+CACHE_ENV = "UVR_MODEL_DIR"
+TIMEOUT_S = 30.0
+"""Seconds without any data before a download gives up (it can then be resumed)."""
+_CHUNK = 1 << 20
+_HASH = re.compile(r"^[0-9a-f]{32}$")
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save's zip format, or the legacy pickle format
+_HASH_TAIL_BYTES = 10_000 * 1024
+
+
+@lru_cache(maxsize=1)
+def _shipped() -> dict:
+    """models/registry.json, read here rather than through uvr_cli.registry, which imports torch."""
+    return json.loads((resources.files("uvr_models") / "registry.json").read_text(encoding="utf-8"))
+
+
+def uvr_hash(path: Path) -> str:
+    """UVR's model hash (checkpoint.uvr_model_hash without importing torch): md5 of the last 10,000 KiB."""
+    with path.open("rb") as handle:
+        handle.seek(max(0, os.fstat(handle.fileno()).st_size - _HASH_TAIL_BYTES))
+        return hashlib.md5(handle.read()).hexdigest()
+
+
+class DownloadError(UvrError):
+    """A download that failed; the message says whether running the command again resumes it."""
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One known weight file: where to get it and what it is (None where the sources do not say)."""
+
+    name: str
+    file: str
+    url: str
+    uvr_hash: str | None
+    family: str | None  # "CascadedASPPNet" or "CascadedNet"
+    capacity: str | None  # e.g. "ch32, 5 ASPP branches" or "nout 48, nout_lstm 128"
+    params: str | None  # band preset name
+    primary_stem: str | None  # UVR's label for what the mask keeps, e.g. "Instrumental", "No Echo"
+    size_bytes: int | None
+    source: str  # where the facts above come from
+
+
+def _entry(raw: object, where: str) -> CatalogEntry:
+    """Validate one catalogue record; a bad record is a one-line error naming the catalogue and the field."""
+    if not isinstance(raw, dict):
+        raise UsageError(f"{where}: each model must be a JSON object")
+    label = f"{where}: model {raw.get('name')!r}"
+    for key in ("name", "file", "url"):
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            raise UsageError(f"{label}: '{key}' must be a non-empty string")
+    if Path(raw["file"]).name != raw["file"] or raw["file"] in (".", ".."):
+        raise UsageError(f"{label}: 'file' must be a plain file name, not {raw['file']!r}")
+    if urllib.parse.urlsplit(raw["url"]).scheme not in ("http", "https"):
+        raise UsageError(f"{label}: 'url' must be an http or https URL")
+    uvr_hash = raw.get("uvr_hash")
+    if uvr_hash is not None and not (isinstance(uvr_hash, str) and _HASH.match(uvr_hash)):
+        raise UsageError(f"{label}: 'uvr_hash' must be 32 lower-case hex digits or null")
+    size = raw.get("size_bytes")
+    if size is not None and not (isinstance(size, int) and size > 0):
+        raise UsageError(f"{label}: 'size_bytes' must be a positive integer or null")
+    text = {key: raw.get(key) for key in ("family", "capacity", "params", "primary_stem")}
+    for key, value in text.items():
+        if value is not None and not isinstance(value, str):
+            raise UsageError(f"{label}: '{key}' must be a string or null")
+    return CatalogEntry(name=raw["name"], file=raw["file"], url=raw["url"], uvr_hash=uvr_hash, size_bytes=size,
+                        source=str(raw.get("source", "")), **text)
+
+
+def load_catalog() -> list[CatalogEntry]:
+    """The catalogue: the file named by UVR_CATALOG, else the shipped registry's "models" list."""
+    override = os.environ.get(CATALOG_ENV)
+    if override:
+        try:
+            data = json.loads(Path(override).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"{CATALOG_ENV}={override}: cannot read the catalogue ({exc})") from None
+        where = override
+    else:
+        data, where = _shipped(), "models/registry.json"
+    models = data.get("models") if isinstance(data, dict) else None
+    if not isinstance(models, list):
+        raise UsageError(f"{where}: needs a \"models\" list")
+    entries = [_entry(raw, where) for raw in models]
+    seen: set[str] = set()
+    for entry in entries:
+        for key in {entry.name.lower(), entry.file.lower()}:
+            if key in seen:
+                raise UsageError(f"{where}: {key!r} names two models")
+            seen.add(key)
+    return entries
+
+
+def cache_dir() -> Path:
+    """Where downloaded models live: UVR_MODEL_DIR, else the platform's per-user cache folder + 'uvr'."""
+    override = os.environ.get(CACHE_ENV)
+    if override:
+        return Path(override).expanduser()
+    home = Path.home()
+    if sys.platform == "win32":
+        return Path(os.environ.get("LOCALAPPDATA") or home / "AppData" / "Local") / "uvr" / "cache"
+    if sys.platform == "darwin":
+        return home / "Library" / "Caches" / "uvr"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg and os.path.isabs(xdg) else home / ".cache") / "uvr"
+
+
+def bundled_default() -> Path:
+    """The path the bundled default model has when it is installed (the registry's "bundled_default" file)."""
+    name = _shipped().get("bundled_default") or "default.pth"
+    return Path(str(resources.files("uvr_models") / name))
+
+
+def find(name: str, entries: list[CatalogEntry] | None = None) -> CatalogEntry | None:
+    """The catalogue entry whose name or file name is `name` (case-insensitive, '.pth' optional)."""
+    wanted = name.lower()
+    for entry in entries if entries is not None else load_catalog():
+        if wanted in (entry.name.lower(), entry.file.lower(), Path(entry.file).stem.lower()):
+            return entry
+    return None
+
+
+def resolve_model(model: str | os.PathLike | None) -> Path:
+    """A weight file from -m: a path, a catalogue name or a file name in the cache; None = the bundled default."""
+    if model is None:
+        default = bundled_default()
+        if default.is_file():
+            return default
+        raise UsageError("no model given and no bundled default model is installed: pass -m WEIGHTS.pth, "
+                         "or -m NAME for a model from `uvr models`")
+    path = Path(model).expanduser()
+    if path.is_file():
+        return path
+    text = os.fspath(model)
+    folder = cache_dir()
+    entry = find(text) if os.sep not in text and "/" not in text else None
+    candidates = [folder / entry.file] if entry else []
+    if path.name == text:  # a bare file name: look in the cache too
+        candidates += [folder / text, folder / f"{text}.pth"]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    if entry:
+        raise ModelError(f"{text}: model not downloaded yet; run `uvr models download {entry.name}`")
+    raise ModelError(f"{text}: no such model file, and no model of that name in the catalogue or in {folder} "
+                     "(`uvr models` lists them)")
+
+
+def check_file(path: Path, entry: CatalogEntry) -> str:
+    """Verify a downloaded file against the catalogue; returns how it was checked. Raises DownloadError."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if not head.startswith(_TORCH_MAGIC):
+        raise DownloadError(f"{entry.name}: the download is not a PyTorch weight file (it starts with {head!r})")
+    if entry.size_bytes is not None and size != entry.size_bytes:
+        raise DownloadError(f"{entry.name}: the download has {size} bytes, the catalogue says {entry.size_bytes}")
+    if entry.uvr_hash is None:
+        return "unverified (no hash is known for this file)"
+    actual = uvr_hash(path)
+    if actual != entry.uvr_hash:
+        raise DownloadError(f"{entry.name}: hash mismatch: the download's UVR hash is {actual}, "
+                            f"the catalogue expects {entry.uvr_hash}")
+    return f"UVR hash {actual}"
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    """The outcome of `download`: where the file is and how it was checked."""
+
+    path: Path
+    status: str  # "downloaded", "resumed" or "cached"
+    verified: str
+
+
+def download(entry: CatalogEntry, folder: Path | None = None, *, progress: bool = False) -> Downloaded:
+    """Fetch `entry` into `folder` (default: the cache), resuming a `.part` file; verify; rename into place.
+
+    A file that fails verification is deleted (the next run starts afresh); an interrupted transfer keeps its
+    `.part` file so that the next run resumes it.
+    """
+    folder = folder or cache_dir()
+    dest = folder / entry.file
+    if dest.is_file():
+        return Downloaded(dest, "cached", check_file(dest, entry))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DownloadError(f"cannot create the model cache {folder}: {exc.strerror or exc}") from None
+    part = dest.with_name(dest.name + ".part")
+    resumed = _fetch(entry, part, progress)
+    try:
+        verified = check_file(part, entry)
+    except DownloadError as exc:
+        part.unlink(missing_ok=True)
+        raise DownloadError(f"{exc}; the download was deleted") from None
+    os.replace(part, dest)
+    return Downloaded(dest, "resumed" if resumed else "downloaded", verified)
+
+
+def _fetch(entry: CatalogEntry, part: Path, progress: bool) -> bool:
+    """Download entry.url into `part`, continuing from its current length; True when a resume was accepted."""
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(entry.url, headers={"User-Agent": f"uvr/{__version__}"})
+    if have:
+        request.add_header("Range", f"bytes={have}-")
+    host = urllib.parse.urlsplit(entry.url).netloc
+    try:
+        response = urllib.request.urlopen(request, timeout=TIMEOUT_S)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        if exc.code == 416 and have:
+            total = re.search(r"/(\d+)$", exc.headers.get("Content-Range", ""))
+            if total and int(total.group(1)) == have:
+                return True  # the part file is already complete
+            part.unlink()
+            return _fetch(entry, part, progress)
+        raise DownloadError(f"{entry.name}: HTTP {exc.code} {exc.reason} from {entry.url}") from None
+    except urllib.error.URLError as exc:
+        raise DownloadError(f"{entry.name}: cannot reach {host}: {getattr(exc.reason, 'strerror', None) or exc.reason}"
+                            ) from None
+    except (OSError, HTTPException) as exc:
+        raise DownloadError(f"{entry.name}: cannot reach {host}: {exc}") from None
+    with response:
+        resumed = bool(have) and response.status == 206 and _range_start(response) == have
+        if not resumed:
+            have = 0  # the server sent the whole file (no Range support): start over
+        length = response.headers.get("Content-Length")
+        total = have + int(length) if length and length.isdigit() else None
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024, desc=entry.file,
+                       file=sys.stderr, leave=False)
+        try:
+            with part.open("ab" if resumed else "wb") as out:
+                while chunk := response.read(_CHUNK):
+                    out.write(chunk)
+                    if bar is not None:
+                        bar.update(len(chunk))
+        except (OSError, HTTPException) as exc:
+            got = part.stat().st_size if part.exists() else 0
+            raise DownloadError(f"{entry.name}: download interrupted after {got} bytes ({exc or type(exc).__name__}); "
+                                "run the command again to resume") from None
+        finally:
+            if bar is not None:
+                bar.close()
+    got = part.stat().st_size
+    if total is not None and got < total:
+        raise DownloadError(f"{entry.name}: the connection closed after {got} of {total} bytes; "
+                            "run the command again to resume")
+    return resumed
+
+
+def _range_start(response: object) -> int | None:
+    """The first byte of a 206 response's Content-Range ('bytes START-END/TOTAL')."""
+    match = re.match(r"bytes (\d+)-", response.headers.get("Content-Range", ""))  # type: ignore[attr-defined]
+    return int(match.group(1)) if match else None
+
+
+def describe_model(path: Path) -> dict:
+    """What `uvr info` reports: architecture and capacity from the shapes, hash, registry match, preset, stem."""
+    from uvr_cli.checkpoint import detect_spec, read_state_dict
+    from uvr_cli.nets import CascadedNetSpec
+    from uvr_cli.presets import load_preset
+    from uvr_cli.registry import identify
+
+    state = read_state_dict(path)
+    spec = detect_spec(state)
+    if isinstance(spec, CascadedNetSpec):
+        family, capacity = "CascadedNet", {"nout": spec.nout, "nout_lstm": spec.nout_lstm}
+    else:
+        family, capacity = "CascadedASPPNet", {"ch": spec.ch, "aspp_branches": spec.branches, "enc5": spec.enc5}
+    identity = identify(path, family == "CascadedNet", getattr(spec, "bins", None))
+    bins, bins_from = getattr(spec, "bins", None), "weights (LSTM input size)"
+    if bins is None and identity.params:
+        bins, bins_from = load_preset(identity.params).bins, "preset"
+    if bins is None:
+        bins_from = None  # a CascadedASPPNet does not record it and no preset is known
+    by_hash = [e for e in load_catalog() if e.uvr_hash == identity.uvr_hash]
+    return {
+        "path": str(path),
+        "size_bytes": path.stat().st_size,
+        "family": family,
+        "capacity": capacity,
+        "bins": bins,
+        "bins_from": bins_from,
+        "uvr_hash": identity.uvr_hash,
+        "recognised_by": identity.how if identity.params else None,
+        "catalogue_name": by_hash[0].name if by_hash else None,
+        "preset": identity.params,
+        "primary_stem": identity.primary_stem if identity.params else None,
+        "mask_estimates": ("vocals" if identity.primary_is_vocals else "instrumental") if identity.params else None,
+    }
+
+
+def listing() -> dict:
+    """What `uvr models` shows: the bundled model, every catalogue entry, and other .pth files in the cache."""
+    folder = cache_dir()
+    entries = load_catalog()
+    default = bundled_default()
+    rows = [{"name": "default", "file": default.name, "bundled": True, "installed": default.is_file(),
+             "path": str(default) if default.is_file() else None}]
+    known = set()
+    for entry in entries:
+        cached = (folder / entry.file).is_file()
+        known.add(entry.file)
+        rows.append({**asdict(entry), "cached": cached, "path": str(folder / entry.file) if cached else None})
+    if folder.is_dir():
+        for extra in sorted(p for p in folder.glob("*.pth") if p.is_file() and p.name not in known):
+            rows.append({"name": extra.stem, "file": extra.name, "cached": True, "path": str(extra),
+                         "size_bytes": extra.stat().st_size, "source": "found in the cache, not in the catalogue"})
+    return {"cache_dir": str(folder), "models": rows}
