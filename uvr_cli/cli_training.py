@@ -29,7 +29,7 @@ def eval_command(
     params: Optional[str] = typer.Option(None, "--params", help="Band preset of the model, for files the registry does not know."),
     primary: Optional[str] = typer.Option(None, "--primary", help="What the model's mask keeps, for unknown files: instrumental or vocals."),
     baseline: Optional[str] = typer.Option(None, "--baseline", help="Score a fixed estimate instead of a model: 'half' (half the mixture)."),
-    agg: float = typer.Option(0, "--agg", help="Aggressiveness used for separation (0: the plain mask)."),
+    agg: float = typer.Option(10, "--agg", help="Aggressiveness used for separation (10: uvr separate's default)."),
     max_clips: Optional[int] = typer.Option(None, "--max-clips", help="Score at most N clips per folder, spread evenly (quick checks)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (clips and means) instead of a table."),
     threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0: torch's default)."),
@@ -70,10 +70,77 @@ def eval_command(
         print(json.dumps(report), flush=True)
 
 
+def train_command(
+    dataset: str = typer.Argument(..., help="Data set folder with train/{mixtures,instruments[,vocals]} and validation/ (from uvr dataset synth)."),
+    out: str = typer.Option("checkpoints/run", "-o", "--out", help="Run folder: state.pt, best.pth, last.pth, log.jsonl. An existing run there is continued."),
+    preset: str = typer.Option("4band_v2", "--preset", help="Band preset the model is trained on."),
+    arch: str = typer.Option("aspp", "--arch", help="aspp (CascadedASPPNet, UVR v5) or cascaded (CascadedNet, v5.1)."),
+    ch: int = typer.Option(16, "--ch", help="Width: ASPP ch (16, 32, 64) or CascadedNet nout."),
+    batch: int = typer.Option(4, "--batch", help="Patches per step."),
+    cropsize: int = typer.Option(256, "--cropsize", help="Frames per patch (a multiple of 16)."),
+    lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate."),
+    epoch_steps: int = typer.Option(100, "--epoch-steps", help="Steps per epoch; each epoch ends with validation."),
+    max_steps: int = typer.Option(0, "--max-steps", help="Stop at this total step count (0: no limit)."),
+    max_minutes: float = typer.Option(0, "--max-minutes", help="Stop after this many minutes of this run (0: no limit)."),
+    save_every: int = typer.Option(20, "--save-every", help="Save the resumable state every N steps."),
+    mixup_rate: float = typer.Option(0.25, "--mixup-rate", help="Share of patches mixed up with another one."),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 autocast) or fp32."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA if present), cpu, cuda, cuda:N."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    validate: bool = typer.Option(True, "--validate/--no-validate", help="Score each epoch on DATASET/validation."),
+    threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0: torch's default)."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
+) -> None:
+    """Train a VR model; Ctrl-C saves the state, and the same command continues from it."""
+    from uvr_cli.train import TrainConfig, train
+
+    _threads(threads)
+    cfg = TrainConfig(dataset=dataset, out=out, preset=preset, arch=arch, ch=ch, batch=batch, cropsize=cropsize, lr=lr,
+                      epoch_steps=epoch_steps, max_steps=max_steps, max_minutes=max_minutes, save_every=save_every,
+                      mixup_rate=mixup_rate, precision=precision, device=device, seed=seed, validate=validate)
+    result = train(cfg, log=_say, progress=not quiet and sys.stderr.isatty())
+    print(json.dumps(result), flush=True)
+    if result.get("stopped_by_signal"):
+        raise typer.Exit(128 + result["stopped_by_signal"])
+
+
+def synth_command(
+    out: str = typer.Argument(..., help="Output folder (train/, validation/ and CREDITS.md are written there)."),
+    hours: float = typer.Option(1.0, "--hours", help="Hours of training songs to generate."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same data set."),
+    voices: str = typer.Option("../shared/audio/cc-by-vocals", "--voices", help="Folder with the CC BY singing clips (training and validation voices)."),
+    soundfont: Optional[str] = typer.Option(None, "--soundfont", help="General MIDI .sf2 (default: FluidR3_GM, else TimGM6mb)."),
+    song_seconds: float = typer.Option(30.0, "--song-seconds", help="Length of each generated song."),
+    espeak: bool = typer.Option(True, "--espeak/--no-espeak", help="Also make espeak-ng voices sing."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
+) -> None:
+    """Generate songs with separate vocal and instrumental stems (fluidsynth accompaniment, WORLD-resynthesised voices)."""
+    from uvr_cli.dataset import synthesise_dataset
+
+    bar = None
+    if not quiet and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(unit="song", file=sys.stderr, desc="songs")
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.update(1)
+
+    summary = synthesise_dataset(out, hours, seed, voices, soundfont=soundfont, song_seconds=song_seconds,
+                                 use_espeak=espeak, on_song=progress)
+    if bar is not None:
+        bar.close()
+    print(json.dumps(summary), flush=True)
+
+
 def register(app: typer.Typer) -> None:
     """Add `eval`, `train` and `dataset` to the main app."""
     app.command("eval")(_guarded(eval_command))
+    app.command("train")(_guarded(train_command))
     app.add_typer(dataset_app, name="dataset")
+    dataset_app.command("synth")(_guarded(synth_command))
 
 
 def _guarded(command):

@@ -1,0 +1,105 @@
+"""uvr train: a seconds-long run on tiny generated stems, resuming, stopping on a signal, and loading the result."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from conftest import run_uvr
+from uvr_cli.train import TrainConfig, band_pyramid, loss_fn, train
+from uvr_cli import spectral
+from uvr_cli.presets import load_preset
+
+RATE = 44100
+
+
+def _stems(seconds: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A chord 'instrumental' and a gliding harmonic 'voice', (n, 2) each."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * RATE)) / RATE
+    inst = sum(0.1 * np.sin(2 * np.pi * f * t) for f in rng.uniform(100, 600, 3))
+    f0 = rng.uniform(200, 400) * (1 + 0.05 * np.sin(2 * np.pi * 5 * t))
+    phase = 2 * np.pi * np.cumsum(f0) / RATE
+    voice = sum(0.1 / k * np.sin(k * phase) for k in range(1, 6))
+    stereo = lambda x: np.stack([x, 0.9 * x], axis=1).astype(np.float32)  # noqa: E731
+    return stereo(inst), stereo(voice)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    for split, count, seconds in (("train", 2, 1.5), ("validation", 1, 1.0)):
+        for i in range(count):
+            inst, voc = _stems(seconds, seed=i + 10 * (split == "validation"))
+            for kind, wave in (("instruments", inst), ("vocals", voc), ("mixtures", inst + voc)):
+                (root / split / kind).mkdir(parents=True, exist_ok=True)
+                sf.write(root / split / kind / f"{i:04d}.flac", wave, RATE, subtype="PCM_24")
+    return root
+
+
+def _config(dataset: Path, out: Path, **changes) -> TrainConfig:
+    base = dict(dataset=str(dataset), out=str(out), cropsize=32, batch=2, epoch_steps=2, save_every=1, seed=3)
+    return TrainConfig(**{**base, **changes})
+
+
+def test_band_pyramid_matches_the_separation_path() -> None:
+    preset = load_preset("4band_v2")
+    wave = np.random.default_rng(0).standard_normal((2, 31 * preset.top.hl)).astype(np.float32) * 0.1
+    ours = band_pyramid(wave, preset)
+    reference = spectral.analyse(wave, RATE, preset, keep_high_end=False).spec
+    assert ours.shape == reference.shape == (2, preset.bins + 1, 32)
+    np.testing.assert_allclose(np.abs(ours), np.abs(reference), atol=1e-4)
+
+
+def test_loss_weights_main_and_aux_outputs() -> None:
+    y = torch.zeros(1, 2, 4, 4)
+    outputs = (torch.ones_like(y), torch.full_like(y, 2.0), torch.full_like(y, 4.0))
+    assert loss_fn(outputs, y).item() == pytest.approx(0.8 + 0.1 * 2 + 0.1 * 4)
+
+
+def test_train_resume_and_load_with_separate(dataset: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    run = tmp_path / "run"
+    logs: list[str] = []
+    first = train(_config(dataset, run, max_steps=2), log=logs.append, progress=False)
+    assert first["step"] == 2 and "val_si_sdr" in first
+    assert {"state.pt", "best.pth", "last.pth", "log.jsonl"} <= {p.name for p in run.iterdir()}
+    before = torch.load(run / "state.pt", weights_only=False)["model"]["out.weight"].clone()
+    second = train(_config(dataset, run, max_steps=3, validate=False), log=logs.append, progress=False)
+    assert second["step"] == 3 and any("resuming" in line for line in logs)
+    after = torch.load(run / "state.pt", weights_only=False)
+    assert after["step"] == 3 and not torch.equal(after["model"]["out.weight"], before)
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert records[0]["epoch"] == 1
+
+    state = torch.load(run / "best.pth", weights_only=True)
+    assert state["out.weight"].dtype == torch.float16 and state["out.weight"].shape == (2, 32, 1, 1)
+    song = tmp_path / "song.wav"
+    inst, voc = _stems(1.0, seed=7)
+    sf.write(song, inst + voc, RATE)
+    done = run_uvr("separate", str(song), "-m", str(run / "best.pth"), "--params", "4band_v2", "-o", str(tmp_path),
+                   "--json", "-q")
+    assert done.returncode == 0, done.stderr.decode()
+    outputs = json.loads(done.stdout)["outputs"]
+    for path in outputs.values():
+        audio, rate = sf.read(path)
+        assert rate == RATE and audio.shape == (RATE, 2)
+
+
+def test_signal_saves_state_and_stops(dataset: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    run = tmp_path / "run"
+
+    def interrupt(line: str) -> None:  # the first epoch's log line: as if Ctrl-C came during step 2
+        os.kill(os.getpid(), signal.SIGINT)
+
+    result = train(_config(dataset, run, max_steps=10, epoch_steps=1, save_every=100, validate=False),
+                   log=interrupt, progress=False)
+    assert result["stopped_by_signal"] == signal.SIGINT and result["step"] == 1
+    assert torch.load(run / "state.pt", weights_only=False)["step"] == 1
