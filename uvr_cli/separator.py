@@ -235,6 +235,12 @@ class Separator:
         files = [p for p in outputs.values() if p != "-"]
         if skip_existing and files and len(files) == len(outputs) and all(Path(p).exists() for p in files):
             return FileResult(input=source, status="skipped", outputs=dict(outputs), wall_s=time.perf_counter() - start)
+        from uvr_cli import streaming  # a long file from disk to disk goes in blocks (same result, bounded memory)
+
+        streamed = streaming.separate_file(self, source, outputs, fmt=fmt, bit_depth=bit_depth,
+                                           sample_rate=sample_rate, on_progress=on_progress)
+        if streamed is not None:
+            return streamed
         audio = read_audio(source)
         result = FileResult(input=source, status="ok", duration_s=audio.samples.shape[0] / audio.sample_rate)
         if audio.nonfinite_replaced:

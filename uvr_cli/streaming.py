@@ -30,7 +30,7 @@ import scipy.signal
 import torch
 
 from uvr_cli import spectral
-from uvr_cli.audio_io import BlockReader, open_block_reader, open_block_writer
+from uvr_cli.audio_io import BlockReader, open_block_reader, open_block_writer, output_subtype
 from uvr_cli.inference import count_windows, window_layout
 from uvr_cli.presets import BandPreset
 from uvr_cli.resample import resample, resampled_length
@@ -610,7 +610,7 @@ def separate_file(
     None when: standard input or output is involved, libsndfile cannot read the file (ffmpeg will), the preset or
     post-processing needs the whole song, or the song is shorter than `min_seconds` (default: one block).
     """
-    from uvr_cli.errors import UsageError
+    from uvr_cli.errors import AudioError, UsageError
     from uvr_cli.separator import FileResult, default_bit_depth, resampled_len
 
     if source == "-" or any(dest == "-" for dest in outputs.values()) or not can_stream(sep.preset, sep.post_process):
@@ -628,6 +628,10 @@ def separate_file(
         raise UsageError(f"--sample-rate {sample_rate!r}: use input, model or a rate in Hz")
     depth = bit_depth if bit_depth is not None else default_bit_depth(fmt, subtype)
     channels = 1 if channels_in == 1 else 2
+    try:  # before the separation, as the whole-file path does: e.g. mp3 cannot store this input's rate
+        output_subtype(fmt, depth, rate, channels)
+    except UsageError as exc:
+        raise AudioError(f"{source}: {exc}") from None
     frames_out = resampled_len(n_in, rate_in, rate)
 
     def open_reader() -> BlockReader:
