@@ -431,6 +431,9 @@ class BlockReader:
         self.close()
 
 
+_INEXACT_LENGTH_FORMATS = frozenset({"MPEG", "OGG"})  # libsndfile may only estimate their length: decode whole
+
+
 def open_block_reader(path: str | os.PathLike) -> BlockReader | None:
     """A BlockReader for a regular file libsndfile decodes, or None (stdin, pipes, formats for ffmpeg).
 
@@ -455,7 +458,7 @@ def open_block_reader(path: str | os.PathLike) -> BlockReader | None:
             handle.close()
             raise _read_error(name, f"the file is truncated (its header declares {declared} bytes "
                                     f"of audio, {present} are present)")
-    if handle.frames <= 0 or not handle.seekable():
+    if handle.frames <= 0 or not handle.seekable() or handle.format in _INEXACT_LENGTH_FORMATS:
         handle.close()
         return None
     return BlockReader(handle, name)
