@@ -91,8 +91,9 @@ class Conv2DBNActiv(nn.Module):
             activ(),
         )
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.conv(x)
+    def forward(self, *inputs: Tensor) -> Tensor:
+        """Several inputs are concatenated on channels first (the decoders pass the upsampled map and the skip)."""
+        return self.conv(inputs[0] if len(inputs) == 1 else torch.cat(inputs, dim=1))
 
 
 class SeparableConv2DBNActiv(nn.Module):
@@ -129,12 +130,13 @@ def crop_center(h1: Tensor, h2: Tensor) -> Tensor:
     return h1[:, :, :, start : start + w2]
 
 
-def _upsample_with_skip(x: Tensor, skip: Tensor | None) -> Tensor:
-    """The decoders' common first half: bilinear x2 upsampling, then the centre-cropped skip on channels."""
+def _upsample_with_skip(x: Tensor, skip: Tensor | None) -> tuple[Tensor, ...]:
+    """The decoders' common first half: bilinear x2 upsampling and the centre-cropped skip, to be concatenated
+    on channels by the conv block (kept apart so that inference can skip materialising the concatenation)."""
     x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
     if skip is None:
-        return x
-    return torch.cat([x, crop_center(skip, x)], dim=1)
+        return (x,)
+    return x, crop_center(skip, x)
 
 
 def _pooled_branch(conv: nn.Module, x: Tensor) -> Tensor:
@@ -166,7 +168,7 @@ class DecoderV4(nn.Module):
         self.conv = Conv2DBNActiv(nin, nout, ksize, 1, pad)
 
     def forward(self, x: Tensor, skip: Tensor | None = None) -> Tensor:
-        return self.conv(_upsample_with_skip(x, skip))
+        return self.conv(*_upsample_with_skip(x, skip))
 
 
 class ASPPModuleV4(nn.Module):
@@ -259,7 +261,7 @@ class DecoderV51(nn.Module):
         self.conv1 = Conv2DBNActiv(nin, nout, ksize, 1, pad)
 
     def forward(self, x: Tensor, skip: Tensor | None = None) -> Tensor:
-        return self.conv1(_upsample_with_skip(x, skip))
+        return self.conv1(*_upsample_with_skip(x, skip))
 
 
 class ASPPModuleV51(nn.Module):

@@ -1,0 +1,88 @@
+"""The window loop and the inference-time rewrites of the network (BatchNorm folding, concat-free decoders)."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from uvr_cli.checkpoint import load_network
+from uvr_cli.inference import mask_silence, predict_mask, prepare_for_inference, window_layout
+from uvr_cli.nets import Aggressiveness, AsppNetSpec, build_network
+
+
+def _randomise_batchnorm(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Non-trivial running statistics, so that folding them is really exercised."""
+    gen = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            n = module.num_features
+            module.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
+            module.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+            module.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
+            module.bias.data.copy_(torch.randn(n, generator=gen) * 0.1)
+    return model.eval()
+
+
+@pytest.mark.parametrize("branches", [5, 7])
+def test_prepared_aspp_net_gives_the_same_mask(branches):
+    torch.manual_seed(1)
+    model = _randomise_batchnorm(build_network(AsppNetSpec(ch=16, branches=branches), 64))
+    x = torch.rand(2, 2, 65, 272)
+    agg = Aggressiveness(0.1, 20)
+    with torch.inference_mode():
+        expected = model.predict_mask(x, agg)
+        fast = prepare_for_inference(copy.deepcopy(model), torch.device("cpu"))
+        got = fast.predict_mask(x.contiguous(memory_format=torch.channels_last), agg)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_prepared_cascadednet_gives_the_same_mask(cascadednet_weights):
+    model = load_network(cascadednet_weights, None).module
+    x = torch.rand(1, 2, 1025, 144)
+    with torch.inference_mode():
+        expected = model.predict_mask(x)
+        got = prepare_for_inference(copy.deepcopy(model), torch.device("cpu")).predict_mask(x)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("frames", [1, 255, 256, 257, 1000])
+def test_window_layout_covers_every_frame_once(frames):
+    left, right, roi = window_layout(frames, 512, 128)
+    assert (left, roi) == (128, 256)
+    n_windows = -(-frames // roi)
+    assert frames + left + right >= (n_windows - 1) * roi + 512
+
+
+class _ColumnModel:
+    """A fake network whose mask is half its input: any misplaced window shows up in the result."""
+
+    offset = 4
+
+    def predict_mask(self, x: torch.Tensor, aggressiveness=None) -> torch.Tensor:
+        return x[..., self.offset : -self.offset] * 0.5
+
+
+@pytest.mark.parametrize("tta", [False, True])
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_predict_mask_places_windows_exactly(tta, batch_size):
+    magnitude = np.random.default_rng(0).random((2, 9, 50)).astype(np.float32)
+    mask = predict_mask(_ColumnModel(), magnitude, window=16, tta=tta, batch_size=batch_size)
+    np.testing.assert_allclose(mask, magnitude * 0.5, rtol=1e-6)
+
+
+def test_mask_silence_returns_quiet_residue_with_fades():
+    mag = np.ones((2, 4, 300))
+    ref = np.full((2, 4, 300), 0.5)
+    ref[:, :, 100:250] = 0.1  # 150 quiet frames: longer than min_range
+    out = mask_silence(mag, ref)
+    np.testing.assert_array_equal(out[:, :, :100], 1.0)
+    np.testing.assert_allclose(out[:, :, 140:210], 1.1)
+    assert 1.0 < out[0, 0, 110] < 1.1 and 1.0 < out[0, 0, 240] < 1.1
+
+
+def test_mask_silence_without_quiet_frames_changes_nothing():
+    mag = np.ones((2, 4, 100))
+    np.testing.assert_array_equal(mask_silence(mag, np.ones((2, 4, 100))), mag)
