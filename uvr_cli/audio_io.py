@@ -179,8 +179,9 @@ def _ffmpeg_fallback(path: str, name: str, sf_reason: str, ffmpeg: str | None) -
     except OSError as exc:
         raise _read_error(name, f"cannot run {executable}: {exc.strerror or exc}") from None
     if done.returncode != 0:
-        lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        cause = lines[-1].replace(input_arg + ": ", "") if lines else f"exit status {done.returncode}"
+        # The name is removed before splitting: a line break in it would otherwise leave half of it as the cause.
+        lines = done.stderr.decode("utf-8", "replace").replace(input_arg + ": ", "").strip().splitlines()
+        cause = lines[-1] if lines else f"exit status {done.returncode}"
         raise _read_error(name, f"not a readable audio file (soundfile: {sf_reason}; ffmpeg: {cause})")
     try:
         with sf.SoundFile(io.BytesIO(done.stdout)) as handle:
@@ -331,22 +332,28 @@ def _write_file(path: Path, encode: Callable[[BinaryIO], WriteReport]) -> WriteR
     except OSError as exc:
         raise _write_error(name, f"cannot create folder '{path.parent}': {exc.strerror or exc}") from None
     temp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.uvr-tmp")
-    created = False
     try:
         with open(temp, "xb") as raw:  # 'x': never an existing file; unlike mkstemp, the umask sets the mode
-            created = True
             report = encode(raw)
         os.replace(temp, path)
         return report
     except BaseException as exc:
-        if created:
-            try:
-                os.unlink(temp)
-            except OSError:
-                pass  # already gone, or its folder is: nothing is left to clean
+        _remove_temporary(temp)
         if isinstance(exc, (OSError, sf.LibsndfileError)):
             raise _write_error(name, _write_reason(exc)) from None
         raise
+
+
+def _remove_temporary(temp: Path) -> None:
+    """Remove a writer's temporary file if it exists.
+
+    Tried even when open() seemed not to return: a signal (Ctrl-C, SIGTERM) can arrive after the file was
+    created and before the writer knew it, and the name is ours alone (pid and random part).
+    """
+    try:
+        os.unlink(temp)
+    except OSError:
+        pass  # never created, already gone, or its folder is: nothing is left to clean
 
 
 def _write_stdout(encode: Callable[[BinaryIO], WriteReport]) -> WriteReport:
@@ -515,10 +522,8 @@ def open_block_writer(dest: str | os.PathLike, sample_rate: int, channels: int, 
     except OSError as exc:
         raise _write_error(name, f"cannot create folder '{path.parent}': {exc.strerror or exc}") from None
     temp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.uvr-tmp")
-    created = False
     try:
         with open(temp, "xb") as raw:
-            created = True
             sink = _ErrorKeepingFile(raw)
             try:
                 with sf.SoundFile(sink, "w", sample_rate, channels, subtype, format=container) as out:
@@ -530,11 +535,7 @@ def open_block_writer(dest: str | os.PathLike, sample_rate: int, channels: int, 
             sink.check()
         os.replace(temp, path)
     except BaseException as exc:
-        if created:
-            try:
-                os.unlink(temp)
-            except OSError:
-                pass
+        _remove_temporary(temp)
         if isinstance(exc, (OSError, sf.LibsndfileError)):
             raise _write_error(name, _write_reason(exc)) from None
         raise
