@@ -10,6 +10,7 @@ import hashlib
 import os
 import re
 import warnings
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,9 @@ from uvr_cli.nets import AsppNetSpec, CascadedNetSpec, MaskNetwork, NetworkSpec,
 
 HASH_TAIL_BYTES = 10_000 * 1024
 """UVR hashes only the last 10,000 KiB of a model file (the whole file if it is smaller)."""
+
+MAX_UNPACKED_BYTES = 2 << 30
+"""Most that a weight file's zip directory may claim to unpack to; the largest UVR5 VR model holds 537 MB."""
 
 _NBT = "num_batches_tracked"
 _ASPP_MARKER = "stg2_bridge.conv.0.weight"
@@ -101,8 +105,31 @@ def _clean(entries: Mapping[object, object]) -> dict[str, Tensor]:
     return state
 
 
+def _check_unpacked_size(path: str | os.PathLike) -> None:
+    """Refuse a zip (torch's format) whose directory claims more than MAX_UNPACKED_BYTES.
+
+    A file of a few megabytes can hold deflated records that unpack to gigabytes (a zip bomb); torch.load would
+    allocate and inflate all of it before any check of ours ran. Only the directory is read here; a damaged one
+    is left to torch.load to report.
+    """
+    try:
+        if not zipfile.is_zipfile(path):
+            return
+        with zipfile.ZipFile(path) as archive:
+            claimed = sum(info.file_size for info in archive.infolist())
+    except Exception:  # zipfile raises many types on damaged directories; torch.load then names the damage
+        return
+    if claimed > MAX_UNPACKED_BYTES:
+        raise ModelError(
+            f"{path}: refused: its zip directory claims {claimed / 2**30:.1f} GiB of contents, more than any "
+            f"VR model holds (limit {MAX_UNPACKED_BYTES / 2**30:g} GiB); the file is damaged or a zip bomb"
+        )
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
-    """Load a weight file safely (``weights_only``) as float32 tensors without ``num_batches_tracked``."""
+    """Load a weight file safely (``weights_only``, zip size claims checked first) as float32 tensors without
+    ``num_batches_tracked``."""
+    _check_unpacked_size(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's pickle-protocol notes would bypass our one-line messages
