@@ -50,7 +50,8 @@ class HighEnd(str, Enum):
 
 
 def _say(message: str) -> None:
-    print(f"uvr: {message}", file=sys.stderr, flush=True)
+    # One line per message, even when a file name in it holds a line break.
+    print("uvr: " + message.replace("\r", "\\r").replace("\n", "\\n"), file=sys.stderr, flush=True)
 
 
 def _fail(exc: UvrError) -> "typer.Exit":
