@@ -1,0 +1,248 @@
+"""The model catalogue, cache and downloader: `uvr models`, `uvr models download`, `uvr info`, `-m NAME`.
+
+Downloads run the real CLI against an HTTP server on 127.0.0.1 that this file starts (with Range support, and
+modes that cut a transfer short or ignore Range), through a test catalogue named by UVR_CATALOG.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, uvr_command
+from uvr_cli.catalog import load_catalog
+from uvr_cli.presets import list_presets
+from uvr_cli.registry import registry, uvr_model_hash
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Serves `server.files`; honours `Range: bytes=N-` unless `server.ignore_range`; `server.cut_at` ends a body early."""
+
+    def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+        srv = self.server
+        srv.requests.append((self.path, self.headers.get("Range")))
+        body = srv.files.get(self.path)
+        if body is None:
+            self.send_error(404, "Not Found")
+            return
+        start = 0
+        wanted = re.match(r"bytes=(\d+)-$", self.headers.get("Range") or "")
+        if wanted and not srv.ignore_range:
+            start = int(wanted.group(1))
+            if start >= len(body):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(body)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(body) - start))
+        self.end_headers()
+        end = len(body) if srv.cut_at is None else min(len(body), srv.cut_at)
+        self.wfile.write(body[start:end])
+        self.wfile.flush()
+        if srv.cut_at is not None:
+            self.close_connection = True
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - keep test output clean
+        return
+
+
+@pytest.fixture()
+def server():
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    srv.files, srv.requests, srv.ignore_range, srv.cut_at = {}, [], False, None
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.fixture()
+def env(tmp_path: Path) -> dict:
+    """A private cache folder and catalogue for the CLI under test."""
+    return dict(os.environ, UVR_MODEL_DIR=str(tmp_path / "cache"), UVR_CATALOG=str(tmp_path / "catalog.json"))
+
+
+def write_catalog(env: dict, **entry: object) -> None:
+    base = {"name": "testnet", "file": "testnet.pth", "uvr_hash": None, "family": "CascadedNet", "capacity": None,
+            "params": "1band_sr44100_hl512", "primary_stem": "Instrumental", "size_bytes": None, "source": "test"}
+    Path(env["UVR_CATALOG"]).write_text(json.dumps({"models": [{**base, **entry}]}))
+
+
+def uvr(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*uvr_command(), *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.fixture()
+def weights(cascadednet_weights: Path) -> bytes:
+    return cascadednet_weights.read_bytes()
+
+
+def test_download_verifies_hash_and_the_model_is_then_found_by_name(server, env, weights, cascadednet_weights):
+    server.files["/m/testnet.pth"] = weights
+    url = f"http://127.0.0.1:{server.server_port}/m/testnet.pth"
+    write_catalog(env, url=url, uvr_hash=uvr_model_hash(cascadednet_weights))
+    done = uvr(env, "models", "download", "testnet")
+    assert done.returncode == 0, done.stderr
+    cached = Path(env["UVR_MODEL_DIR"]) / "testnet.pth"
+    assert done.stdout.strip() == str(cached)
+    assert "downloaded, UVR hash" in done.stderr
+    assert cached.read_bytes() == weights
+    assert not list(cached.parent.glob("*.part"))
+
+    again = uvr(env, "models", "download", "TESTNET")  # names are case-insensitive; a cached file is not fetched
+    assert again.returncode == 0 and "cached" in again.stderr
+    assert len(server.requests) == 1
+
+    listing = json.loads(uvr(env, "models", "--json").stdout)
+    assert listing["cache_dir"] == env["UVR_MODEL_DIR"]
+    row = next(m for m in listing["models"] if m["name"] == "testnet")
+    assert row["cached"] and row["path"] == str(cached)
+
+    info = uvr(env, "info", "testnet", "--json")  # -m / info accept a cached model's catalogue name
+    assert info.returncode == 0, info.stderr
+    described = json.loads(info.stdout)
+    assert described["path"] == str(cached)
+    assert (described["family"], described["capacity"], described["bins"]) == ("CascadedNet", {"nout": 16,
+                                                                                               "nout_lstm": 128}, 1024)
+    assert described["catalogue_name"] == "testnet"
+
+
+@pytest.mark.parametrize("ignore_range", [False, True], ids=["range", "server-ignores-range"])
+def test_interrupted_download_resumes_from_the_part_file(server, env, weights, ignore_range):
+    server.files["/testnet.pth"] = weights
+    write_catalog(env, url=f"http://127.0.0.1:{server.server_port}/testnet.pth", size_bytes=len(weights))
+    server.cut_at = len(weights) // 3
+    cut = uvr(env, "models", "download", "testnet", "-q")
+    assert cut.returncode == 1
+    assert "run the command again to resume" in cut.stderr
+    part = Path(env["UVR_MODEL_DIR"]) / "testnet.pth.part"
+    assert part.stat().st_size == len(weights) // 3
+    assert not (Path(env["UVR_MODEL_DIR"]) / "testnet.pth").exists()
+
+    server.cut_at, server.ignore_range = None, ignore_range
+    resumed = uvr(env, "models", "download", "testnet", "-q")
+    assert resumed.returncode == 0, resumed.stderr
+    assert server.requests[-1][1] == f"bytes={len(weights) // 3}-"
+    assert (Path(env["UVR_MODEL_DIR"]) / "testnet.pth").read_bytes() == weights
+    assert not part.exists()
+
+
+def test_complete_part_file_is_verified_without_downloading_again(server, env, weights):
+    server.files["/testnet.pth"] = weights
+    write_catalog(env, url=f"http://127.0.0.1:{server.server_port}/testnet.pth")
+    cache = Path(env["UVR_MODEL_DIR"])
+    cache.mkdir()
+    (cache / "testnet.pth.part").write_bytes(weights)
+    done = uvr(env, "models", "download", "testnet")
+    assert done.returncode == 0, done.stderr
+    assert "unverified (no hash is known" in done.stderr  # said plainly, not hidden
+    assert (cache / "testnet.pth").read_bytes() == weights
+
+
+def test_hash_mismatch_deletes_the_download_and_fails(server, env, weights):
+    server.files["/testnet.pth"] = weights
+    write_catalog(env, url=f"http://127.0.0.1:{server.server_port}/testnet.pth", uvr_hash="0" * 32)
+    done = uvr(env, "models", "download", "testnet")
+    assert done.returncode == 1
+    assert "hash mismatch" in done.stderr and "0" * 32 in done.stderr and "deleted" in done.stderr
+    assert list(Path(env["UVR_MODEL_DIR"]).iterdir()) == []
+
+
+def test_http_404_fails_with_the_status(server, env):
+    write_catalog(env, url=f"http://127.0.0.1:{server.server_port}/missing.pth")
+    done = uvr(env, "models", "download", "testnet")
+    assert done.returncode == 1
+    assert "HTTP 404" in done.stderr and "Traceback" not in done.stderr
+    assert done.stdout == ""
+
+
+def test_server_gone_fails_cleanly(env):
+    with socket.socket() as sock:  # a port that nothing listens on any more
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    write_catalog(env, url=f"http://127.0.0.1:{port}/testnet.pth")
+    done = uvr(env, "models", "download", "testnet")
+    assert done.returncode == 1
+    assert f"cannot reach 127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_unknown_model_name_is_a_usage_error(env):
+    write_catalog(env, url="http://127.0.0.1:9/testnet.pth")
+    done = uvr(env, "models", "download", "no-such-model")
+    assert done.returncode == 2 and "unknown model 'no-such-model'" in done.stderr
+
+
+def test_models_lists_the_shipped_catalogue_and_the_cache(tmp_path):
+    env = dict(os.environ, UVR_MODEL_DIR=str(tmp_path))
+    env.pop("UVR_CATALOG", None)
+    (tmp_path / "my_own.pth").write_bytes(b"PK\x03\x04")
+    (tmp_path / "HP5_only_main_vocal.pth").write_bytes(b"PK\x03\x04")
+    table = uvr(env, "models")
+    assert table.returncode == 0
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:2] == ["NAME", "ARCHITECTURE"]
+    assert re.match(r"default\s.*not installed", lines[1])  # no bundled model ships yet, and it says so
+    assert re.match(r"HP5_only_main_vocal\s+CascadedASPPNet.*4band_v2.*cached$", next(
+        line for line in lines if line.startswith("HP5_only_main_vocal")))
+    assert any(line.startswith("my_own") for line in lines)
+    assert lines[-1] == f"cache: {tmp_path}"
+    data = json.loads(uvr(env, "models", "--json").stdout)
+    names = [m["name"] for m in data["models"]]
+    assert {"1_HP-UVR", "17_HP-Wind_Inst-UVR", "UVR-De-Echo-Normal", "HP2_all_vocals", "VR-DeEchoDeReverb",
+            "MGM_MAIN_v4", "my_own"} <= set(names)
+
+
+def test_shipped_catalogue_agrees_with_the_hash_table():
+    entries = load_catalog()
+    assert len(entries) >= 30
+    hashes = registry()["hashes"]
+    presets = set(list_presets())
+    for entry in entries:
+        assert entry.url.startswith("https://") and entry.url.endswith("/" + entry.file)
+        assert entry.params in presets
+        assert entry.family in (None, "CascadedASPPNet", "CascadedNet")
+        assert entry.source
+        if entry.uvr_hash:
+            assert hashes[entry.uvr_hash]["params"] == entry.params
+            assert hashes[entry.uvr_hash]["primary_stem"] == entry.primary_stem
+
+
+def test_a_broken_test_catalogue_is_reported(env):
+    Path(env["UVR_CATALOG"]).write_text(json.dumps({"models": [{"name": "x", "file": "../x.pth", "url": "http://h/"}]}))
+    done = uvr(env, "models")
+    assert done.returncode == 2 and "plain file name" in done.stderr
+
+
+def test_only_the_catalogue_opens_network_connections():
+    pattern = re.compile(r"^\s*(?:import|from)\s+(?:urllib|http|socket|ssl|requests|ftplib)\b", re.MULTILINE)
+    users = sorted(p.name for p in (ROOT / "uvr_cli").glob("*.py") if pattern.search(p.read_text(encoding="utf-8")))
+    assert users == ["catalog.py"]
+
+
+def test_info_describes_a_checkpoint(ch16_weights):
+    done = subprocess.run([*uvr_command(), "info", str(ch16_weights)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "CascadedASPPNet (ch 16, 5 ASPP branches)" in done.stdout
+    assert "unknown (not in the weights; give --params)" in done.stdout  # an ASPP net does not record its bins
+    assert uvr_model_hash(ch16_weights) in done.stdout
+
+
+def test_info_on_a_file_that_is_not_a_model_exits_3(tmp_path):
+    bad = tmp_path / "notes.pth"
+    bad.write_text("not weights")
+    done = subprocess.run([*uvr_command(), "info", str(bad)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3
+    assert done.stderr.count("\n") == 1 and str(bad) in done.stderr

@@ -1,0 +1,258 @@
+"""`uvr separate` as users run it: the real command in a subprocess, on short generated audio.
+
+Separations are the expensive part (a random-weight ch16 net, one 272-frame window per file), so one batch run
+is shared and later tests reuse its outputs (reruns that skip, pipes, progress on a terminal). Usage errors are
+caught before torch is imported, so those tests cost a process start each.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import has_ffmpeg, tone_mix, uvr_command
+
+# The cheapest honest setup: the ASPP net does not fix its bin count, so a 256-bin preset is valid for it.
+PARAMS = ["--params", "1band_sr44100_hl256", "--window", "272", "--batch-size", "8", "--device", "cpu"]
+ENV = dict(os.environ, OMP_NUM_THREADS="1")  # the test machine is shared: one thread per separation
+
+
+def uvr(*args: str, cwd: Path, stdin: bytes | None = None, **kwargs: object) -> subprocess.CompletedProcess:
+    return subprocess.run([*uvr_command(), *args], cwd=cwd, input=stdin, capture_output=True, env=ENV, timeout=300,
+                          **kwargs)
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory: pytest.TempPathFactory, ch16_weights: Path) -> SimpleNamespace:
+    """songs/a.wav (stereo, 24-bit, 44.1 kHz, 1 s) and songs/sub/b.wav (mono, 16-bit, 22.05 kHz, 0.5 s), plus a
+    missing input, separated in one --json run into out/."""
+    root = tmp_path_factory.mktemp("batch")
+    (root / "songs" / "sub").mkdir(parents=True)
+    sf.write(root / "songs/a.wav", tone_mix(1.0), 44100, subtype="PCM_24")
+    sf.write(root / "songs/sub/b.wav", tone_mix(0.5, rate=22050, channels=1, seed=1), 22050, subtype="PCM_16")
+    model = ["-m", str(ch16_weights), *PARAMS]
+    proc = uvr("separate", "songs", "missing.wav", "-o", "out", "--json", *model, cwd=root)
+    records = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    return SimpleNamespace(root=root, proc=proc, records=records, model=model)
+
+
+def mtimes(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+def test_batch_goes_on_past_a_failed_input_and_exits_1(batch):
+    assert batch.proc.returncode == 1, batch.proc.stderr
+    a, b, missing = batch.records
+    assert [r["input"] for r in batch.records] == ["songs/a.wav", "songs/sub/b.wav", "missing.wav"]
+    assert a["status"] == b["status"] == "ok" and a["error"] is None
+    assert a["outputs"] == {"vocals": str(batch.root / "out/a_vocals.wav"),
+                            "instrumental": str(batch.root / "out/a_instrumental.wav")}
+    assert a["duration_s"] == 1.0 and b["duration_s"] == 0.5
+    assert a["wall_s"] > 0 and a["realtime_factor"] == pytest.approx(a["wall_s"] / 1.0, rel=0.01)
+    assert missing["status"] == "error" and missing["outputs"] == {} and "missing.wav: no such file" in missing["error"]
+    assert set(missing) == set(a)  # every record has the same fields
+    stderr = batch.proc.stderr.decode()
+    assert stderr.count("missing.wav") == 1 and stderr.count("\n") == 1, stderr  # one line for the failed input
+    assert "\r" not in stderr  # no progress bars when stderr is not a terminal
+
+
+def test_outputs_keep_the_inputs_rate_channels_and_bit_depth(batch):
+    out = batch.root / "out"
+    for stem in ("vocals", "instrumental"):
+        a = sf.info(out / f"a_{stem}.wav")
+        assert (a.samplerate, a.channels, a.frames, a.subtype) == (44100, 2, 44100, "PCM_24")
+        b = sf.info(out / f"b_{stem}.wav")
+        assert (b.samplerate, b.channels, b.frames, b.subtype) == (22050, 1, 11025, "PCM_16")
+    assert sorted(p.name for p in out.iterdir()) == ["a_instrumental.wav", "a_vocals.wav", "b_instrumental.wav",
+                                                     "b_vocals.wav"]  # no temporary files are left behind
+
+
+def test_a_rerun_skips_finished_inputs_and_prints_their_paths(batch):
+    before = mtimes(batch.root / "out")
+    proc = uvr("separate", "songs", "-o", "out", *batch.model, cwd=batch.root)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.decode().split() == [str(batch.root / "out" / n) for n in
+                                            ("a_vocals.wav", "a_instrumental.wav", "b_vocals.wav", "b_instrumental.wav")]
+    assert mtimes(batch.root / "out") == before
+
+
+def test_overwrite_redoes_an_input_found_by_our_own_glob(batch):
+    before = mtimes(batch.root / "out")
+    proc = uvr("separate", "songs/**/b.wav", "--overwrite", "-o", "out", "--json", *batch.model, cwd=batch.root)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["status"] == "ok"
+    after = mtimes(batch.root / "out")
+    assert after["b_vocals.wav"] > before["b_vocals.wav"] and after["a_vocals.wav"] == before["a_vocals.wav"]
+
+
+def test_separation_options_reach_the_engine_and_the_output(batch):
+    proc = uvr("separate", "songs/a.wav", "--stem", "vocals", "-f", "flac", "--bit-depth", "16", "--sample-rate",
+               "32000", "--name", "{model}/{name}-{stem}-{agg}.{ext}", "--agg", "20", "--tta", "--post-process",
+               "--high-end", "none", "--primary", "vocals", "--precision", "fp32", "-v", "-o", "opts", *batch.model,
+               cwd=batch.root)
+    assert proc.returncode == 0, proc.stderr
+    written = batch.root / "opts/cascaded_aspp_ch16_fp16/a-vocals-20.flac"
+    assert proc.stdout.decode().split() == [str(written)]
+    assert [p.name for p in written.parent.iterdir()] == [written.name]  # --stem vocals: no instrumental
+    info = sf.info(written)
+    assert (info.format, info.subtype, info.samplerate, info.channels, info.frames) == ("FLAC", "PCM_16", 32000, 2,
+                                                                                       32000)
+    stderr = proc.stderr.decode()
+    assert "primary stem vocals" in stderr and "torch.float32" in stderr
+    assert "agg 20, tta on, post-process on, high end none, window 272, batch size 8" in stderr
+
+
+def test_mp3_output_at_the_models_rate_for_a_mono_input(batch):
+    proc = uvr("separate", "songs/sub/b.wav", "--stem", "instrumental", "-f", "mp3", "--sample-rate", "model",
+               "-o", "mp3", *batch.model, cwd=batch.root)
+    assert proc.returncode == 0, proc.stderr
+    info = sf.info(batch.root / "mp3/b_instrumental.mp3")
+    assert (info.samplerate, info.channels) == (44100, 1)
+    assert info.duration == pytest.approx(0.5, abs=0.06)
+
+
+def test_an_output_format_that_cannot_hold_the_input_fails_that_input_before_separating(batch):
+    sf.write(batch.root / "hi.wav", tone_mix(0.2, rate=96000), 96000)
+    proc = uvr("separate", "hi.wav", "-f", "mp3", "-o", "hi", *batch.model, cwd=batch.root)
+    assert proc.returncode == 1
+    assert proc.stderr.decode().strip() == "uvr: hi.wav: mp3 cannot store 96000 Hz audio (only 8000, 11025, 12000, " \
+        "16000, 22050, 24000, 32000, 44100, 48000); choose wav, flac or ogg, or another output sample rate"
+    assert not (batch.root / "hi").exists()
+
+
+def test_stdin_to_stdout_in_a_pipeline(batch):
+    """The README's `ffmpeg -i talk.mp4 -f wav - | uvr separate - --stem vocals -o - | ffmpeg -i - voice.mp3`."""
+    args = [*uvr_command(), "separate", "-", "--stem", "vocals", "-o", "-", *batch.model]
+    if not has_ffmpeg():  # the same path without ffmpeg: WAV bytes in, WAV bytes out
+        proc = subprocess.run(args, input=(batch.root / "songs/a.wav").read_bytes(), capture_output=True, env=ENV,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert sf.info(io.BytesIO(proc.stdout)).frames == 44100
+        return
+    ffmpeg = shutil.which("ffmpeg")
+    voice = batch.root / "voice.mp3"
+    quiet = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error"]
+    decode = subprocess.Popen([*quiet, "-i", "songs/a.wav", "-f", "wav", "-"], cwd=batch.root, stdout=subprocess.PIPE)
+    separate = subprocess.Popen(args, cwd=batch.root, stdin=decode.stdout, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=ENV)
+    encode = subprocess.Popen([*quiet, "-i", "-", str(voice)], cwd=batch.root, stdin=separate.stdout)
+    decode.stdout.close()
+    separate.stdout.close()
+    assert encode.wait(timeout=300) == 0
+    assert separate.wait(timeout=300) == 0, separate.stderr.read()
+    assert decode.wait(timeout=60) == 0
+    assert separate.stderr.read() == b""
+    info = sf.info(voice)
+    assert info.channels == 2 and info.duration == pytest.approx(1.0, abs=0.06)
+
+
+def test_a_closed_stdout_ends_the_run_quietly(batch):
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before uvr prints anything, as with `| head -0`
+    proc = subprocess.run([*uvr_command(), "separate", "songs", "-o", "out", *batch.model], cwd=batch.root,
+                          stdout=write_end, stderr=subprocess.PIPE, env=ENV, timeout=300)
+    os.close(write_end)
+    assert proc.returncode == 141
+    assert proc.stderr == b""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+@pytest.mark.parametrize("quiet", [False, True], ids=["terminal", "terminal-quiet"])
+def test_progress_bars_appear_on_a_terminal_unless_quiet(batch, quiet):
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a new pty is 0 columns wide
+    args = ["separate", "songs", "-o", "out", *batch.model, *(["-q"] if quiet else [])]
+    proc = subprocess.Popen([*uvr_command(), *args], cwd=batch.root, stdout=subprocess.PIPE, stderr=secondary, env=ENV)
+    os.close(secondary)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:  # EIO: the terminal's last writer has gone
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(primary)
+    assert proc.wait(timeout=300) == 0
+    assert len(proc.stdout.read().split()) == 4  # results still go to stdout
+    proc.stdout.close()
+    assert (b"all files" in shown and b"2/2" in shown) != quiet, shown
+
+
+@pytest.mark.parametrize("args, message", [
+    (["a.wav", "-o", "-"], "add --stem vocals or --stem instrumental"),
+    (["a.wav", "-o", "-", "--stem", "vocals", "--json"], "--json and -o -"),
+    (["a.wav", "-f", "flac", "--bit-depth", "32f"], "flac cannot store bit depth 32f"),
+    (["a.wav", "-f", "ogg", "--bit-depth", "24"], "ogg has no bit depth"),
+    (["a.wav", "-f", "mp3", "--sample-rate", "33075"], "mp3 cannot store 33075 Hz"),
+    (["a.wav", "--sample-rate", "fast"], "--sample-rate 'fast'"),
+    (["a.wav", "--name", "{title}.{ext}"], "unknown field {title}"),
+    (["x/a.wav", "y/a.wav"], "would both write"),
+    (["a.wav", "--stem", "drums"], "drums"),
+])
+def test_usage_errors_exit_2_before_any_work(tmp_path, args, message):
+    for rel in ("a.wav", "x/a.wav", "y/a.wav"):
+        (tmp_path / rel).parent.mkdir(exist_ok=True)
+        (tmp_path / rel).write_bytes(b"not decoded before the check")
+    proc = uvr("separate", *args, "-o", "out", cwd=tmp_path, stdin=b"") if "-o" not in args else \
+        uvr("separate", *args, cwd=tmp_path, stdin=b"")
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr.decode()
+    assert "Traceback" not in proc.stderr.decode()
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("model, message", [
+    ("missing.pth", "no such model file"),
+    ("notes.pth", "notes.pth: not a PyTorch weight file"),
+    (None, "pass --params NAME"),
+])
+def test_a_model_that_cannot_be_loaded_exits_3(tmp_path, ch16_weights, model, message):
+    sf.write(tmp_path / "a.wav", tone_mix(0.1), 44100)
+    (tmp_path / "notes.pth").write_text("not weights")
+    proc = uvr("separate", "a.wav", "-m", model or str(ch16_weights), cwd=tmp_path)  # the ch16 file is unknown
+    assert proc.returncode == 3
+    stderr = proc.stderr.decode()
+    assert message in stderr and stderr.count("\n") == 1, stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "notes.pth"]  # nothing was written
+
+
+def test_the_python_api_gives_what_the_cli_wrote(batch, ch16_weights, tmp_path, request):
+    """`uvr_cli.Separator` is what the CLI drives: same settings, same stems (up to the 24-bit file format)."""
+    import torch
+
+    import uvr_cli
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the CLI runs in these tests (OMP_NUM_THREADS=1): the machine is shared
+    request.addfinalizer(lambda: torch.set_num_threads(threads))
+    sep = uvr_cli.Separator(model=ch16_weights, params="1band_sr44100_hl256", window=272, batch_size=8, device="cpu")
+    audio, rate = sf.read(batch.root / "songs/a.wav", dtype="float32")
+    stems = sep.separate(audio, rate)
+    assert set(stems) == {"vocals", "instrumental"}
+    for stem, wave in stems.items():
+        written, _ = sf.read(batch.root / f"out/a_{stem}.wav", dtype="float32")
+        assert wave.shape == written.shape == (44100, 2)
+        assert np.max(np.abs(np.clip(wave, -1, 1) - written)) < 2 ** -22
+
+    result = sep.separate_file(str(batch.root / "songs/sub/b.wav"), {"vocals": str(tmp_path / "v.flac")}, fmt="flac")
+    assert (result.status, result.outputs, result.duration_s) == ("ok", {"vocals": str(tmp_path / "v.flac")}, 0.5)
+    info = sf.info(tmp_path / "v.flac")
+    assert (info.channels, info.samplerate, info.frames, info.subtype) == (1, 22050, 11025, "PCM_16")
+    assert math.isclose(result.realtime_factor, result.wall_s / 0.5)
