@@ -23,7 +23,7 @@ from uvr_cli.registry import registry, uvr_model_hash
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """Serves `server.files`; honours `Range: bytes=N-` unless `server.ignore_range`; `server.cut_at` ends a body early."""
+    """Serves `server.files`, honouring `Range: bytes=N-` unless `server.ignore_range`; `server.cut_at` cuts bodies."""
 
     def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
         srv = self.server

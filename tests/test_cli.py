@@ -1,7 +1,7 @@
 """`uvr separate` as users run it: the real command in a subprocess, on short generated audio.
 
-Separations are the expensive part (a random-weight ch16 net, one 272-frame window per file), so one batch run
-is shared and later tests reuse its outputs (reruns that skip, pipes, progress on a terminal). Usage errors are
+Separations are the expensive part (a random-weight ch16 net, one network call per file), so one batch run is
+shared and later tests reuse its outputs (reruns that skip, pipes, progress on a terminal). Usage errors are
 caught before torch is imported, so those tests cost a process start each.
 """
 from __future__ import annotations
@@ -22,8 +22,9 @@ import soundfile as sf
 
 from conftest import has_ffmpeg, tone_mix, uvr_command
 
-# The cheapest honest setup: the ASPP net does not fix its bin count, so a 256-bin preset is valid for it.
-PARAMS = ["--params", "1band_sr44100_hl256", "--window", "272", "--batch-size", "8", "--device", "cpu"]
+# The cheapest honest setup: the ASPP net does not fix its bin count, so a 256-bin preset is valid for it, and a
+# window whose core (window - 2 * 128 frames of context) spans a whole 1 s file needs one network call per file.
+PARAMS = ["--params", "1band_sr44100_hl256", "--window", "448", "--batch-size", "8", "--device", "cpu"]
 ENV = dict(os.environ, OMP_NUM_THREADS="1")  # the test machine is shared: one thread per separation
 
 
@@ -79,10 +80,12 @@ def test_outputs_keep_the_inputs_rate_channels_and_bit_depth(batch):
 
 def test_a_rerun_skips_finished_inputs_and_prints_their_paths(batch):
     before = mtimes(batch.root / "out")
-    proc = uvr("separate", "songs", "-o", "out", *batch.model, cwd=batch.root)
+    proc = uvr("separate", "songs", "-o", "out", "-v", *batch.model, cwd=batch.root)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.decode().split() == [str(batch.root / "out" / n) for n in
-                                            ("a_vocals.wav", "a_instrumental.wav", "b_vocals.wav", "b_instrumental.wav")]
+    assert proc.stderr.decode().count("uvr: model ") == 1  # loaded once for the whole batch
+    assert proc.stderr.decode().count(": skipped in ") == 2
+    names = ("a_vocals.wav", "a_instrumental.wav", "b_vocals.wav", "b_instrumental.wav")
+    assert proc.stdout.decode().split() == [str(batch.root / "out" / n) for n in names]
     assert mtimes(batch.root / "out") == before
 
 
@@ -109,7 +112,7 @@ def test_separation_options_reach_the_engine_and_the_output(batch):
                                                                                        32000)
     stderr = proc.stderr.decode()
     assert "primary stem vocals" in stderr and "torch.float32" in stderr
-    assert "agg 20, tta on, post-process on, high end none, window 272, batch size 8" in stderr
+    assert "agg 20, tta on, post-process on, high end none, window 448, batch size 8" in stderr
 
 
 def test_mp3_output_at_the_models_rate_for_a_mono_input(batch):
@@ -242,7 +245,7 @@ def test_the_python_api_gives_what_the_cli_wrote(batch, ch16_weights, tmp_path, 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the CLI runs in these tests (OMP_NUM_THREADS=1): the machine is shared
     request.addfinalizer(lambda: torch.set_num_threads(threads))
-    sep = uvr_cli.Separator(model=ch16_weights, params="1band_sr44100_hl256", window=272, batch_size=8, device="cpu")
+    sep = uvr_cli.Separator(model=ch16_weights, params="1band_sr44100_hl256", window=448, batch_size=8, device="cpu")
     audio, rate = sf.read(batch.root / "songs/a.wav", dtype="float32")
     stems = sep.separate(audio, rate)
     assert set(stems) == {"vocals", "instrumental"}

@@ -50,7 +50,8 @@ def test_default_names_and_template_fields(tree):
         "vocals": str(tree / "out/HP2/a.vocals.agg7.5.wav"),
         "instrumental": str(tree / "out/HP2/a.instrumental.agg7.5.wav"),
     }
-    assert plan(expand_inputs(["songs/b.FLAC"]), stems=["vocals"])[0].outputs == {"vocals": str(tree / "out/b_vocals.wav")}
+    one = plan(expand_inputs(["songs/b.FLAC"]), stems=["vocals"])[0]
+    assert one.outputs == {"vocals": str(tree / "out/b_vocals.wav")}
 
 
 def test_two_inputs_writing_one_file_is_an_error_that_suggests_dir(tree):

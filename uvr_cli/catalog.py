@@ -18,7 +18,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from http.client import HTTPException
+from http.client import HTTPException, HTTPResponse
 from importlib import resources
 from pathlib import Path
 
@@ -280,9 +280,9 @@ def _fetch(entry: CatalogEntry, part: Path, progress: bool) -> bool:
     return resumed
 
 
-def _range_start(response: object) -> int | None:
+def _range_start(response: HTTPResponse) -> int | None:
     """The first byte of a 206 response's Content-Range ('bytes START-END/TOTAL')."""
-    match = re.match(r"bytes (\d+)-", response.headers.get("Content-Range", ""))  # type: ignore[attr-defined]
+    match = re.match(r"bytes (\d+)-", response.headers.get("Content-Range", ""))
     return int(match.group(1)) if match else None
 
 
