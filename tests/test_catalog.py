@@ -232,12 +232,21 @@ def test_only_the_catalogue_opens_network_connections():
     assert users == ["catalog.py"]
 
 
-def test_info_describes_a_checkpoint(ch16_weights):
+def test_info_describes_a_checkpoint(ch16_weights, tmp_path):
     done = subprocess.run([*uvr_command(), "info", str(ch16_weights)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "CascadedASPPNet (ch 16, 5 ASPP branches)" in done.stdout
     assert "unknown (not in the weights; give --params)" in done.stdout  # an ASPP net does not record its bins
     assert uvr_model_hash(ch16_weights) in done.stdout
+
+    named = tmp_path / "HP2_all_vocals.pth"  # RVC's name rule recognises it: preset, and bins from the preset
+    named.write_bytes(ch16_weights.read_bytes())
+    done = subprocess.run([*uvr_command(), "info", str(named)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    fields = dict(line.split(":", 1) for line in done.stdout.splitlines())
+    assert {k: v.strip() for k, v in fields.items() if k in ("bins", "recognised", "preset", "primary stem")} == {
+        "bins": "672 (from the preset)", "recognised": "RVC file-name rule", "preset": "4band_v2",
+        "primary stem": "Instrumental (the mask estimates the instrumental)"}
 
 
 def test_info_on_a_file_that_is_not_a_model_exits_3(tmp_path):

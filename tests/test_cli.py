@@ -80,7 +80,7 @@ def test_outputs_keep_the_inputs_rate_channels_and_bit_depth(batch):
 
 def test_a_rerun_skips_finished_inputs_and_prints_their_paths(batch):
     before = mtimes(batch.root / "out")
-    proc = uvr("separate", "songs", "-o", "out", "-v", *batch.model, cwd=batch.root)
+    proc = uvr("separate", "songs", "-o", "out", "-v", "--skip-existing", *batch.model, cwd=batch.root)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.decode().count("uvr: model ") == 1  # loaded once for the whole batch
     assert proc.stderr.decode().count(": skipped in ") == 2

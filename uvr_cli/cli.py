@@ -323,6 +323,9 @@ def models_download(
             _say(str(exc))
             failed += 1
             continue
+        except KeyboardInterrupt:
+            _say(f"{entry.name}: interrupted; run the command again to resume the download")
+            raise typer.Exit(130) from None
         if not quiet:
             _say(f"{entry.name}: {done.status}, {done.verified}")
         _emit(str(done.path))
