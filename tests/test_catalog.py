@@ -119,6 +119,15 @@ def test_download_verifies_hash_and_the_model_is_then_found_by_name(server, env,
                                                                                                "nout_lstm": 128}, 1024)
     assert described["catalogue_name"] == "testnet"
 
+    song = Path(env["UVR_MODEL_DIR"]).parent / "song.wav"  # -m NAME in separate (outputs exist: only the load runs)
+    song.write_bytes(b"")
+    for stem in ("vocals", "instrumental"):
+        (song.parent / f"song_{stem}.wav").write_bytes(b"")
+    sep = uvr(env, "separate", str(song), "-m", "testnet", "--params", "1band_sr44100_hl512", "-o", str(song.parent),
+              "-v")
+    assert sep.returncode == 0, sep.stderr
+    assert f"uvr: model {cached}:" in sep.stderr
+
 
 @pytest.mark.parametrize("ignore_range", [False, True], ids=["range", "server-ignores-range"])
 def test_interrupted_download_resumes_from_the_part_file(server, env, weights, ignore_range):
