@@ -183,6 +183,8 @@ def check_file(path: Path, entry: CatalogEntry) -> str:
     if entry.size_bytes is not None and size != entry.size_bytes:
         raise DownloadError(f"{entry.name}: the download has {size} bytes, the catalogue says {entry.size_bytes}")
     if entry.uvr_hash is None:
+        if entry.size_bytes is not None:
+            return f"size checked ({size} bytes; no hash is known for this file)"
         return "unverified (no hash is known for this file)"
     actual = uvr_hash(path)
     if actual != entry.uvr_hash:
@@ -209,7 +211,10 @@ def download(entry: CatalogEntry, folder: Path | None = None, *, progress: bool 
     folder = folder or cache_dir()
     dest = folder / entry.file
     if dest.is_file():
-        return Downloaded(dest, "cached", check_file(dest, entry))
+        try:
+            return Downloaded(dest, "cached", check_file(dest, entry))
+        except DownloadError as exc:
+            raise DownloadError(f"{exc}; the cached file {dest} is damaged: delete it and download again") from None
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
