@@ -329,7 +329,10 @@ def _load(path: Path, params: str | os.PathLike | None):
     from uvr_cli.checkpoint import detect_spec, read_state_dict
 
     state = read_state_dict(path)
-    spec = detect_spec(state)
+    try:
+        spec = detect_spec(state)
+    except ModelError as exc:  # its message does not know the file: name it, as every other refusal does
+        raise ModelError(f"{path}: {exc}") from None
     is_cascaded = isinstance(spec, CascadedNetSpec)
     identity = identify(path, is_cascaded, spec.bins if is_cascaded else None)
     preset_name = params if params is not None else identity.params
