@@ -473,7 +473,7 @@ def separate_stream(
     sinks: dict[str, Callable[[np.ndarray], None]],
     *,
     output_rate: int | None = None,
-    block_seconds: float = BLOCK_SECONDS,
+    block_seconds: float | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> StreamResult:
     """Separate the input `open_reader()` gives (opened once per pass) with Separator `sep`, in blocks.
@@ -484,6 +484,7 @@ def separate_stream(
     from uvr_cli.separator import STEMS, mirror, resampled_len
 
     preset = sep.preset
+    block_seconds = BLOCK_SECONDS if block_seconds is None else block_seconds
     stems = list(sinks)
     secondary = next(s for s in STEMS if s != sep.info.primary)
 
@@ -603,7 +604,7 @@ def separate_file(
     sample_rate: str | int,
     on_progress: Callable[[int, int], None] | None = None,
     min_seconds: float | None = None,
-    block_seconds: float = BLOCK_SECONDS,
+    block_seconds: float | None = None,
 ):
     """`Separator.separate_file` in blocks, or None when this input is better done whole.
 
@@ -621,6 +622,7 @@ def separate_file(
         return None
     with reader:
         n_in, rate_in, channels_in, subtype = reader.frames, reader.sample_rate, reader.channels, reader.subtype
+    block_seconds = BLOCK_SECONDS if block_seconds is None else block_seconds
     if n_in / rate_in < (block_seconds if min_seconds is None else min_seconds):
         return None
     rate = {"input": rate_in, "model": sep.preset.sr}.get(sample_rate, sample_rate)
@@ -693,7 +695,7 @@ class _Writers(dict):
 
 
 def stream_array(sep, audio: np.ndarray, sample_rate: int, *, stems: Sequence[str] = ("vocals", "instrumental"),
-                 output_rate: int | None = None, block_seconds: float = BLOCK_SECONDS) -> dict[str, np.ndarray]:
+                 output_rate: int | None = None, block_seconds: float | None = None) -> dict[str, np.ndarray]:
     """The streaming path on an in-memory (frames, channels) array, for tests and comparisons."""
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim == 1:

@@ -1,0 +1,140 @@
+"""The streaming path (uvr_cli/streaming.py) gives the whole-file stems, in blocks, with bounded memory."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from conftest import tone_mix, uvr_command
+from uvr_cli import streaming
+from uvr_cli.separator import Separator
+
+BLOCK_SECONDS = 3.0  # one roi per block: an 8 s song spans three blocks
+
+
+def snr_db(reference: np.ndarray, test: np.ndarray) -> float:
+    reference = reference.astype(np.float64)
+    error = np.sum((reference - test.astype(np.float64)) ** 2)
+    return float(10 * np.log10(np.sum(reference**2) / max(error, 1e-300)))
+
+
+def song(seconds: float, rate: int, seed: int = 0) -> np.ndarray:
+    """Tones and noise that start and stop at full level (the hard case for the FFT wrap-around)."""
+    rng = np.random.default_rng(seed)
+    x = tone_mix(seconds, rate, seed=seed)
+    return (x + 0.05 * rng.standard_normal(x.shape)).astype(np.float32)
+
+
+class _CachedWindows(torch.nn.Module):
+    """The network, window by window, remembering results: both paths feed it the same windows, so a test pays
+    for each window once. A window whose input differs in any bit is run again."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model, self.offset, self.cache = model, model.offset, {}
+
+    def predict_mask(self, x: torch.Tensor, aggressiveness=None) -> torch.Tensor:
+        out = []
+        for window in x:
+            key = window.numpy().tobytes()
+            if key not in self.cache:
+                self.cache[key] = self.model.predict_mask(window[None], aggressiveness)[0]
+            out.append(self.cache[key])
+        return torch.stack(out)
+
+
+def separator(weights: Path, preset: str, **options) -> Separator:
+    sep = Separator(weights, params=preset, device="cpu", **options)
+    sep.model = _CachedWindows(sep.model)
+    return sep
+
+
+# (preset, input rate, output rate, TTA, seconds): every resampler family (resample_poly, resampy in and out,
+# FFT between middle bands; libsamplerate in test_separate_file_streams_long_files) and the shifted TTA windows.
+# A window of this random net takes seconds on a busy CPU: the songs are as short as spans three blocks.
+CASES = [
+    ("1band_sr44100_hl512", 44100, None, False, 7.0),
+    ("4band_v2", 44100, None, False, 8.0),
+    ("3band_44100_msb2", 48000, None, False, 8.0),
+    ("4band_v2", 44100, None, True, 8.0),
+]
+
+
+@pytest.mark.parametrize(("preset", "rate", "output_rate", "tta", "seconds"), CASES,
+                         ids=[f"{c[0]}-{c[1]}{'-tta' if c[3] else ''}" for c in CASES])
+def test_streamed_equals_whole_file(ch16_weights: Path, preset: str, rate: int, output_rate: int | None,
+                                    tta: bool, seconds: float) -> None:
+    sep = separator(ch16_weights, preset, tta=tta)
+    audio = song(seconds, rate)
+    whole = sep.separate(audio, rate, output_rate=output_rate)
+    streamed = streaming.stream_array(sep, audio, rate, output_rate=output_rate, block_seconds=BLOCK_SECONDS)
+    for stem in whole:
+        assert streamed[stem].shape == whole[stem].shape
+        # FIR-only presets come out to the float32 bit; FFT-resampled ones measure 110-120 dB
+        assert snr_db(whole[stem], streamed[stem]) > 90, stem
+
+
+def test_separate_file_streams_long_files(ch16_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                          ) -> None:
+    """Through Separator.separate_file, mono, 2band_32000 (libsamplerate in the pyramid and at synthesis, resampy
+    back to 44.1 kHz): block reader, atomic block writer, clipping counts, no temporary file left."""
+    monkeypatch.setattr(streaming, "BLOCK_SECONDS", BLOCK_SECONDS)
+    calls = []
+    real = streaming.separate_stream
+    monkeypatch.setattr(streaming, "separate_stream", lambda *a, **k: calls.append(1) or real(*a, **k))
+    sep = separator(ch16_weights, "2band_32000")
+    audio = song(8.0, 44100, seed=3)[:, :1] * 3  # mono, loud enough to clip
+    source = tmp_path / "in.wav"
+    sf.write(source, audio, 44100, subtype="FLOAT")
+    outputs = {"vocals": str(tmp_path / "v.wav"), "instrumental": str(tmp_path / "i.wav")}
+    result = sep.separate_file(str(source), outputs, fmt="wav", bit_depth="32f")
+    assert calls and result.status == "ok"
+    whole = sep.separate(audio, 44100)
+    for stem, dest in outputs.items():
+        written, rate = sf.read(dest, dtype="float32", always_2d=True)
+        assert rate == 44100 and written.shape == whole[stem].shape == (audio.shape[0], 1)
+        assert snr_db(whole[stem], written) > 90
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["i.wav", "in.wav", "v.wav"]
+    result16 = sep.separate_file(str(source), {"vocals": str(tmp_path / "v16.wav")}, fmt="wav", bit_depth="16")
+    expected = int(np.count_nonzero(np.abs(whole["vocals"]) > 1.0))
+    assert expected and result16.clipped_samples.get("vocals", 0) == expected
+
+
+def test_short_files_and_stdio_stay_whole(ch16_weights: Path, tmp_path: Path) -> None:
+    sep = Separator(ch16_weights, params="1band_sr44100_hl512", device="cpu")
+    source = tmp_path / "in.wav"
+    sf.write(source, song(2.0, 44100), 44100)
+    assert streaming.separate_file(sep, str(source), {"vocals": str(tmp_path / "v.wav")}, fmt="wav",
+                                   bit_depth=None, sample_rate="input") is None
+    assert streaming.separate_file(sep, str(source), {"vocals": "-"}, fmt="wav", bit_depth=None,
+                                   sample_rate="input", min_seconds=0) is None
+    assert not streaming.can_stream(sep.preset, post_process=True)
+
+
+def _peak_rss_mb(args: list[str]) -> float:
+    """Peak RSS of the CLI run in a fresh child (RUSAGE_CHILDREN of a wrapper that waits for it)."""
+    code = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL);"
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
+    return int(done.stdout.split()[-1]) / 1024
+
+
+@pytest.mark.slow
+def test_peak_memory_does_not_grow_with_length(ch16_weights: Path, tmp_path: Path) -> None:
+    """10 minutes through the real CLI peak within 10 % of 1 minute (both streamed, 4band_v2)."""
+    peaks = {}
+    for minutes in (1, 10):
+        source = tmp_path / f"song{minutes}.flac"
+        with sf.SoundFile(source, "w", 44100, 2, "PCM_16") as out:
+            for i in range(minutes * 2):
+                out.write(song(30.0, 44100, seed=i) * 0.5)
+        peaks[minutes] = _peak_rss_mb([*uvr_command(), "separate", str(source), "-m", str(ch16_weights),
+                                       "--params", "4band_v2", "-o", str(tmp_path / "out"), "--device", "cpu"])
+    print(json.dumps({"peak_rss_mb": peaks}))
+    assert peaks[10] <= 1.10 * peaks[1]
