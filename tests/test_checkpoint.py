@@ -12,13 +12,12 @@ import pytest
 import torch
 from torch import Tensor
 
+from uvr_cli.registry import HASH_TAIL_BYTES, uvr_model_hash
 from uvr_cli.checkpoint import (
-    HASH_TAIL_BYTES,
     detect_spec,
     load_network,
     network_from_state_dict,
     read_state_dict,
-    uvr_model_hash,
 )
 from uvr_cli.errors import ModelError
 from uvr_cli.nets import AsppNetSpec, CascadedNetSpec

@@ -8,7 +8,6 @@ place, so the cache never holds a file that has not been checked.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -17,13 +16,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from http.client import HTTPException, HTTPResponse
 from importlib import resources
 from pathlib import Path
 
 from uvr_cli import __version__
 from uvr_cli.errors import ModelError, UsageError, UvrError
+from uvr_cli.registry import registry, uvr_model_hash
 
 CATALOG_ENV = "UVR_CATALOG"
 CACHE_ENV = "UVR_MODEL_DIR"
@@ -32,20 +31,8 @@ TIMEOUT_S = 30.0
 _CHUNK = 1 << 20
 _HASH = re.compile(r"^[0-9a-f]{32}$")
 _TORCH_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save's zip format, or the legacy pickle format
-_HASH_TAIL_BYTES = 10_000 * 1024
 
 
-@lru_cache(maxsize=1)
-def _shipped() -> dict:
-    """models/registry.json, read here rather than through uvr_cli.registry, which imports torch."""
-    return json.loads((resources.files("uvr_models") / "registry.json").read_text(encoding="utf-8"))
-
-
-def uvr_hash(path: Path) -> str:
-    """UVR's model hash (checkpoint.uvr_model_hash without importing torch): md5 of the last 10,000 KiB."""
-    with path.open("rb") as handle:
-        handle.seek(max(0, os.fstat(handle.fileno()).st_size - _HASH_TAIL_BYTES))
-        return hashlib.md5(handle.read()).hexdigest()
 
 
 class DownloadError(UvrError):
@@ -104,7 +91,7 @@ def load_catalog() -> list[CatalogEntry]:
             raise UsageError(f"{CATALOG_ENV}={override}: cannot read the catalogue ({exc})") from None
         where = override
     else:
-        data, where = _shipped(), "models/registry.json"
+        data, where = registry(), "models/registry.json"
     models = data.get("models") if isinstance(data, dict) else None
     if not isinstance(models, list):
         raise UsageError(f"{where}: needs a \"models\" list")
@@ -134,7 +121,7 @@ def cache_dir() -> Path:
 
 def bundled_default() -> Path:
     """The path the bundled default model has when it is installed (the registry's "bundled_default" file)."""
-    name = _shipped().get("bundled_default") or "default.pth"
+    name = registry().get("bundled_default") or "default.pth"
     return Path(str(resources.files("uvr_models") / name))
 
 
@@ -186,7 +173,7 @@ def check_file(path: Path, entry: CatalogEntry) -> str:
         if entry.size_bytes is not None:
             return f"size checked ({size} bytes; no hash is known for this file)"
         return "unverified (no hash is known for this file)"
-    actual = uvr_hash(path)
+    actual = uvr_model_hash(path)
     if actual != entry.uvr_hash:
         raise DownloadError(f"{entry.name}: hash mismatch: the download's UVR hash is {actual}, "
                             f"the catalogue expects {entry.uvr_hash}")

@@ -6,7 +6,6 @@ CascadedNet sizes (vr-reference.md §2.5); here the shapes decide, and every fai
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import warnings
@@ -20,8 +19,8 @@ from torch import Tensor
 
 from uvr_cli.errors import ModelError
 from uvr_cli.nets import AsppNetSpec, CascadedNetSpec, MaskNetwork, NetworkSpec, build_network
+from uvr_cli.registry import uvr_model_hash
 
-HASH_TAIL_BYTES = 10_000 * 1024
 """UVR hashes only the last 10,000 KiB of a model file (the whole file if it is smaller)."""
 
 MAX_UNPACKED_BYTES = 2 << 30
@@ -43,17 +42,6 @@ class LoadedModel:
     bins: int
     md5: str
     path: Path
-
-
-def uvr_model_hash(path: str | os.PathLike) -> str:
-    """UVR's model hash: md5 of the last 10,000*1024 bytes, or of the whole file if it is smaller."""
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            f.seek(max(0, size - HASH_TAIL_BYTES))
-            return hashlib.md5(f.read()).hexdigest()
-    except OSError as e:
-        raise ModelError(f"{path}: cannot read the model file: {e.strerror or e}") from None
 
 
 def _first_sentence(text: str) -> str:

@@ -1,19 +1,20 @@
 """Which band preset and which stem a weight file has, from its hash, its name or its shapes.
 
 UVR decides this by hash tables (reference §5.7); RVC hard-codes it by file name (§5.1). We try, in order: the
-user's --params, the UVR hash, the legacy whole-file hash, RVC's name rules, a preset name inside the file name,
-and finally the bin count a CascadedNet's LSTM fixes.
+user's --params, the UVR hash, the legacy whole-file hash, the file name of a catalogue entry (`uvr models`), RVC's
+name rules, a preset name inside the file name, and finally the bin count a CascadedNet's LSTM fixes.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from uvr_cli.checkpoint import uvr_model_hash
+from uvr_cli.errors import ModelError
 from uvr_cli.presets import list_presets
 
 # UVR's primary-stem labels whose mask keeps the (dry) voice; RVC writes the De-Echo models' mask output as "vocal".
@@ -35,10 +36,24 @@ class ModelIdentity:
         return self.primary_stem in VOCAL_PRIMARY_STEMS
 
 
+HASH_TAIL_BYTES = 10_000 * 1024
+
+
 @lru_cache(maxsize=1)
 def registry() -> dict:
-    """The shipped registry (models/registry.json)."""
+    """The shipped registry (models/registry.json); this module imports no torch, so listing models stays quick."""
     return json.loads((resources.files("uvr_models") / "registry.json").read_text(encoding="utf-8"))
+
+
+def uvr_model_hash(path: str | os.PathLike) -> str:
+    """UVR's model hash: md5 of the last 10,000*1024 bytes, or of the whole file if it is smaller."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            f.seek(max(0, size - HASH_TAIL_BYTES))
+            return hashlib.md5(f.read()).hexdigest()
+    except OSError as e:
+        raise ModelError(f"{path}: cannot read the model file: {e.strerror or e}") from None
 
 
 def whole_file_md5(path: Path) -> str:
@@ -71,6 +86,9 @@ def identify(path: Path, is_cascaded_net: bool, cascaded_bins: int | None) -> Mo
         legacy = table["legacy_md5"].get(whole_file_md5(path))
         if legacy:
             return ModelIdentity(legacy, "Instrumental", "UVR v5.2 file hash", uvr_hash)
+    for entry in table.get("models", []):
+        if entry.get("file") == path.name and entry.get("params"):
+            return ModelIdentity(entry["params"], entry["primary_stem"], "catalogue file name (uvr models)", uvr_hash)
     rule = _rvc_name_rule(path.name, is_cascaded_net)
     if rule:
         return ModelIdentity(rule[0], rule[1], "RVC file-name rule", uvr_hash)
