@@ -172,7 +172,7 @@ def separate(
     high_end: HighEnd = typer.Option(HighEnd.mirroring, "--high-end", help="Rebuild the top band's highest bins: mirroring (RVC's default), mirroring2, or none."),
     primary: Optional[str] = typer.Option(None, "--primary", help="Label of the mask's stem for unknown models: instrumental (default) or vocals."),
     window: int = typer.Option(512, "--window", help="Network window in frames (RVC and UVR use 512)."),
-    batch_size: int = typer.Option(4, "--batch-size", help="Windows per network call."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Windows per network call (default: 1 on the CPU, 8 on a GPU; more is faster on a GPU and needs more memory)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option("auto", "--precision", help="auto (fp32 on CPU, fp16 on GPU), fp32, fp16 or bf16."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per input on stdout instead of output paths."),

@@ -14,7 +14,7 @@ from uvr_cli import spectral
 from uvr_cli.audio_io import output_subtype, read_audio, write_audio
 from uvr_cli.checkpoint import load_network
 from uvr_cli.errors import AudioError, ModelError, UsageError
-from uvr_cli.inference import count_windows, mask_silence, predict_mask
+from uvr_cli.inference import count_windows, mask_silence, predict_mask, prepare_for_inference
 from uvr_cli.nets import Aggressiveness, CascadedNetSpec
 from uvr_cli.presets import BandPreset, load_preset
 from uvr_cli.registry import ModelIdentity, identify
@@ -108,7 +108,7 @@ class Separator:
         post_process: bool = False,
         primary: str | None = None,
         window: int = 512,
-        batch_size: int = 4,
+        batch_size: int | None = None,
         device: str = "auto",
         precision: str = "auto",
     ) -> None:
@@ -116,21 +116,25 @@ class Separator:
             raise UsageError(f"--high-end {high_end!r}: use {', '.join(HIGH_END_MODES)}")
         if primary not in (None, *STEMS):
             raise UsageError(f"--primary {primary!r}: use vocals or instrumental")
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise UsageError("--batch-size must be at least 1")
         if not 0 <= agg <= 100:
             raise UsageError(f"--agg {agg}: use a value from 0 to 100 (10 is RVC's default)")
         self.agg, self.tta, self.high_end, self.post_process = agg, tta, high_end, post_process
-        self.batch_size = batch_size
         self.device = resolve_device(device)
+        # One window at a time on the CPU: batching gains nothing there and multiplies the activation memory
+        # (a ch32 net at 672 bins holds ~0.5 GB per window); GPUs want batches.
+        self.batch_size = batch_size or (1 if self.device.type == "cpu" else 8)
         self.dtype = resolve_precision(precision, self.device)
         path = resolve_model_path(model)
         loaded, identity, preset = _load(path, params)
         if window <= 2 * loaded.module.offset:
             raise UsageError(f"--window {window} must exceed twice the model's context ({2 * loaded.module.offset})")
+        if window % 2**loaded.module.depth:
+            raise UsageError(f"--window {window} must be a multiple of {2**loaded.module.depth} for this network")
         self.window = window
         self.preset: BandPreset = preset
-        self.model = loaded.module.to(self.device)
+        self.model = prepare_for_inference(loaded.module, self.device)
         label = primary or ("vocals" if identity.primary_is_vocals else "instrumental")
         self.info = ModelInfo(path=path, spec=loaded.spec, preset=preset.name, identity=identity, primary=label)
 
