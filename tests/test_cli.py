@@ -259,3 +259,18 @@ def test_the_python_api_gives_what_the_cli_wrote(batch, ch16_weights, tmp_path, 
     info = sf.info(tmp_path / "v.flac")
     assert (info.channels, info.samplerate, info.frames, info.subtype) == (1, 22050, 11025, "PCM_16")
     assert math.isclose(result.realtime_factor, result.wall_s / 0.5)
+
+
+def test_shards_split_a_folder_between_runs(tmp_path, ch16_weights):
+    """Two runs with --shard 1/2 and 2/2 write every input exactly once between them (skip-existing not needed)."""
+    (tmp_path / "clips").mkdir()
+    for i in range(4):
+        sf.write(tmp_path / f"clips/c{i}.wav", tone_mix(0.3, seed=i), 44100)
+    shares = []
+    for k in (1, 2):
+        proc = uvr("separate", "clips", "--stem", "vocals", "--shard", f"{k}/2", "-o", f"out{k}",
+                   "-m", str(ch16_weights), *PARAMS, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        shares.append({Path(line).name for line in proc.stdout.decode().splitlines()})
+    assert not shares[0] & shares[1]
+    assert shares[0] | shares[1] == {f"c{i}_vocals.wav" for i in range(4)}

@@ -96,3 +96,23 @@ def test_stdout_takes_one_stem_of_one_input(tree):
 def test_failed_inputs_get_no_outputs_and_cause_no_collision(tree):
     jobs = plan(expand_inputs(["songs/a.wav", "elsewhere/a.wav"]))
     assert jobs[0].outputs and jobs[1].outputs == {} and jobs[1].error
+
+
+def test_shards_partition_the_inputs_whatever_their_order():
+    from uvr_cli.jobs import Job, select_shard
+
+    jobs = [Job(source=f"corpus/clip{i:04d}.wav") for i in range(400)]
+    shares = [select_shard(jobs, k, 4) for k in range(1, 5)]
+    sources = [sorted(j.source for j in share) for share in shares]
+    assert sorted(s for share in sources for s in share) == sorted(j.source for j in jobs)
+    assert all(60 < len(share) < 140 for share in sources)
+    reordered = [sorted(j.source for j in select_shard(list(reversed(jobs)), k, 4)) for k in range(1, 5)]
+    assert reordered == sources
+
+
+@pytest.mark.parametrize("text", ["0/4", "5/4", "a/b", "3", "1/0"])
+def test_bad_shard_specs_are_usage_errors(text):
+    from uvr_cli.jobs import parse_shard
+
+    with pytest.raises(UsageError):
+        parse_shard(text)

@@ -175,6 +175,7 @@ def separate(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Windows per network call (default: 1 on the CPU, 8 on a GPU; more is faster on a GPU and needs more memory)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option("auto", "--precision", help="auto (fp32 on CPU, fp16 on GPU), fp32, fp16 or bf16."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="K/N: process only share K of N of the inputs (by a hash of each path), to spread a corpus over N machines or jobs."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per input on stdout instead of output paths."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bars or warnings."),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Details on stderr: model, preset, device, timings."),
@@ -185,7 +186,7 @@ def separate(
     failed (the others were still processed), 2 usage error, 3 the model could not be loaded.
     """
     from uvr_cli.catalog import resolve_model
-    from uvr_cli.jobs import STDIN, expand_inputs, plan_outputs
+    from uvr_cli.jobs import STDIN, expand_inputs, parse_shard, plan_outputs, select_shard
 
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
@@ -198,6 +199,8 @@ def separate(
         jobs = expand_inputs(inputs)
         model_name = Path(model).stem if model else "default"
         plan_outputs(jobs, out_dir=out, template=name, stems=stems, model=model_name, agg=agg, ext=fmt.value)
+        if shard is not None:  # after planning, so that name collisions are found across the whole corpus
+            jobs = select_shard(jobs, *parse_shard(shard))
         model_path = resolve_model(model)
         # torch is imported only now, so that the errors above are reported at once.
         from uvr_cli.separator import Separator

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import string
 from dataclasses import dataclass, field
@@ -134,3 +135,23 @@ def plan_outputs(
                 raise UsageError(f"{job.display}: output {target} would overwrite an input file")
             taken[target] = job.display
             job.outputs[stem] = str(target)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'K/N' -> (K, N) with 1 <= K <= N."""
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard {text!r}: use K/N, e.g. 3/8 for the third of eight shares") from None
+    if not 1 <= k <= n:
+        raise UsageError(f"--shard {text!r}: K must be between 1 and N")
+    return k, n
+
+
+def select_shard(jobs: list[Job], k: int, n: int) -> list[Job]:
+    """The jobs whose input path hashes to share K of N: deterministic, and independent of the inputs' order,
+    so N machines given the same arguments split a corpus with no coordinator and no overlap."""
+    def share(job: Job) -> int:
+        return int.from_bytes(hashlib.sha1(job.source.encode("utf-8", "surrogateescape")).digest()[:8], "big") % n
+
+    return [job for job in jobs if share(job) == k - 1]
