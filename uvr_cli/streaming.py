@@ -19,6 +19,7 @@ Why blocks reproduce the whole-file result:
 """
 from __future__ import annotations
 
+import ctypes
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +41,21 @@ FIR_MARGIN = 1024  # source samples of context per FIR resampler, times the deci
 FFT_CONTEXT_S = 1.0  # seconds of context each side when emulating a whole-song FFT resample
 FFT_TAPER_S = 0.5  # the outer part of that context is faded out, so the segment's wrap-around is silent
 READ_FRAMES = 1 << 16
+
+
+def _fix_malloc_threshold() -> None:
+    """Keep glibc's mmap threshold at 1 MiB (it otherwise climbs to 32 MiB after large frees).
+
+    Block-sized numpy arrays are allocated and freed all song long; once the threshold has climbed they come from
+    the heap, which fragments, and the peak RSS of a 10-minute song measured ~15 % above a 1-minute one. With a fixed
+    threshold they are mapped and unmapped, and the two peaks agree within 1 %. Not glibc: nothing to do.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(ctypes.c_int(-3), ctypes.c_int(1 << 20))  # M_MMAP_THRESHOLD
 
 
 def can_stream(preset: BandPreset, post_process: bool) -> bool:
@@ -483,6 +499,7 @@ def separate_stream(
     """
     from uvr_cli.separator import STEMS, mirror, resampled_len
 
+    _fix_malloc_threshold()
     preset = sep.preset
     block_seconds = BLOCK_SECONDS if block_seconds is None else block_seconds
     stems = list(sinks)
