@@ -48,11 +48,11 @@ def resample(y: np.ndarray, orig_sr: int, target_sr: int, res_type: str) -> np.n
     elif res_type in SINC_TYPES:
         import samplerate
 
-        ratio = float(target_sr) / orig_sr
+        # All channels in one libsamplerate call, as librosa 0.9 does (`samplerate.resample(y.T, ...).T`): per
+        # channel, libsamplerate can return one sample fewer, which would zero the last sample after fixing.
         flat = y.reshape(-1, y.shape[-1])
-        rows = [samplerate.resample(row, ratio, converter_type=res_type) for row in flat]
-        longest = max(len(r) for r in rows)
-        out = np.stack([_fix_length(np.asarray(r), longest) for r in rows]).reshape(y.shape[:-1] + (longest,))
+        out = np.asarray(samplerate.resample(flat.T, float(target_sr) / orig_sr, converter_type=res_type)).T
+        out = out.reshape(y.shape[:-1] + out.shape[-1:])
     elif res_type in ("kaiser_best", "kaiser_fast"):
         import resampy
 
