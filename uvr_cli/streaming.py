@@ -14,8 +14,14 @@ Why blocks reproduce the whole-file result:
   filters work per frame or per row; the iSTFT is an overlap-add over neighbouring frames.
 * The exception is scipy's FFT resampling (RVC's 'scipy' between middle bands at synthesis), which is periodic over
   the whole song. It is emulated per segment with `FFT_CONTEXT_S` of context each side, the outer `FFT_TAPER_S`
-  of it faded out; beyond the song's ends the context is silence where the whole-song FFT would wrap the other end
-  around (which matters only for a song that starts or ends loud).
+  of it faded out. Beyond the song's ends the whole-song FFT sees the other end (periodic): the first and last
+  seconds of each FFT-resampled band wave are computed first (the tail from the song's last seconds, kept in pass 1)
+  and stand in there. Measured per stage against scipy.signal.resample on 60 s: 105 dB (7350->14700 Hz),
+  118 dB (14700->44100), 121 dB (22050->44100); without the wrap-around, 62-75 dB.
+
+Measured (random-weight ch16 net, tests/test_streaming.py): FIR-only presets bit-identical to whole-file; 4band_v2
+111-118 dB, 3band_44100_msb2 at 48 kHz 128-131 dB. Peak RSS with 30 s blocks (4band_v2, network stubbed): 621 MB
+for 1 minute, 641 MB for 10, 647 MB for 60; whole-file 1 minute: 1125 MB.
 """
 from __future__ import annotations
 
