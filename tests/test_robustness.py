@@ -609,7 +609,6 @@ def _peak_rss_bytes(args: list[str]) -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="streaming path pending (issue 5)")
 def test_peak_memory_of_ten_minutes_is_that_of_one(tmp_path: Path, ch16_weights: Path) -> None:
     rate = 16000  # 1band_sr16000_hl512: the fewest frames per second of any preset, so the cheapest long run
     peaks = []
