@@ -177,8 +177,9 @@ def _cascaded_spec(sd: Mapping[str, Tensor]) -> CascadedNetSpec:
 
 
 def _few(items: list[str], n: int = 3) -> str:
+    """The first `n` items (key names from the file), line breaks escaped so that the message stays on one line."""
     more = f" (+{len(items) - n} more)" if len(items) > n else ""
-    return ", ".join(items[:n]) + more
+    return ", ".join(item.replace("\r", "\\r").replace("\n", "\\n") for item in items[:n]) + more
 
 
 def _layout_problems(spec: NetworkSpec, state_dict: Mapping[str, Tensor]) -> list[str]:
