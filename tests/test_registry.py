@@ -62,3 +62,18 @@ def test_uvr_hash_of_a_small_file_is_the_whole_file_md5(tmp_path):
     path = tmp_path / "small.pth"
     path.write_bytes(b"abc" * 1000)
     assert uvr_model_hash(path) == hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def test_the_bundled_default_model_is_recognised_by_its_description():
+    import json
+    from importlib import resources
+
+    from uvr_cli.catalog import bundled_default
+
+    path = bundled_default()
+    if not path.is_file():
+        pytest.skip("no bundled default model in this checkout")
+    description = json.loads((resources.files("uvr_models") / "default.json").read_text())
+    identity = identify(path, False, None)
+    assert identity.params == description["params"] and identity.how == "uvr's bundled default model"
+    assert uvr_model_hash(path) == description["uvr_hash"]

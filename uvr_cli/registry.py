@@ -64,6 +64,15 @@ def whole_file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _bundled_default_entry(uvr_hash: str) -> dict | None:
+    """models/default.json describes the shipped model; it applies to the file with exactly that hash."""
+    description = resources.files("uvr_models") / "default.json"
+    if not description.is_file():
+        return None
+    data = json.loads(description.read_text(encoding="utf-8"))
+    return data if data.get("uvr_hash") == uvr_hash else None
+
+
 def _rvc_name_rule(name: str, is_cascaded_net: bool) -> tuple[str, str] | None:
     """RVC's hard-coded choices: DeEcho/DeReverb -> 4band_v3 (dry = primary); HP2/HP3/HP5 -> 4band_v2."""
     if is_cascaded_net and ("DeEcho" in name or "DeReverb" in name):
@@ -82,6 +91,9 @@ def identify(path: Path, is_cascaded_net: bool, cascaded_bins: int | None) -> Mo
     entry = table["hashes"].get(uvr_hash)
     if entry:
         return ModelIdentity(entry["params"], entry["primary_stem"], f"UVR hash {uvr_hash}", uvr_hash, entry.get("nout"))
+    entry = _bundled_default_entry(uvr_hash)
+    if entry:
+        return ModelIdentity(entry["params"], entry["primary_stem"], "uvr's bundled default model", uvr_hash)
     if path.stat().st_size <= 1 << 30:
         legacy = table["legacy_md5"].get(whole_file_md5(path))
         if legacy:
