@@ -203,7 +203,7 @@ def test_models_lists_the_shipped_catalogue_and_the_cache(tmp_path):
     assert table.returncode == 0
     lines = table.stdout.splitlines()
     assert lines[0].split()[:2] == ["NAME", "ARCHITECTURE"]
-    assert re.match(r"default\s.*not installed", lines[1])  # no bundled model ships yet, and it says so
+    assert re.match(r"default\s+CascadedASPPNet.*4band_v2\s+Instrumental.*bundled$", lines[1])  # the shipped model
     assert re.match(r"HP5_only_main_vocal\s+CascadedASPPNet.*4band_v2.*cached$", next(
         line for line in lines if line.startswith("HP5_only_main_vocal")))
     assert any(line.startswith("my_own") for line in lines)
@@ -248,13 +248,13 @@ def test_info_describes_a_checkpoint(ch16_weights, tmp_path):
     assert "unknown (not in the weights; give --params)" in done.stdout  # an ASPP net does not record its bins
     assert uvr_model_hash(ch16_weights) in done.stdout
 
-    named = tmp_path / "HP2_all_vocals.pth"  # RVC's name rule recognises it: preset, and bins from the preset
+    named = tmp_path / "HP2_all_vocals.pth"  # a catalogue file name: preset, and bins from the preset
     named.write_bytes(ch16_weights.read_bytes())
     done = subprocess.run([*uvr_command(), "info", str(named)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     fields = dict(line.split(":", 1) for line in done.stdout.splitlines())
     assert {k: v.strip() for k, v in fields.items() if k in ("bins", "recognised", "preset", "primary stem")} == {
-        "bins": "672 (from the preset)", "recognised": "RVC file-name rule", "preset": "4band_v2",
+        "bins": "672 (from the preset)", "recognised": "catalogue file name (uvr models)", "preset": "4band_v2",
         "primary stem": "Instrumental (the mask estimates the instrumental)"}
 
 

@@ -319,8 +319,12 @@ def listing() -> dict:
     folder = cache_dir()
     entries = load_catalog()
     default = bundled_default()
+    described = resources.files("uvr_models") / "default.json"
+    about = json.loads(described.read_text(encoding="utf-8")) if described.is_file() else {}
     rows = [{"name": "default", "file": default.name, "bundled": True, "installed": default.is_file(),
-             "path": str(default) if default.is_file() else None}]
+             "path": str(default) if default.is_file() else None, "family": about.get("architecture"),
+             "params": about.get("params"), "primary_stem": about.get("primary_stem"),
+             "size_bytes": default.stat().st_size if default.is_file() else None}]
     known = set()
     for entry in entries:
         cached = (folder / entry.file).is_file()

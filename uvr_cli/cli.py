@@ -288,7 +288,8 @@ def models(
     rows = [("NAME", "ARCHITECTURE", "PRESET", "PRIMARY STEM", "SIZE", "LOCAL")]
     for m in data["models"]:
         if m.get("bundled"):
-            rows.append((m["name"], "-", "-", "-", "-", "bundled" if m["installed"] else "not installed"))
+            rows.append((m["name"], m["family"] or "-", m["params"] or "-", m["primary_stem"] or "-",
+                         _size(m["size_bytes"]), "bundled" if m["installed"] else "not installed"))
             continue
         arch = ", ".join(x for x in (m.get("family"), m.get("capacity")) if x) or "?"
         rows.append((m["name"], arch, m.get("params") or "?", m.get("primary_stem") or "?", _size(m.get("size_bytes")),
