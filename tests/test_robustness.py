@@ -275,7 +275,7 @@ def test_warnings_name_the_repairs(batch: BatchRun) -> None:
     assert any("clipped" in line for line in batch.lines_about("full_scale_clipping.wav")), batch.lines
 
 
-@pytest.mark.xfail(strict=False, reason="the engine keeps the reference's silent last partial hop (up to 11.6 ms "
+@pytest.mark.xfail(strict=True, reason="the engine keeps the reference's silent last partial hop (up to 11.6 ms "
                                         "at hop 512), so an input shorter than one hop gives silent stems")
 def test_the_last_partial_hop_is_separated_too(batch: BatchRun) -> None:
     source = read_audio(batch.inputs / "shorter_than_an_fft.wav").samples
