@@ -322,16 +322,22 @@ def _encode(raw: BinaryIO, samples: np.ndarray, sample_rate: int, container: str
     return clipped, nonfinite
 
 
-def _write_file(path: Path, encode: Callable[[BinaryIO], WriteReport]) -> WriteReport:
-    """Encode into '.<name>.<pid>-<random>.uvr-tmp' beside `path`, then rename it over `path`."""
-    name = f"'{path}'"
+def _temporary_beside(path: Path, name: str) -> Path:
+    """Check the destination, make its folder, and name the temporary file that is renamed onto it when done:
+    '.<name>.<pid>-<random>.uvr-tmp' in the same folder (so the rename is atomic and the name ours alone)."""
     if path.is_dir():
         raise _write_error(name, "it is a folder")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise _write_error(name, f"cannot create folder '{path.parent}': {exc.strerror or exc}") from None
-    temp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.uvr-tmp")
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.uvr-tmp")
+
+
+def _write_file(path: Path, encode: Callable[[BinaryIO], WriteReport]) -> WriteReport:
+    """Encode into '.<name>.<pid>-<random>.uvr-tmp' beside `path`, then rename it over `path`."""
+    name = f"'{path}'"
+    temp = _temporary_beside(path, name)
     try:
         with open(temp, "xb") as raw:  # 'x': never an existing file; unlike mkstemp, the umask sets the mode
             report = encode(raw)
@@ -515,13 +521,7 @@ def open_block_writer(dest: str | os.PathLike, sample_rate: int, channels: int, 
         container = "RF64"
     path = Path(os.fsdecode(dest))
     name = f"'{path}'"
-    if path.is_dir():
-        raise _write_error(name, "it is a folder")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise _write_error(name, f"cannot create folder '{path.parent}': {exc.strerror or exc}") from None
-    temp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.uvr-tmp")
+    temp = _temporary_beside(path, name)
     try:
         with open(temp, "xb") as raw:
             sink = _ErrorKeepingFile(raw)
