@@ -6,7 +6,7 @@ It follows the structure of RVC's ``infer/modules/uvr5/vr.py`` (AudioPre / Audio
 shared/docs/vr-reference.md §3 and §5.1, with the fixes the conformance references use:
 
 * the synthesis buffers are zero-initialised (RVC allocates them with ``np.ndarray``, i.e. garbage);
-* no int16 output: the stems stay float and are zero-padded to the input's length at the preset's rate;
+* no int16 output: the stems stay float, as long as the pipeline makes them (it stops at the last frame's centre);
 * the preset, the network and the stem label are given (RVC hard-codes 4band_v2 / 4band_v3 and a net).
 
 The reference ran on librosa 0.9.2. Where 0.9.2 and the installed librosa could differ, the 0.9.2
@@ -287,8 +287,8 @@ class AudioPre:
         self.window_size = window_size
 
     def separate(self, music_file: str | Path) -> dict[str, np.ndarray]:
-        """{"primary": mask*mix, "other": mix - primary}, each (samples, 2) float64 at the preset's rate,
-        zero-padded to the input's length at that rate (the pipeline itself stops at a hop multiple)."""
+        """{"primary": mask*mix, "other": mix - primary}, each (samples, 2) float64 at the preset's rate, as
+        long as the pipeline makes them: it stops at the last frame's centre, up to a hop before the input's end."""
         mp = self.mp
         X_wave, X_spec_s = {}, {}
         bands_n = len(mp["band"])
@@ -317,10 +317,9 @@ class AudioPre:
         y_spec_m = pred * X_phase
         v_spec_m = X_spec_m - y_spec_m
 
-        n_in = X_wave[bands_n].shape[1]
         out = {}
         for stem, spec in (("primary", y_spec_m), ("other", v_spec_m)):
             extra = mirroring(spec, input_high_end, mp)
             wave = cmb_spectrogram_to_wave(spec, mp, input_high_end_h, extra)
-            out[stem] = fix_length(np.asarray(wave, dtype=np.float64).T, n_in).T
+            out[stem] = np.asarray(wave, dtype=np.float64)  # (samples, 2)
         return out

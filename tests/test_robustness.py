@@ -254,16 +254,13 @@ def test_odd_input_separates_into_complete_finite_stems(batch: BatchRun, name: s
     frames, channels = source.samples.shape
     out_channels = 1 if channels == 1 else 2
     vocals, instrumental = (assert_stem(p, frames, out_channels, source.sample_rate) for p in batch.stems(name))
-    # The stems add up to the (downmixed) input, except where the engine leaves silence, the last partial STFT
-    # hop (see test_the_last_partial_hop_is_separated_too), and two hops at either end, where the resamplers of
-    # other rates see the abrupt start and the silent tail.
+    # The stems add up to the (downmixed) input to the last sample; at other rates than the model's, except two
+    # hops at either end, where the resamplers see the abrupt start and end.
     expected = _downmix(source.samples)
-    model_len = int(np.ceil(frames * MODEL_RATE / source.sample_rate))
-    start = int(2 * HOP * source.sample_rate / MODEL_RATE)
-    covered = int((model_len // HOP * HOP - 2 * HOP) * source.sample_rate / MODEL_RATE)
+    edge = 0 if source.sample_rate == MODEL_RATE else int(2 * HOP * source.sample_rate / MODEL_RATE)
     peak = float(np.abs(expected).max())
-    if covered > start and peak < 1:  # beyond full scale, 16-bit stems are clipped (and say so)
-        error = np.abs(vocals + instrumental - expected)[start:covered].max()
+    if frames > 2 * edge and peak < 1:  # beyond full scale, 16-bit stems are clipped (and say so)
+        error = np.abs(vocals + instrumental - expected)[edge : frames - edge].max()
         assert error <= 1e-3 * max(peak, 0.1), error
     if name == "silence.wav":
         assert not vocals.any() and not instrumental.any()
@@ -275,8 +272,6 @@ def test_warnings_name_the_repairs(batch: BatchRun) -> None:
     assert any("clipped" in line for line in batch.lines_about("full_scale_clipping.wav")), batch.lines
 
 
-@pytest.mark.xfail(strict=True, reason="the engine keeps the reference's silent last partial hop (up to 11.6 ms "
-                                        "at hop 512), so an input shorter than one hop gives silent stems")
 def test_the_last_partial_hop_is_separated_too(batch: BatchRun) -> None:
     source = read_audio(batch.inputs / "shorter_than_an_fft.wav").samples
     vocals, instrumental = (read_audio(p).samples for p in batch.stems("shorter_than_an_fft.wav"))

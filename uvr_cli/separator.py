@@ -196,19 +196,29 @@ class Separator:
             primary = pred * np.exp(1.0j * np.angle(spec)).astype(np.complex64)
         else:
             primary = mask * spec
-        by_label = {self.info.primary: primary}
+        n_frames = spec.shape[-1]
+        first = max(0, n_frames - spectral.TAIL_CONTEXT_FRAMES)
+        tail_spec = np.concatenate([spec[:, :, first:], analysis.extra], axis=-1)
+        tail_primary = np.concatenate([primary[:, :, first:], mask[:, :, -1:] * analysis.extra], axis=-1)
+        tail_high_end = None
+        if analysis.high_end is not None:
+            tail_high_end = np.concatenate([analysis.high_end[:, :, first:], analysis.extra_high_end], axis=-1)
+        by_label = {self.info.primary: (primary, tail_primary)}
         secondary = next(s for s in STEMS if s != self.info.primary)
         if secondary in stems:
-            by_label[secondary] = spec - primary
+            by_label[secondary] = (spec - primary, tail_spec - tail_primary)
         out_length = resampled_len(audio.shape[0], sample_rate, output_rate)
         result = {}
         for stem in stems:
-            stem_spec = by_label[stem]
-            high_end = None
+            stem_spec, stem_tail = by_label[stem]
+            high_end = tail_high_end_stem = None
             if analysis.high_end is not None:
                 high_end = mirror(self.high_end, stem_spec, analysis.high_end, self.preset)
+                tail_high_end_stem = mirror(self.high_end, stem_tail, tail_high_end, self.preset)
             wave_out = spectral.synthesise(stem_spec, self.preset, high_end)
-            wave_out = fit_length(wave_out, analysis.top_length)
+            tail = spectral.synthesise_tail(stem_tail, tail_high_end_stem, self.preset, first, n_frames,
+                                            analysis.top_length)
+            wave_out = fit_length(np.concatenate([wave_out, tail], axis=-1), analysis.top_length)
             if output_rate != self.preset.sr:
                 wave_out = resample(wave_out, self.preset.sr, output_rate, OUTPUT_RESAMPLER)
             wave_out = fit_length(wave_out, out_length)
@@ -315,7 +325,7 @@ def resampled_len(n: int, orig_sr: int, target_sr: int) -> int:
 
 
 def fit_length(wave: np.ndarray, length: int) -> np.ndarray:
-    """Zero-pad or trim (channels, n) to `length`: the reference's output is up to one hop short."""
+    """Zero-pad or trim (channels, n) to `length`."""
     if wave.shape[-1] >= length:
         return wave[:, :length]
     return np.pad(wave, ((0, 0), (0, length - wave.shape[-1])))

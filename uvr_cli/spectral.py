@@ -113,6 +113,8 @@ class Analysis:
     spec: np.ndarray  # (2, bins+1, T) complex64, pre-filtered
     high_end: np.ndarray | None  # (2, H, T) complex64 rows below the top band's Nyquist, or None
     top_length: int  # samples of the input at the top band's rate
+    extra: np.ndarray  # (2, bins+1, E) the frames after the last one, for the tail (see `synthesise_tail`)
+    extra_high_end: np.ndarray | None  # (2, H, E)
 
 
 def band_waves(wave: np.ndarray, sample_rate: int, preset: BandPreset) -> list[np.ndarray]:
@@ -123,6 +125,19 @@ def band_waves(wave: np.ndarray, sample_rate: int, preset: BandPreset) -> list[n
     for d in range(len(bands) - 2, -1, -1):
         waves[d] = resample(waves[d + 1], bands[d + 1].sr, bands[d].sr, bands[d].res_type)
     return waves
+
+
+def stft_frames(wave: np.ndarray, n_fft: int, hop: int, first: int, count: int) -> np.ndarray:
+    """Frames [first, first + count) of `stft(wave, n_fft, hop)`, also beyond its last frame (zeros past the end)."""
+    start = first * hop - n_fft // 2
+    stop = start + (count - 1) * hop + n_fft
+    segment = np.zeros(wave.shape[:-1] + (stop - start,), dtype=wave.dtype)
+    lo, hi = max(start, 0), min(stop, wave.shape[-1])
+    if lo < hi:
+        segment[..., lo - start : hi - start] = wave[..., lo:hi]
+    frames = np.lib.stride_tricks.sliding_window_view(segment, n_fft, axis=-1)[..., ::hop, :]
+    spec = scipy.fft.rfft(frames * hann(n_fft, "float32"), axis=-1)
+    return np.ascontiguousarray(np.swapaxes(spec, -1, -2)).astype(np.complex64, copy=False)
 
 
 def combine(specs: list[np.ndarray], preset: BandPreset) -> np.ndarray:
@@ -158,7 +173,17 @@ def analyse(wave: np.ndarray, sample_rate: int, preset: BandPreset, keep_high_en
     combined = combine(specs, preset)
     if high_end is not None:
         high_end = np.ascontiguousarray(high_end[:, :, : combined.shape[-1]])
-    return Analysis(spec=combined, high_end=high_end, top_length=waves[-1].shape[-1])
+    n_frames, top_length = combined.shape[-1], waves[-1].shape[-1]
+    count = tail_frame_count(preset, n_frames, top_length)
+    extra_specs = [stft_frames(to_model_channels(w, preset), band.n_fft, band.hl, n_frames, count)
+                   for band, w in zip(preset.bands, waves)]
+    extra = combine(extra_specs, preset)
+    extra_high_end = None
+    if high_end is not None:
+        top = preset.top.n_fft // 2
+        extra_high_end = np.ascontiguousarray(extra_specs[-1][:, top - height : top, :])
+    return Analysis(spec=combined, high_end=high_end, top_length=top_length, extra=extra,
+                    extra_high_end=extra_high_end)
 
 
 def _mirrored_magnitudes(spec: np.ndarray, height: int, preset: BandPreset) -> np.ndarray:
@@ -216,6 +241,38 @@ def synthesise(spec: np.ndarray, preset: BandPreset, high_end: np.ndarray | None
                 wave = resample(_fit(wave, own.shape[-1]) + own, band.sr, next_sr, "scipy")
     assert wave is not None
     return wave
+
+
+TAIL_CONTEXT_FRAMES = 128  # frames before the tail that its synthesis sees (about 1.4 s)
+
+
+def tail_frame_count(preset: BandPreset, n_frames: int, top_length: int) -> int:
+    """Frames after the last one that the tail's synthesis needs: `synthesise` stops at the last frame's centre."""
+    hop = preset.top.hl
+    return max(1, -(-top_length // hop) - n_frames + 1)
+
+
+def synthesise_tail(stem: np.ndarray, high_end: np.ndarray | None, preset: BandPreset, first: int, n_frames: int,
+                    top_length: int) -> np.ndarray:
+    """The stem's samples [hl*(T-1), top_length) at the top band's rate, which `synthesise` cannot give.
+
+    The reference stops at the last frame's centre, so up to one hop at the end stays silent (all of a song shorter
+    than one hop). `stem` holds the stem's frames from `first` to T plus `tail_frame_count` frames after the song,
+    masked like its last frame. Synthesising that short stretch leaves every sample before the tail as the
+    reference has it; the stretch starts at frame 0 or fades in, so FFT resampling does not wrap a hard edge.
+    """
+    hop = preset.top.hl
+    begin = hop * (n_frames - 1)
+    if top_length <= begin:
+        return np.zeros((2, 0))
+    if first > 0:
+        width = min(TAIL_CONTEXT_FRAMES // 2, stem.shape[-1] // 2)
+        fade = np.ones(stem.shape[-1], dtype=np.float32)
+        fade[:width] = 0.5 - 0.5 * np.cos(np.pi * (np.arange(width) + 0.5) / width)
+        stem = stem * fade
+        high_end = None if high_end is None else high_end * fade
+    wave = synthesise(stem, preset, high_end)
+    return _fit(wave[:, begin - hop * first :], top_length - begin)
 
 
 def _fit(wave: np.ndarray, length: int) -> np.ndarray:

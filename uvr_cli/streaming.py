@@ -228,7 +228,9 @@ class _Analyser:
         """The first input sample that analysing frames [f0, f1) reads."""
         return max(self._ranges(f0, f1)[2][0], 0)
 
-    def analyse(self, source: _InputStream, f0: int, f1: int) -> tuple[np.ndarray, np.ndarray | None]:
+    def analyse(self, source: _InputStream, f0: int, f1: int, beyond_end: bool = False
+                ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Frames [f0, f1); those outside the song are zero, unless `beyond_end` (the tail's frames after it)."""
         bands, preset = self.preset.bands, self.preset
         stft_range, need, (s, e) = self._ranges(f0, f1)
         spans: list[_Span] = [None] * len(bands)  # type: ignore[list-item]
@@ -252,7 +254,7 @@ class _Analyser:
         if self.high_end_rows > 0:
             t = preset.top.n_fft // 2
             high_end = np.ascontiguousarray(specs[-1][:, t - self.high_end_rows : t, :])
-        outside = (np.arange(f0, f1) < 0) | (np.arange(f0, f1) >= self.frames)
+        outside = (np.arange(f0, f1) < 0) | ((np.arange(f0, f1) >= self.frames) & (not beyond_end))
         if outside.any():
             combined[:, :, outside] = 0
             if high_end is not None:
@@ -303,6 +305,7 @@ class _Synthesiser:
                                                                       * bands[d].sr)) for d in self.fft_levels}
         self.head: dict[int, _Span] = {}
         self.tail: dict[int, _Span] = {}
+        self.end: np.ndarray | None = None  # top-band samples [hl*(frames-1), top_length): spectral.synthesise_tail
 
     def _lower_type(self, d: int) -> str:
         return "sinc_fastest" if d == 0 else "scipy"
@@ -400,7 +403,12 @@ class _Synthesiser:
     def synthesise(self, plan: _SynthPlan, spec: np.ndarray, high_end: np.ndarray | None, g0: int) -> np.ndarray:
         """(2, q1 - q0) float64 output samples; `spec`/`high_end` hold frames from g0 covering plan.frames."""
         wave = self._level_wave(plan.bands, spec, high_end, g0)
-        top = _Span(plan.top[0], wave.get(*plan.top), self.top_length)  # zeros from hl*(frames-1) on
+        top = _Span(plan.top[0], wave.get(*plan.top), self.top_length)
+        begin = self.wave_lengths[-1]
+        if plan.top[1] > begin and self.top_length > begin:
+            assert self.end is not None, "the tail is needed before it was synthesised"
+            lo, hi = max(plan.top[0], begin), min(plan.top[1], self.top_length)
+            top.data[:, lo - plan.top[0] : hi - plan.top[0]] = self.end[:, lo - begin : hi - begin]
         if self.output_rate == self.preset.sr:
             return top.get(plan.q0, plan.q1)
         return _resample_range(top, plan.q0, plan.q1, self.preset.sr, self.output_rate, "kaiser_best",
@@ -520,6 +528,8 @@ def separate_stream(
             mask = runner.mask(np.abs(spec) / coef, a - ctx, a, b, on_window)
         else:
             mask = np.zeros((2, spec.shape[1], b - a), dtype=np.float32)
+        if b == n_frames:
+            last_mask[:] = [mask[:, :, -1:]]
         centre = spec[:, :, ctx : ctx + b - a]
         primary = mask * centre
         by_label = {sep.info.primary: primary}
@@ -528,6 +538,24 @@ def separate_stream(
         he = None if high_end is None else high_end[:, :, ctx : ctx + b - a]
         return {stem: (by_label[stem], None if he is None else mirror(sep.high_end, by_label[stem], he, preset))
                 for stem in stems}
+
+    def synthesise_tails(source: _InputStream) -> None:
+        """Each stem's samples after the last frame's centre, from the frames after the song (see spectral)."""
+        count = spectral.tail_frame_count(preset, n_frames, analyser.top_length)
+        extra, extra_high_end = analyser.analyse(source, n_frames, n_frames + count, beyond_end=True)
+        extra_primary = last_mask[0] * extra
+        for stem in stems:
+            stem_extra = extra_primary if stem == sep.info.primary else extra - extra_primary
+            spec_s, he_s = buf[stem]
+            local = np.concatenate([spec_s[:, :, tail_first - buf_start :], stem_extra], axis=-1)
+            local_he = None
+            if he_s is not None:
+                extra_he = mirror(sep.high_end, stem_extra, extra_high_end, preset)
+                local_he = np.concatenate([he_s[:, :, tail_first - buf_start :], extra_he], axis=-1)
+            synths[stem].end = spectral.synthesise_tail(local, local_he, preset, tail_first, n_frames,
+                                                        analyser.top_length)
+
+    last_mask: list[np.ndarray] = []
 
     with open_reader() as reader:
         n_in, rate_in, channels_in = reader.frames, reader.sample_rate, reader.channels
@@ -539,9 +567,10 @@ def separate_stream(
         block = block_frames(preset, runner.roi, block_seconds)
         synths = {stem: _Synthesiser(preset, n_frames, analyser.top_length, output_rate) for stem in stems}
         synth = synths[stems[0]]
-        head_need, tail_first = synth.edge_frames()
+        head_need, edge_first = synth.edge_frames()
         needs_edges = bool(synth.fft_levels) and n_frames > 0
-        keep_from = analyser.input_start(tail_first - ctx, n_frames + ctx) if needs_edges else None
+        keep_from = analyser.input_start(edge_first - ctx, n_frames + ctx) if needs_edges else None
+        tail_first = max(0, n_frames - spectral.TAIL_CONTEXT_FRAMES)
         # pass 1: the normalisation coefficient (and the song's last seconds, kept for the FFT wrap-around)
         coef = 0.0
         source = _InputStream(reader, keep_from)
@@ -551,7 +580,7 @@ def separate_stream(
             del spec
         tail: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
         if needs_edges:
-            tail = stem_frames(source, _WindowRunner(sep, n_frames), tail_first, n_frames, lambda n: None)
+            tail = stem_frames(source, _WindowRunner(sep, n_frames), edge_first, n_frames, lambda n: None)
         del source
         nonfinite = reader.nonfinite_replaced
     channels = 1 if channels_in == 1 else 2
@@ -582,9 +611,10 @@ def separate_stream(
                 if b < min(head_need, n_frames):
                     continue
                 for stem in stems:
-                    synths[stem].fill_edges(buf[stem][0], tail[stem][0], tail_first)
+                    synths[stem].fill_edges(buf[stem][0], tail[stem][0], edge_first)
                 tail = {}
             if b >= n_frames:
+                synthesise_tails(source)
                 q1 = out_length
             else:  # the furthest output sample whose frames are all here
                 lo, hi = written, out_length
@@ -604,7 +634,7 @@ def separate_stream(
                 sinks[stem](np.ascontiguousarray(wave[:channels].T, dtype=np.float32))
             written = q1
             keep = synth.plan(written, min(written + 1, out_length)).frames[0] if written < out_length else b
-            keep = min(max(keep, buf_start), b)
+            keep = min(max(keep, buf_start), b, tail_first)  # the tail's synthesis needs the last frames
             for stem in stems:
                 spec_s, he_s = buf[stem]
                 cut = keep - buf_start
