@@ -14,6 +14,7 @@ import shutil
 import signal
 import struct
 import subprocess
+import sys
 import time
 import zipfile
 from collections.abc import Callable
@@ -416,6 +417,29 @@ def test_signal_leaves_only_whole_files_and_a_rerun_finishes_the_rest(
         if all(p in done_first for p in stems):  # finished before the signal: skipped, not redone
             assert all(done_first[p] == (p.stat().st_ino, p.stat().st_mtime_ns) for p in stems)
     assert not temporaries(out)
+
+
+def test_ctrl_c_while_the_model_loads_exits_130_with_one_line(tmp_path: Path, cascadednet_weights: Path) -> None:
+    # A real SIGINT, delivered while the weights are being read (the load is made to wait for it).
+    song = write_wav(tmp_path / "song.wav", _clip())
+    out = tmp_path / "out"
+    args = separate_args(cascadednet_weights, out, str(song))
+    script = (
+        "import os, signal, sys, time\n"
+        "import uvr_cli.checkpoint as checkpoint\n"
+        "def interrupted_load(path):\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    time.sleep(30)\n"
+        "checkpoint.read_state_dict = interrupted_load\n"
+        "from uvr_cli.cli import main\n"
+        f"sys.argv = ['uvr', *{args!r}]\n"
+        "main()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    lines = stderr_lines(proc)
+    assert proc.returncode == 130, lines
+    assert len(lines) == 1 and "interrupted" in lines[0], lines
+    assert not out.exists() or not any(out.iterdir())
 
 
 def _wav_size(frames: int, channels: int, subtype: str) -> int:

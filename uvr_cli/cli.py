@@ -213,6 +213,9 @@ def separate(
             _check_output_options(fmt.value, depth, separator.model_sample_rate, out, as_json)
     except UvrError as exc:
         raise _fail(exc)
+    except KeyboardInterrupt:  # e.g. while torch is imported or the model loads: not click's bare "Aborted!"
+        _say("interrupted before any input was separated; nothing was written")
+        raise typer.Exit(130) from None
     if verbose:
         info = separator.info
         _say(f"model {info.path}: {info.spec}, preset {info.preset}, primary stem {info.primary} "
