@@ -274,3 +274,29 @@ def test_shards_split_a_folder_between_runs(tmp_path, ch16_weights):
         shares.append({Path(line).name for line in proc.stdout.decode().splitlines()})
     assert not shares[0] & shares[1]
     assert shares[0] | shares[1] == {f"c{i}_vocals.wav" for i in range(4)}
+
+
+def test_jobs_spread_inputs_over_workers_with_identical_results(tmp_path, ch16_weights):
+    """--jobs 2: the same files byte for byte as one process, paths in input order, a failure still one line."""
+    (tmp_path / "clips").mkdir()
+    names = [f"c{i}.wav" for i in range(3)]
+    for i, name in enumerate(names):
+        sf.write(tmp_path / "clips" / name, tone_mix(0.3, seed=i), 44100)
+    (tmp_path / "clips" / "broken.wav").write_bytes(b"RIFF....WAVEjunk")
+    order = ["clips/c0.wav", "clips/broken.wav", "clips/c1.wav", "clips/c2.wav"]
+    runs = {}
+    for jobs in ("1", "2"):
+        proc = uvr("separate", *order, "-j", jobs, "-o", f"out{jobs}", "-m", str(ch16_weights), *PARAMS, cwd=tmp_path)
+        assert proc.returncode == 1, proc.stderr
+        errors = [line for line in proc.stderr.decode().splitlines() if "broken.wav" in line]
+        assert len(errors) == 1, proc.stderr
+        runs[jobs] = [Path(line).name for line in proc.stdout.decode().splitlines()]
+    expected = [f"c{i}_{stem}.wav" for i in range(3) for stem in ("vocals", "instrumental")]
+    assert runs["1"] == runs["2"] == expected
+    for name in expected:
+        assert (tmp_path / "out1" / name).read_bytes() == (tmp_path / "out2" / name).read_bytes(), name
+
+
+def test_jobs_must_be_positive(tmp_path):
+    proc = uvr("separate", "x.wav", "-j", "0", cwd=tmp_path)
+    assert proc.returncode == 2 and b"--jobs" in proc.stderr

@@ -1,6 +1,7 @@
 """The `uvr` command: parses options, drives `Separator`, reports. No signal processing lives here."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -175,6 +176,7 @@ def separate(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Windows per network call (default: 1 on the CPU, 8 on a GPU; more is faster on a GPU and needs more memory)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option("auto", "--precision", help="auto (fp32 on CPU, fp16 on GPU), fp32, fp16 or bf16."),
+    jobs_count: int = typer.Option(1, "-j", "--jobs", help="Worker processes, each with its own model and a share of the cores: faster for many short files (outputs are identical)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="K/N: process only share K of N of the inputs (by a hash of each path), to spread a corpus over N machines or jobs."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per input on stdout instead of output paths."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bars or warnings."),
@@ -190,6 +192,8 @@ def separate(
 
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
+        if jobs_count < 1:
+            raise UsageError("--jobs must be at least 1")
         rate = _parse_rate(sample_rate)
         depth = bit_depth.value if bit_depth else None
         _check_output_options(fmt.value, depth, rate, out, as_json)
@@ -205,10 +209,11 @@ def separate(
         # torch is imported only now, so that the errors above are reported at once.
         from uvr_cli.separator import Separator
 
-        separator = Separator(
-            model_path, params=params, agg=agg, tta=tta, high_end=high_end.value, post_process=post_process,
+        separator_options = dict(
+            model=model_path, params=params, agg=agg, tta=tta, high_end=high_end.value, post_process=post_process,
             primary=primary, window=window, batch_size=batch_size, device=device, precision=precision,
         )
+        separator = Separator(**separator_options)
         if rate == "model":
             _check_output_options(fmt.value, depth, separator.model_sample_rate, out, as_json)
     except UvrError as exc:
@@ -231,9 +236,17 @@ def separate(
         overall = tqdm(total=len(jobs), unit="file", position=0, desc="all files", file=sys.stderr)
     options = dict(fmt=fmt.value, bit_depth=depth, sample_rate=rate, skip_existing=skip_existing)
     failed = 0
+    streams = out == STDIN or any(job.source == STDIN for job in jobs)  # standard input/output stay here
+    if jobs_count > 1 and len(jobs) > 1 and not streams:
+        from uvr_cli.parallel import map_jobs
+
+        del separator  # each worker loads its own
+        task = functools.partial(_separate_one, options=options, show_progress=False, verbose=verbose, quiet=quiet)
+        records = map_jobs(separator_options, task, jobs, min(jobs_count, len(jobs)))
+    else:
+        records = (_separate_one(separator, job, options, show_progress, verbose, quiet) for job in jobs)
     try:
-        for job in jobs:
-            record = _separate_one(separator, job, options, show_progress, verbose, quiet)
+        for record in records:
             failed += record["status"] == "error"
             if as_json:
                 _emit(json.dumps(record))
