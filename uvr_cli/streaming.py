@@ -20,12 +20,11 @@ Why blocks reproduce the whole-file result:
   118 dB (14700->44100), 121 dB (22050->44100); without the wrap-around, 62-75 dB.
 
 Measured (random-weight ch16 net, tests/test_streaming.py): FIR-only presets bit-identical to whole-file; 4band_v2
-111-118 dB, 3band_44100_msb2 at 48 kHz 128-131 dB. Peak RSS with 30 s blocks (4band_v2, network stubbed): 621 MB
+111-118 dB, 3band_44100_msb2 at 48 kHz 128-131 dB. Peak RSS with the former 30 s blocks (4band_v2, network stubbed): 621 MB
 for 1 minute, 641 MB for 10, 647 MB for 60; whole-file 1 minute: 1125 MB.
 """
 from __future__ import annotations
 
-import ctypes
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -39,29 +38,15 @@ import torch
 from uvr_cli import spectral
 from uvr_cli.audio_io import BlockReader, open_block_reader, open_block_writer, output_subtype
 from uvr_cli.inference import count_windows, window_layout
+from uvr_cli.malloc import keep_large_allocations_mapped
 from uvr_cli.presets import BandPreset
 from uvr_cli.resample import resample, resampled_length
 
-BLOCK_SECONDS = 30.0  # network block: memory grows with it, the per-block overhead shrinks
+BLOCK_SECONDS = 15.0  # network block: memory grows with it (ch32 4band_v2, 60 s: 983 MiB at 30 s, 893 at 12)
 FIR_MARGIN = 1024  # source samples of context per FIR resampler, times the decimation factor (sinc_best needs ~150)
 FFT_CONTEXT_S = 1.0  # seconds of context each side when emulating a whole-song FFT resample
 FFT_TAPER_S = 0.5  # the outer part of that context is faded out, so the segment's wrap-around is silent
 READ_FRAMES = 1 << 16
-
-
-def _fix_malloc_threshold() -> None:
-    """Keep glibc's mmap threshold at 1 MiB (it otherwise climbs to 32 MiB after large frees).
-
-    Block-sized numpy arrays are allocated and freed all song long; once the threshold has climbed they come from
-    the heap, which fragments, and the peak RSS of a 10-minute song measured ~15 % above a 1-minute one. With a fixed
-    threshold they are mapped and unmapped, and the two peaks agree within 1 %. Not glibc: nothing to do.
-    """
-    try:
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):  # TypeError: Windows has no CDLL(None)
-        return
-    mallopt(ctypes.c_int(-3), ctypes.c_int(1 << 20))  # M_MMAP_THRESHOLD
 
 
 def can_stream(preset: BandPreset, post_process: bool) -> bool:
@@ -513,7 +498,7 @@ def separate_stream(
     """
     from uvr_cli.separator import STEMS, mirror, resampled_len
 
-    _fix_malloc_threshold()
+    keep_large_allocations_mapped()
     preset = sep.preset
     block_seconds = BLOCK_SECONDS if block_seconds is None else block_seconds
     stems = list(sinks)
