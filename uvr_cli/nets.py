@@ -233,8 +233,11 @@ class BaseASPPNet(nn.Module):
         else:
             h = self.aspp(h)
         h = self.dec4(h, e4)
+        del e4  # each skip is dropped once used: the last decoder then runs beside only its own
         h = self.dec3(h, e3)
+        del e3
         h = self.dec2(h, e2)
+        del e2
         return self.dec1(h, e1)
 
 
@@ -334,11 +337,13 @@ class BaseNet(nn.Module):
         e2 = self.enc2(e1)
         e3 = self.enc3(e2)
         e4 = self.enc4(e3)
-        e5 = self.enc5(e4)
-        h = self.aspp(e5)
+        h = self.aspp(self.enc5(e4))
         h = self.dec4(h, e4)
+        del e4  # each skip is dropped once used
         h = self.dec3(h, e3)
+        del e3
         h = self.dec2(h, e2)
+        del e2
         h = torch.cat([h, self.lstm_dec2(h)], dim=1)
         return self.dec1(h, e1)
 
@@ -428,11 +433,10 @@ class CascadedASPPNet(MaskNetwork):
         bandw = x.size(2) // 2
         aux1 = torch.cat([self.stg1_low_band_net(x[:, :, :bandw]), self.stg1_high_band_net(x[:, :, bandw:])], dim=2)
         aux2 = self.stg2_full_band_net(self.stg2_bridge(torch.cat([x, aux1], dim=1)))
-        h = self.stg3_full_band_net(self.stg3_bridge(torch.cat([x, aux1, aux2], dim=1)))
-        masks = [torch.sigmoid(self.out(h))]
-        if with_aux:
-            masks += [torch.sigmoid(self.aux1_out(aux1)), torch.sigmoid(self.aux2_out(aux2))]
-        return masks
+        h = self.stg3_bridge(torch.cat([x, aux1, aux2], dim=1))
+        aux = [torch.sigmoid(self.aux1_out(aux1)), torch.sigmoid(self.aux2_out(aux2))] if with_aux else []
+        del aux1, aux2  # full-resolution maps: not held through the last stage (~90 MB per ch32 window)
+        return [torch.sigmoid(self.out(self.stg3_full_band_net(h))), *aux]
 
     def _adjust(self, mask: Tensor, aggressiveness: Aggressiveness | None) -> Tensor:
         if aggressiveness is None:
@@ -474,11 +478,11 @@ class CascadedNet(MaskNetwork):
         l2 = self.stg2_low_band_net(torch.cat([l1_in, l1], dim=1))
         h2 = self.stg2_high_band_net(torch.cat([h1_in, h1], dim=1))
         aux2 = torch.cat([l2, h2], dim=2)
-        f3 = self.stg3_full_band_net(torch.cat([x, aux1, aux2], dim=1))
-        masks = [torch.sigmoid(self.out(f3))]
-        if with_aux:
-            masks.append(torch.sigmoid(self.aux_out(torch.cat([aux1, aux2], dim=1))))
-        return masks
+        del l1, h1, l2, h2
+        f3_in = torch.cat([x, aux1, aux2], dim=1)
+        aux = [torch.sigmoid(self.aux_out(torch.cat([aux1, aux2], dim=1)))] if with_aux else []
+        del aux1, aux2  # not held through the last stage
+        return [torch.sigmoid(self.out(self.stg3_full_band_net(f3_in))), *aux]
 
 
 def build_network(spec: NetworkSpec, bins: int) -> MaskNetwork:
