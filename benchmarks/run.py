@@ -180,6 +180,9 @@ def clip_rows(cache: Path, clips: int, reference_clips: int) -> list[Row]:
                 ref_peak, None, per_clip * clips)]
     wall, peak = run_child(uvr_separate([folder], weights, preset, cache / "out_clips"))
     rows.append(Row(f"uvr one run over the folder, {clips} x 3 s", 3.0 * clips, wall, peak, None, per_clip * clips))
+    # two workers with one thread each; the peak is the largest single process (os.wait4 counts reaped children)
+    wall, peak = run_child([*uvr_separate([folder], weights, preset, cache / "out_clips_j2"), "--jobs", "2"])
+    rows.append(Row(f"uvr --jobs 2 over the folder, {clips} x 3 s", 3.0 * clips, wall, peak, None, per_clip * clips))
     return rows
 
 
