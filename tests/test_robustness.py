@@ -277,7 +277,7 @@ def test_long_odd_files_stream_with_the_same_repairs(tmp_path: Path, cascadednet
     surround = np.stack([0.15 * np.sin(2 * np.pi * f * t) for f in (220, 330, 440, 55, 660, 880)], axis=1)
     surround = surround.astype(np.float32)
     broken = surround.copy()
-    for at in (5, int(rate * 10.5), int(rate * 31)):  # in different blocks
+    for at in (5, int(rate * BLOCK_SECONDS * 0.7), int(rate * (BLOCK_SECONDS + 1))):  # in different blocks
         broken[at : at + 40, at % 6] = np.nan
         broken[at + 50, (at + 1) % 6] = np.inf
     inputs = tmp_path / "in"
