@@ -26,11 +26,7 @@ def hann(n_fft: int, dtype: str = "float64") -> np.ndarray:
 
 def stft(wave: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     """librosa.stft(center=True, pad_mode='constant'): (..., n) float -> (..., n_fft//2+1, 1+n//hop) complex64."""
-    pad = n_fft // 2
-    padded = np.pad(wave, [(0, 0)] * (wave.ndim - 1) + [(pad, pad)])
-    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft, axis=-1)[..., ::hop, :]
-    spec = scipy.fft.rfft(frames * hann(n_fft, "float32"), axis=-1)
-    return np.ascontiguousarray(np.swapaxes(spec, -1, -2)).astype(np.complex64, copy=False)
+    return stft_frames(wave, n_fft, hop, 0, 1 + wave.shape[-1] // hop)
 
 
 def _overlap_add(frames: np.ndarray, hop: int) -> np.ndarray:
