@@ -38,7 +38,6 @@ import torch
 from uvr_cli import spectral
 from uvr_cli.audio_io import BlockReader, open_block_reader, open_block_writer, output_subtype
 from uvr_cli.inference import count_windows, window_layout
-from uvr_cli.malloc import keep_large_allocations_mapped
 from uvr_cli.presets import BandPreset
 from uvr_cli.resample import resample, resampled_length
 
@@ -498,7 +497,6 @@ def separate_stream(
     """
     from uvr_cli.separator import STEMS, mirror, resampled_len
 
-    keep_large_allocations_mapped()
     preset = sep.preset
     block_seconds = BLOCK_SECONDS if block_seconds is None else block_seconds
     stems = list(sinks)
