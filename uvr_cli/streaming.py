@@ -32,14 +32,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
-import scipy.signal
 import torch
 
 from uvr_cli import spectral
 from uvr_cli.audio_io import BlockReader, open_block_reader, open_block_writer, output_subtype
 from uvr_cli.inference import count_windows, window_layout
 from uvr_cli.presets import BandPreset
-from uvr_cli.resample import resample, resampled_length
+from uvr_cli.resample import fft_resample, resample, resampled_length
 
 BLOCK_SECONDS = 15.0  # network block: memory grows with it (ch32 4band_v2, 60 s: 983 MiB at 30 s, 893 at 12)
 FIR_MARGIN = 1024  # source samples of context per FIR resampler, times the decimation factor (sinc_best needs ~150)
@@ -168,7 +167,7 @@ def _resample_range(src: _Span, d0: int, d1: int, sr_src: int, sr_dst: int, res_
         while size % down:
             size = scipy.fft.next_fast_len(size + 1, real=True)
         x = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, size - (e - s))])
-        y = scipy.signal.resample(x, size * up // down, axis=-1).astype(x.dtype, copy=False)
+        y = fft_resample(x, size * up // down).astype(x.dtype, copy=False)
     else:
         y = resample(x, sr_src, sr_dst, res_type)
     o = s * up // down
