@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from uvr_cli.checkpoint import load_network
-from uvr_cli.inference import mask_silence, predict_mask, prepare_for_inference, window_layout
+from uvr_cli.inference import (BandedDecoder, SplitInputConv, mask_silence, predict_mask, prepare_for_inference,
+                               window_layout)
 from uvr_cli.nets import Aggressiveness, AsppNetSpec, build_network
 
 
@@ -25,8 +26,12 @@ def _randomise_batchnorm(model: torch.nn.Module, seed: int = 0) -> torch.nn.Modu
     return model.eval()
 
 
+@pytest.mark.parametrize("band_bytes", [None, 1, 5000])
 @pytest.mark.parametrize("branches", [5, 7])
-def test_prepared_aspp_net_gives_the_same_mask(branches):
+def test_prepared_aspp_net_gives_the_same_mask(branches, band_bytes, monkeypatch):
+    """Also with decoders banded down to one row (every band edge, top and bottom included) and a few rows."""
+    if band_bytes is not None:
+        monkeypatch.setattr(BandedDecoder, "band_bytes", band_bytes)
     torch.manual_seed(1)
     model = _randomise_batchnorm(build_network(AsppNetSpec(ch=16, branches=branches), 64))
     x = torch.rand(2, 2, 65, 272)
@@ -36,10 +41,15 @@ def test_prepared_aspp_net_gives_the_same_mask(branches):
         fast = prepare_for_inference(copy.deepcopy(model), torch.device("cpu"))
         got = fast.predict_mask(x.contiguous(memory_format=torch.channels_last), agg)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert sum(isinstance(m, BandedDecoder) for m in fast.modules()) == 4 * 4  # every decoder of the 4 U-Nets
+    assert isinstance(fast.stg3_bridge, SplitInputConv)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_prepared_cascadednet_gives_the_same_mask(cascadednet_weights):
+@pytest.mark.parametrize("band_bytes", [None, 1])
+def test_prepared_cascadednet_gives_the_same_mask(cascadednet_weights, band_bytes, monkeypatch):
+    if band_bytes is not None:
+        monkeypatch.setattr(BandedDecoder, "band_bytes", band_bytes)
     model = load_network(cascadednet_weights, None).module
     x = torch.rand(1, 2, 1025, 144)
     with torch.inference_mode():

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from uvr_cli.nets import Aggressiveness, Conv2DBNActiv, DecoderV4, DecoderV51
+from uvr_cli.nets import Aggressiveness, Conv2DBNActiv, DecoderV4, DecoderV51, crop_center
 
 
 class MaskModel(Protocol):
@@ -50,33 +50,86 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     return model
 
 
-class ConcatFreeConv(nn.Module):
-    """conv(cat(a, b)) computed as conv_a(a) + conv_b(b), then the activation in place.
+class SplitInputConv(nn.Module):
+    """A (BatchNorm-folded) conv block given several inputs: conv(cat(a, b, ...)) as conv_a(a) + conv_b(b) + ...
 
-    The decoders concatenate a large upsampled map with a skip before a 3x3 conv; at 672 bins x 512 frames that
-    concatenation alone is ~260 MB per window. Splitting the kernel along its input channels gives the same sums
-    (up to float32 rounding order) without it.
+    The stage-3 bridge of a ch32 network would otherwise concatenate 66 full-resolution channels (91 MB per
+    window) only to reduce them to 32; splitting the kernel along its input channels gives the same sums up to
+    float32 rounding order.
     """
 
     def __init__(self, block: Conv2DBNActiv) -> None:
         super().__init__()
-        conv, activation = block.conv[0], block.conv[-1]
-        self.template = conv
-        self.activation = activation
-        self.bias = conv.bias
+        self.conv = block.conv[0]
+        self.activation = block.conv[-1]
 
     def forward(self, *inputs: Tensor) -> Tensor:
-        weight = self.template.weight
-        out: Tensor | None = None
-        first = 0
+        if len(inputs) == 1:
+            return self.activation(self.conv(inputs[0]))
+        conv, out, first = self.conv, None, 0
         for part in inputs:
-            w = weight[:, first : first + part.size(1)]
+            weight = conv.weight[:, first : first + part.size(1)]
             first += part.size(1)
-            y = F.conv2d(part, w, None, self.template.stride, self.template.padding, self.template.dilation)
+            y = F.conv2d(part, weight, None, conv.stride, conv.padding, conv.dilation)
             out = y if out is None else out.add_(y)
-        assert out is not None and first == weight.size(1)
-        if self.bias is not None:
-            out.add_(self.bias.view(1, -1, 1, 1))
+        if first != conv.weight.size(1):
+            raise ValueError(f"inputs with {first} channels for a conv over {conv.weight.size(1)}")
+        if conv.bias is not None:
+            out.add_(conv.bias.view(1, -1, 1, 1))
+        return self.activation(out)
+
+
+class BandedDecoder(nn.Module):
+    """A decoder (x2 bilinear upsampling, skip concatenation, one conv) computed without its big intermediates.
+
+    conv(cat(up(x), skip)) is split along the kernel's input channels into conv(skip) + conv(up(x)), so the
+    concatenation never exists, and the second term is computed in bands of output rows: each band upsamples
+    only the rows it needs (+1 halo row each side for the 3x3 kernel) and adds its conv into the result. The
+    upsampled map, 176 MB in a ch32 network's last decoder (128 channels x 672 bins x 512 frames), never exists
+    whole; a band is ~4 MB and is reused from the heap (see malloc.py). align_corners upsampling is separable:
+    rows are interpolated by the same formula (source row r * (H-1)/(2H-1)) and F.interpolate widens the band,
+    so the sums differ only in float32 rounding order.
+    """
+
+    band_bytes = 4 << 20  # upsampled rows per band: about this much (below malloc's mmap threshold)
+
+    def __init__(self, decoder: DecoderV4 | DecoderV51) -> None:
+        super().__init__()
+        block = decoder.conv if isinstance(decoder, DecoderV4) else decoder.conv1
+        conv = block.conv[0]
+        if conv.stride != (1, 1) or conv.dilation != (1, 1) or conv.padding[0] != (conv.kernel_size[0] - 1) // 2:
+            raise ValueError("a banded decoder needs a stride-1, undilated, 'same' padded conv")
+        self.conv = conv
+        self.activation = block.conv[-1]
+
+    def _upsampled_rows(self, x: Tensor, first: int, last: int, height: int, width: int) -> Tensor:
+        """Rows [first, last) of F.interpolate(x, size=(height, width), bilinear, align_corners=True)."""
+        rows = torch.arange(first, last, dtype=torch.float64)
+        src = rows * ((x.size(2) - 1) / (height - 1))
+        lower = src.floor().long().clamp_(max=x.size(2) - 1)
+        upper = (lower + 1).clamp_(max=x.size(2) - 1)
+        frac = (src - lower).to(x.dtype).view(1, 1, -1, 1)
+        nhwc = x.permute(0, 2, 3, 1)  # channels-last storage: a row is one contiguous slab
+        below = nhwc.index_select(1, lower).permute(0, 3, 1, 2)
+        above = nhwc.index_select(1, upper).permute(0, 3, 1, 2)
+        band = torch.lerp(below, above, frac)
+        return F.interpolate(band, size=(last - first, width), mode="bilinear", align_corners=True)
+
+    def forward(self, x: Tensor, skip: Tensor) -> Tensor:
+        height, width = 2 * x.size(2), 2 * x.size(3)
+        weight, halo = self.conv.weight, self.conv.padding[0]
+        up_weight = weight[:, : x.size(1)]
+        out = F.conv2d(crop_center(skip, width), weight[:, x.size(1) :], None, 1, self.conv.padding)
+        if self.conv.bias is not None:
+            out.add_(self.conv.bias.view(1, -1, 1, 1))
+        band_rows = max(1, self.band_bytes // (x.size(0) * x.size(1) * width * x.element_size()))
+        for first in range(0, height, band_rows):
+            last = min(first + band_rows, height)
+            lo, hi = max(first - halo, 0), min(last + halo, height)
+            band = self._upsampled_rows(x, lo, hi, height, width)
+            if lo > first - halo or hi < last + halo:  # the map's top/bottom edge: the conv's zero padding
+                band = F.pad(band, (0, 0, lo - (first - halo), (last + halo) - hi))
+            out[:, :, first:last] += F.conv2d(band, up_weight, None, 1, (0, self.conv.padding[1]))
         return self.activation(out)
 
 
@@ -93,9 +146,12 @@ def prepare_for_inference(model: nn.Module, device: torch.device) -> nn.Module:
     window about 1.5-1.9x faster on this CPU and cut its peak activation memory (see benchmarks/run.py).
     """
     model = fold_batchnorm(model.eval())
-    for decoder in [m for m in model.modules() if isinstance(m, (DecoderV4, DecoderV51))]:
-        name = "conv" if isinstance(decoder, DecoderV4) else "conv1"
-        setattr(decoder, name, ConcatFreeConv(getattr(decoder, name)))
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, (DecoderV4, DecoderV51)):
+                setattr(parent, name, BandedDecoder(child))
+            elif isinstance(child, Conv2DBNActiv):
+                setattr(parent, name, SplitInputConv(child))
     _use_inplace_activations(model)
     return model.to(device=device, memory_format=torch.channels_last)
 

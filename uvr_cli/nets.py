@@ -121,13 +121,12 @@ class SeparableConv2DBNActiv(nn.Module):
         return self.conv(x)
 
 
-def crop_center(h1: Tensor, h2: Tensor) -> Tensor:
-    """Crop the time axis (dim 3) of ``h1`` to the width of ``h2``, centred; frequency is left alone."""
-    w1, w2 = h1.size(3), h2.size(3)
-    if w1 < w2:
-        raise ValueError(f"cannot crop a skip of width {w1} to {w2}")
-    start = (w1 - w2) // 2
-    return h1[:, :, :, start : start + w2]
+def crop_center(h: Tensor, width: int) -> Tensor:
+    """Crop the time axis (dim 3) of ``h`` to ``width`` frames, centred; frequency is left alone."""
+    if h.size(3) < width:
+        raise ValueError(f"cannot crop a skip of width {h.size(3)} to {width}")
+    start = (h.size(3) - width) // 2
+    return h[:, :, :, start : start + width]
 
 
 def _upsample_with_skip(x: Tensor, skip: Tensor | None) -> tuple[Tensor, ...]:
@@ -136,7 +135,7 @@ def _upsample_with_skip(x: Tensor, skip: Tensor | None) -> tuple[Tensor, ...]:
     x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
     if skip is None:
         return (x,)
-    return x, crop_center(skip, x)
+    return x, crop_center(skip, x.size(3))
 
 
 def _pooled_branch(conv: nn.Module, x: Tensor) -> Tensor:
@@ -432,8 +431,8 @@ class CascadedASPPNet(MaskNetwork):
         x = x[:, :, : self.max_bin]
         bandw = x.size(2) // 2
         aux1 = torch.cat([self.stg1_low_band_net(x[:, :, :bandw]), self.stg1_high_band_net(x[:, :, bandw:])], dim=2)
-        aux2 = self.stg2_full_band_net(self.stg2_bridge(torch.cat([x, aux1], dim=1)))
-        h = self.stg3_bridge(torch.cat([x, aux1, aux2], dim=1))
+        aux2 = self.stg2_full_band_net(self.stg2_bridge(x, aux1))
+        h = self.stg3_bridge(x, aux1, aux2)
         aux = [torch.sigmoid(self.aux1_out(aux1)), torch.sigmoid(self.aux2_out(aux2))] if with_aux else []
         del aux1, aux2  # full-resolution maps: not held through the last stage (~90 MB per ch32 window)
         return [torch.sigmoid(self.out(self.stg3_full_band_net(h))), *aux]
