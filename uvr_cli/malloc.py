@@ -1,23 +1,38 @@
-"""glibc heap tuning, so that the peak memory of a long run stays what one window and one block need."""
+"""glibc heap tuning: model loading leaves nothing behind, and the window loop reuses memory instead of faulting it in.
+
+glibc serves a request above its mmap threshold with a fresh mapping and unmaps it on free; below it, from the
+heap, whose freed chunks are reused but stay resident. Both extremes cost: loading a model with the heap leaves its
+temporaries resident (a ch32 net: ~110 MB), and running the network with every activation mapped has the kernel
+fault in and zero each one again (a ch32 window spent ~1.2 of ~7 CPU seconds in the kernel, the heap ~0.3).
+So loading maps everything above 1 MiB, and inference takes everything below 8 MiB from the heap (the decoders'
+bands among it) and maps only the large full-resolution maps, trimming the heap's top past 64 MiB free. Measured
+on a ch32 4band_v2 net, CLI, this 2-core VM: over 60 s of audio 924 MB peak at 1.07x the reference's speed (a
+32 MiB threshold: 1055 MB at 1.26x); over 20 s, everything mapped 859 MB and 27 s in the kernel, this 877 MB and
+11 s, a 32 MiB threshold 996 MB and 6 s. Not glibc: nothing to do.
+"""
 from __future__ import annotations
 
 import ctypes
 
+M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 
 
-def keep_large_allocations_mapped() -> None:
-    """Keep glibc's mmap threshold at 1 MiB (it otherwise climbs to 32 MiB after large frees).
-
-    Model weights, network activations and block-sized numpy arrays are allocated and freed all run long; once the
-    threshold has climbed they come from the heap, which fragments and keeps freed memory resident. With a fixed
-    threshold they are mapped and unmapped. Measured on a ch32 4band_v2 net: resident memory after loading 605 ->
-    523 MB, the peak of one window 1464 -> 1187 MB; a 10-minute song peaked ~15 % above a 1-minute one without it,
-    within 1 % with it. Not glibc: nothing to do.
-    """
+def _mallopt(option: int, value: int) -> None:
     try:
         libc = ctypes.CDLL(None)
         mallopt = libc.mallopt
     except (OSError, AttributeError, TypeError):  # TypeError: Windows has no CDLL(None)
         return
-    mallopt(ctypes.c_int(M_MMAP_THRESHOLD), ctypes.c_int(1 << 20))
+    mallopt(ctypes.c_int(option), ctypes.c_int(value))
+
+
+def map_large_allocations() -> None:
+    """Before loading a model: its temporaries go back to the system when freed."""
+    _mallopt(M_MMAP_THRESHOLD, 1 << 20)
+
+
+def reuse_freed_memory() -> None:
+    """After loading: the window loop's activations are reused from the heap, window after window."""
+    _mallopt(M_MMAP_THRESHOLD, 8 << 20)
+    _mallopt(M_TRIM_THRESHOLD, 64 << 20)

@@ -15,7 +15,7 @@ from uvr_cli.audio_io import output_subtype, read_audio, write_audio
 from uvr_cli.checkpoint import load_network
 from uvr_cli.errors import AudioError, ModelError, UsageError
 from uvr_cli.inference import count_windows, mask_silence, predict_mask, prepare_for_inference
-from uvr_cli.malloc import keep_large_allocations_mapped
+from uvr_cli.malloc import map_large_allocations, reuse_freed_memory
 from uvr_cli.nets import Aggressiveness, CascadedNetSpec
 from uvr_cli.presets import BandPreset, load_preset
 from uvr_cli.registry import ModelIdentity, identify
@@ -127,7 +127,7 @@ class Separator:
         # (a ch32 net at 672 bins holds ~0.5 GB per window); GPUs want batches.
         self.batch_size = batch_size or (1 if self.device.type == "cpu" else 8)
         self.dtype = resolve_precision(precision, self.device)
-        keep_large_allocations_mapped()  # before the weights: their temporaries would stay resident otherwise
+        map_large_allocations()  # before the weights: their temporaries would stay resident otherwise
         path = resolve_model_path(model)
         loaded, identity, preset = _load(path, params)
         if window <= 2 * loaded.module.offset:
@@ -137,6 +137,7 @@ class Separator:
         self.window = window
         self.preset: BandPreset = preset
         self.model = prepare_for_inference(loaded.module, self.device)
+        reuse_freed_memory()
         label = primary or ("vocals" if identity.primary_is_vocals else "instrumental")
         self.info = ModelInfo(path=path, spec=loaded.spec, preset=preset.name, identity=identity, primary=label)
 
