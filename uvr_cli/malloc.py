@@ -6,9 +6,9 @@ temporaries resident (a ch32 net: ~110 MB), and running the network with every a
 fault in and zero each one again (a ch32 window spent ~1.2 of ~7 CPU seconds in the kernel, the heap ~0.3).
 So loading maps everything above 1 MiB, and inference takes everything below 8 MiB from the heap (the decoders'
 bands among it) and maps only the large full-resolution maps, trimming the heap's top past 64 MiB free. Measured
-on a ch32 4band_v2 net, CLI, this 2-core VM: over 60 s of audio 924 MB peak at 1.07x the reference's speed (a
-32 MiB threshold: 1055 MB at 1.26x); over 20 s, everything mapped 859 MB and 27 s in the kernel, this 877 MB and
-11 s, a 32 MiB threshold 996 MB and 6 s. Not glibc: nothing to do.
+with the CLI on a ch32 4band_v2 net, this 2-core VM: over 20 s of audio, everything mapped peaked at 859 MB with
+27 s in the kernel, this at 877 MB and 11 s, a 32 MiB threshold at 996 MB and 6 s; over 60 s, this 885 MB at 1.11x
+the reference's speed (benchmarks/run.py), a 32 MiB threshold 1055 MB. Not glibc: nothing to do.
 """
 from __future__ import annotations
 
