@@ -1,12 +1,12 @@
 """Speed, memory and fidelity of uvr against the reference pipeline, side by side on this machine.
 
 usage: python benchmarks/run.py [--seconds 60] [--long-minutes 10] [--clips 200] [--reference-clips 20]
-                                [--rows main,families,batch,long,clips] [--markdown FILE]
+                                [--rows main,families,batch,long,clips,gpu] [--device cuda] [--markdown FILE]
 
 Every row runs in its own child process (the real `uvr` CLI, or benchmarks/reference_job.py for the reference),
-so its wall time includes start-up and model loading and its peak RSS is the child's own (os.wait4). Fidelity
-is the SNR of each row's stems against uvr's exact fp32 output. Weights are random (speed and memory do not
-depend on their values) in the real layouts: ch32 5-branch at 4band_v2 is the HP-class (HP2/HP5, 1_HP..4_HP)
+so its wall time includes start-up and model loading and its peak RSS is the child's own (os.wait4, through a
+small launcher: see `run_child`). Fidelity is the SNR of each row's stems against uvr's exact fp32 output.
+Weights are random (speed and memory do not depend on their values) in the real layouts: ch32 5-branch at 4band_v2 is the HP-class (HP2/HP5, 1_HP..4_HP)
 network, ch16 the SP class, CascadedNet nout48 the De-Echo class.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -51,16 +52,32 @@ class Row:
         return f"{self.baseline_wall_s / self.wall_s:.2f}x" if self.baseline_wall_s else "-"
 
 
+# Spawns the command and prints its ru_maxrss (KiB) and exit code; its own few MB are all the command inherits.
+_LAUNCHER = """import os, sys
+pid = os.posix_spawnp(sys.argv[1], sys.argv[1:], os.environ,
+                      file_actions=[(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)])
+_, status, usage = os.wait4(pid, 0)
+print(usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_child(argv: list[str]) -> tuple[float, float]:
-    """Run a command to completion; (wall seconds, peak RSS in MB of that child)."""
+    """Run a command to completion; (wall seconds, peak RSS in MB of that command).
+
+    Through `_LAUNCHER`: Linux folds the peak RSS of the memory a process execs from into its ru_maxrss, and
+    subprocess spawns with vfork, which execs from ours. Spawned from here directly, the 60-minute row reported
+    1519 MB, this process's peak from making its input (a 1.27 GB array), against the command's own 731 MB.
+    """
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate()
     wall = time.perf_counter() - start
-    stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"benchmark step failed: {' '.join(argv)}\n{stderr[-2000:]}")
-    return wall, usage.ru_maxrss / 1024
+    peak_kib, code = map(int, out.split()) if proc.returncode == 0 else (0, proc.returncode)
+    if code != 0:
+        raise SystemExit(f"benchmark step failed: {' '.join(argv)}\n{err.decode(errors='replace')[-2000:]}")
+    peak = peak_kib / 1024
+    print(f"[{wall:7.1f} s {peak:6.0f} MB] {' '.join(argv[1:])}", file=sys.stderr, flush=True)
+    return wall, peak
 
 
 def make_checkpoint(cache: Path, kind: str) -> tuple[Path, str]:
@@ -157,9 +174,8 @@ def long_rows(cache: Path, minutes: float) -> list[Row]:
     return rows
 
 
-def clip_rows(cache: Path, clips: int, reference_clips: int) -> list[Row]:
-    """The dataset-building case: many 3 s clips. The reference runs once per file (a process each)."""
-    weights, preset = make_checkpoint(cache, "ch16")
+def clip_folder(cache: Path, clips: int) -> Path:
+    """`clips` 3 s excerpts of the song, 16-bit WAV."""
     folder = cache / f"clips_{clips}"
     if not folder.exists():
         folder.mkdir()
@@ -167,6 +183,13 @@ def clip_rows(cache: Path, clips: int, reference_clips: int) -> list[Row]:
         for i in range(clips):
             start = (i * 3 * rate) % (len(audio) - 3 * rate)
             sf.write(folder / f"clip{i:04d}.wav", audio[start : start + 3 * rate], rate, subtype="PCM_16")
+    return folder
+
+
+def clip_rows(cache: Path, clips: int, reference_clips: int) -> list[Row]:
+    """The dataset-building case: many 3 s clips. The reference runs once per file (a process each)."""
+    weights, preset = make_checkpoint(cache, "ch16")
+    folder = clip_folder(cache, clips)
     files = sorted(folder.glob("*.wav"))
     ref_wall = 0.0
     ref_peak = 0.0
@@ -186,6 +209,47 @@ def clip_rows(cache: Path, clips: int, reference_clips: int) -> list[Row]:
     return rows
 
 
+def gpu_rows(cache: Path, seconds: float, long_minutes: float, clips: int, reference_clips: int, device: str
+             ) -> list[Row]:
+    """A CUDA GPU: the reference as RVC runs it there (fp16 model, one window per call) against uvr's batched
+    windows in each precision. Fidelity is against uvr's exact fp32 output on the CPU."""
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("the gpu rows need a CUDA GPU (or --device cpu for a dry run of the code path)")
+    song = song_excerpt(cache, seconds)
+    weights, preset = make_checkpoint(cache, "ch32")
+    exact = cache / "out_fp32"
+    wall, peak = run_child(uvr_separate([song], weights, preset, exact, "--device", "cpu"))
+    cpu_row = Row(f"uvr cpu fp32 exact, ch32 {preset}", seconds, wall, peak, float("inf"))
+    ref_wall, ref_peak = run_child([sys.executable, str(ROOT / "benchmarks" / "reference_job.py"), "--device", device,
+                                    "--half", str(weights), str(PRESETS / f"{preset}.json"), "10",
+                                    str(cache / "out_ref_gpu"), str(song)])
+    rows = [Row(f"reference (RVC path) {device} fp16, ch32 {preset}", seconds, ref_wall, ref_peak, None, ref_wall),
+            cpu_row]
+    for precision, batch in (("fp32", 8), ("fp16", 1), ("fp16", 8), ("fp16", 16), ("bf16", 8)):
+        out = cache / f"out_gpu_{precision}_b{batch}"
+        wall, peak = run_child(uvr_separate([song], weights, preset, out, "--device", device, "--precision", precision,
+                                            "--batch-size", str(batch)))
+        rows.append(Row(f"uvr {device} {precision} batch {batch}, ch32 {preset}", seconds, wall, peak,
+                        stem_snr(exact, out), ref_wall))
+    long_song = song_excerpt(cache, long_minutes * 60)
+    wall, peak = run_child(uvr_separate([long_song], weights, preset, cache / "out_gpu_long", "--device", device,
+                                        "--precision", "fp16"))
+    rows.append(Row(f"uvr {device} fp16 batch 8, ch32, {long_minutes:g} min input", long_minutes * 60, wall, peak))
+    folder = clip_folder(cache, clips)
+    files = sorted(folder.glob("*.wav"))[:reference_clips]
+    timed = [run_child([sys.executable, str(ROOT / "benchmarks" / "reference_job.py"), "--device", device, "--half",
+                        str(weights), str(PRESETS / f"{preset}.json"), "10", str(cache / "out_clips_ref_gpu"),
+                        str(path)]) for path in files]
+    per_file = sum(wall for wall, _ in timed) / len(files) * clips
+    rows.append(Row(f"reference once per file, {device} fp16, ch32, {clips} x 3 s (timed {len(files)})", 3.0 * clips,
+                    per_file, max(peak for _, peak in timed), None, per_file))
+    wall, peak = run_child(uvr_separate([folder], weights, preset, cache / "out_clips_gpu", "--device", device,
+                                        "--precision", "fp16"))
+    rows.append(Row(f"uvr {device} fp16 one run over the folder, ch32, {clips} x 3 s", 3.0 * clips, wall, peak,
+                    None, per_file))
+    return rows
+
+
 def table(rows: list[Row]) -> str:
     lines = ["| run | audio s | wall s | realtime factor | speed vs reference | peak RSS MB | SNR vs fp32 dB |",
              "|---|---:|---:|---:|---:|---:|---:|"]
@@ -202,26 +266,37 @@ def main() -> None:
     ap.add_argument("--long-minutes", type=float, default=10)
     ap.add_argument("--clips", type=int, default=200)
     ap.add_argument("--reference-clips", type=int, default=20, help="clips the reference is timed on (extrapolated)")
-    ap.add_argument("--rows", default="main,families,batch,long,clips")
+    ap.add_argument("--rows", default="main,families,batch,long,clips",
+                    help="comma-separated; 'gpu' adds the GPU rows (not in the default: it needs a CUDA GPU)")
+    ap.add_argument("--device", default="cuda", help="device of the gpu rows")
     ap.add_argument("--cache", default=None, help="folder for weights, inputs and outputs (default: a temp dir)")
     ap.add_argument("--markdown", default=None, help="also write the table to this file")
     args = ap.parse_args()
     rows_wanted = set(args.rows.split(","))
     cache = Path(args.cache or tempfile.mkdtemp(prefix="uvr-bench-"))
     cache.mkdir(parents=True, exist_ok=True)
-    rows: list[Row] = []
+    groups: list[Callable[[], list[Row]]] = []
     if rows_wanted & {"main", "families", "batch"}:
-        rows += main_rows(cache, args.seconds, rows_wanted)
+        groups.append(lambda: main_rows(cache, args.seconds, rows_wanted))
     if "long" in rows_wanted:
-        rows += long_rows(cache, args.long_minutes)
+        groups.append(lambda: long_rows(cache, args.long_minutes))
     if "clips" in rows_wanted:
-        rows += clip_rows(cache, args.clips, args.reference_clips)
+        groups.append(lambda: clip_rows(cache, args.clips, args.reference_clips))
+    if "gpu" in rows_wanted:
+        groups.append(lambda: gpu_rows(cache, args.seconds, args.long_minutes, args.clips, args.reference_clips,
+                                       args.device))
     header = (f"{date.today()} on {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
               f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    if "gpu" in rows_wanted and torch.cuda.is_available():
+        header += f", GPU {torch.cuda.get_device_name()}"
+    rows: list[Row] = []
     text = f"{header}\n\n{table(rows)}\n"
+    for group in groups:
+        rows += group()
+        text = f"{header}\n\n{table(rows)}\n"
+        if args.markdown:  # after each group, so a run cut short keeps what it measured
+            Path(args.markdown).write_text(text)
     print(text)
-    if args.markdown:
-        Path(args.markdown).write_text(text)
 
 
 if __name__ == "__main__":
