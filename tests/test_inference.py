@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import sys
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from uvr_cli.checkpoint import load_network
 from uvr_cli.inference import (BandedDecoder, SplitInputConv, mask_silence, predict_mask, prepare_for_inference,
                                window_layout)
 from uvr_cli.nets import Aggressiveness, AsppNetSpec, build_network
+from uvr_cli.separator import configure_gpu_math
 
 
 def _randomise_batchnorm(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -26,10 +28,11 @@ def _randomise_batchnorm(model: torch.nn.Module, seed: int = 0) -> torch.nn.Modu
     return model.eval()
 
 
-@pytest.mark.parametrize("band_bytes", [None, 1, 5000])
+@pytest.mark.parametrize("band_bytes", [None, 1, 5000, sys.maxsize])
 @pytest.mark.parametrize("branches", [5, 7])
 def test_prepared_aspp_net_gives_the_same_mask(branches, band_bytes, monkeypatch):
-    """Also with decoders banded down to one row (every band edge, top and bottom included) and a few rows."""
+    """Also with decoders banded down to one row (every band edge, top and bottom included), a few rows, and one
+    band over the whole map (as on a GPU)."""
     if band_bytes is not None:
         monkeypatch.setattr(BandedDecoder, "band_bytes", band_bytes)
     torch.manual_seed(1)
@@ -56,6 +59,36 @@ def test_prepared_cascadednet_gives_the_same_mask(cascadednet_weights, band_byte
         expected = model.predict_mask(x)
         got = prepare_for_inference(copy.deepcopy(model), torch.device("cpu")).predict_mask(x)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_gpu_decoders_run_in_one_band():
+    """Banding saves host memory at the CPU's speed; on a GPU it would only multiply kernel launches."""
+    model = build_network(AsppNetSpec(ch=16, branches=5), 64).eval()
+    prepared = prepare_for_inference(model, torch.device("meta"))
+    decoders = [m for m in prepared.modules() if isinstance(m, BandedDecoder)]
+    assert decoders and all(d.band_bytes == sys.maxsize for d in decoders)
+    cpu = prepare_for_inference(build_network(AsppNetSpec(ch=16, branches=5), 64).eval(), torch.device("cpu"))
+    assert all(m.band_bytes == BandedDecoder.band_bytes for m in cpu.modules() if isinstance(m, BandedDecoder))
+
+
+@pytest.fixture
+def gpu_math_flags():
+    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark)
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark = saved
+
+
+def test_fp32_on_cuda_turns_tf32_off_and_the_fast_precisions_allow_it(gpu_math_flags):
+    """PyTorch's default lets cuDNN run fp32 convolutions in TF32; --precision fp32 must mean fp32."""
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    configure_gpu_math(torch.device("cuda"), torch.float32)
+    assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    assert not torch.backends.cudnn.benchmark
+    configure_gpu_math(torch.device("cuda"), torch.float16)
+    assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    configure_gpu_math(torch.device("cpu"), torch.float16)  # the CPU's settings are not cuDNN's
+    assert not torch.backends.cudnn.allow_tf32
 
 
 @pytest.mark.parametrize("frames", [1, 255, 256, 257, 1000])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 from collections.abc import Callable
 from typing import Protocol
 
@@ -108,7 +109,8 @@ class BandedDecoder(nn.Module):
         src = rows * ((x.size(2) - 1) / (height - 1))
         lower = src.floor().long().clamp_(max=x.size(2) - 1)
         upper = (lower + 1).clamp_(max=x.size(2) - 1)
-        frac = (src - lower).to(x.dtype).view(1, 1, -1, 1)
+        frac = (src - lower).to(x.device, x.dtype).view(1, 1, -1, 1)
+        lower, upper = lower.to(x.device), upper.to(x.device)
         nhwc = x.permute(0, 2, 3, 1)  # channels-last storage: a row is one contiguous slab
         below = nhwc.index_select(1, lower).permute(0, 3, 1, 2)
         above = nhwc.index_select(1, upper).permute(0, 3, 1, 2)
@@ -149,7 +151,10 @@ def prepare_for_inference(model: nn.Module, device: torch.device) -> nn.Module:
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, (DecoderV4, DecoderV51)):
-                setattr(parent, name, BandedDecoder(child))
+                banded = BandedDecoder(child)
+                if device.type != "cpu":  # GPU memory is not the limit; one band is one kernel launch, not dozens
+                    banded.band_bytes = sys.maxsize
+                setattr(parent, name, banded)
             elif isinstance(child, Conv2DBNActiv):
                 setattr(parent, name, SplitInputConv(child))
     _use_inplace_activations(model)

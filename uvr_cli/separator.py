@@ -58,6 +58,23 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     return PRECISIONS[precision]
 
 
+def configure_gpu_math(device: torch.device, dtype: torch.dtype) -> None:
+    """fp32 on CUDA stays true fp32, and cuDNN's autotuner stays off.
+
+    PyTorch lets cuDNN convolutions run in TF32 (10-bit mantissa) by default, which would make `--precision fp32`
+    on a GPU no more exact than fp16; the fast GPU modes are fp16 and bf16, asked for by name. The autotuner
+    (cudnn.benchmark) times every algorithm for each new input shape, and a song has few shapes and few batches:
+    on an H100 (2026-11-26, ch32, 60 s song) the first batch of each shape took 17 and 31 s in fp32 (3.5 and 3.3 s
+    in fp16) against 0.12 s (0.04 s) once tuned, 48 s of a 53 s run; untuned first calls took 0.3-1 s. PyTorch
+    leaves it off, and so do we.
+    """
+    if device.type != "cuda":
+        return
+    exact = dtype == torch.float32
+    torch.backends.cudnn.allow_tf32 = not exact
+    torch.backends.cuda.matmul.allow_tf32 = not exact
+
+
 def to_stereo(audio: np.ndarray) -> np.ndarray:
     """(frames, channels) -> (2, frames) float32 for the network.
 
@@ -127,6 +144,7 @@ class Separator:
         # (a ch32 net at 672 bins holds ~0.5 GB per window); GPUs want batches.
         self.batch_size = batch_size or (1 if self.device.type == "cpu" else 8)
         self.dtype = resolve_precision(precision, self.device)
+        configure_gpu_math(self.device, self.dtype)
         map_large_allocations()  # before the weights: their temporaries would stay resident otherwise
         path = resolve_model_path(model)
         loaded, identity, preset = _load(path, params)
