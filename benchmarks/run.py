@@ -6,8 +6,8 @@ usage: python benchmarks/run.py [--seconds 60] [--long-minutes 10] [--clips 200]
 Every row runs in its own child process (the real `uvr` CLI, or benchmarks/reference_job.py for the reference),
 so its wall time includes start-up and model loading and its peak RSS is the child's own (os.wait4, through a
 small launcher: see `run_child`). Fidelity is the SNR of each row's stems against uvr's exact fp32 output.
-Weights are random (speed and memory do not depend on their values) in the real layouts: ch32 5-branch at 4band_v2 is the HP-class (HP2/HP5, 1_HP..4_HP)
-network, ch16 the SP class, CascadedNet nout48 the De-Echo class.
+Weights are random (speed and memory do not depend on their values) in the real layouts: ch32 5-branch at
+4band_v2 is the HP-class (HP2/HP5, 1_HP..4_HP) network, ch16 the SP class, CascadedNet nout48 the De-Echo class.
 """
 from __future__ import annotations
 

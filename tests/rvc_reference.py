@@ -221,15 +221,19 @@ def make_padding(width, cropsize, offset):
     return left, right, roi_size
 
 
-def predict(model, offset: int, x: np.ndarray, aggressiveness: dict | None) -> np.ndarray:
+def predict(model, offset: int, x: np.ndarray, aggressiveness: dict | None, device: str = "cpu",
+            is_half: bool = False) -> np.ndarray:
     """``model.predict(x, aggressiveness)`` for a batch of one window, as RVC's nets do it.
 
     CascadedASPPNet (nets_61968KB and siblings): ``mask ** (1+value/3)`` below split_bin and
     ``** (1+value)`` from it up (top replicated row included), times the input, offset trimmed.
     CascadedNet (nets_new): ``mask * x`` trimmed; aggressiveness is ignored.
-    The mask is taken from the network unadjusted; the exponents are applied here.
+    The mask is taken from the network unadjusted; the exponents are applied here. On a GPU RVC moves each
+    window there and, with ``is_half``, runs the fp16 model on an fp16 window.
     """
-    xt = torch.from_numpy(np.ascontiguousarray(x))
+    xt = torch.from_numpy(np.ascontiguousarray(x)).to(device)
+    if is_half:
+        xt = xt.half()
     with torch.no_grad():
         mask = model.predict_mask(xt, None)  # trimmed by offset, replicate-padded top row
         if aggressiveness is not None:
@@ -238,16 +242,16 @@ def predict(model, offset: int, x: np.ndarray, aggressiveness: dict | None) -> n
             mask[:, :, :split] = torch.pow(mask[:, :, :split], 1 + value / 3)
             mask[:, :, split:] = torch.pow(mask[:, :, split:], 1 + value)
         pred = mask * xt[:, :, :, offset:-offset]
-    return pred.numpy()
+    return pred.float().cpu().numpy()
 
 
-def inference(X_spec, model, offset, aggressiveness, tta, window_size=WINDOW_SIZE):
+def inference(X_spec, model, offset, aggressiveness, tta, window_size=WINDOW_SIZE, device="cpu", is_half=False):
     def _execute(X_mag_pad, roi_size, n_window):
         preds = []
         for i in range(n_window):
             start = i * roi_size
             window = X_mag_pad[None, :, :, start:start + window_size]
-            preds.append(predict(model, offset, window, aggressiveness)[0])
+            preds.append(predict(model, offset, window, aggressiveness, device, is_half)[0])
         return np.concatenate(preds, axis=2)
 
     X_mag = np.abs(X_spec)
@@ -275,10 +279,13 @@ class AudioPre:
     """RVC's AudioPre/AudioPreDeEcho with the preset and weights given; ``separate`` returns the stems."""
 
     def __init__(self, model_path: str | Path, params_path: str | Path, agg: float, tta: bool = False,
-                 window_size: int = WINDOW_SIZE):
+                 window_size: int = WINDOW_SIZE, device: str = "cpu", is_half: bool = False):
         self.mp = load_params(params_path)
         loaded = load_network(model_path, self.mp["bins"])
-        self.model = loaded.module.eval()
+        self.model = loaded.module.eval().to(device)
+        if is_half:
+            self.model = self.model.half()
+        self.device, self.is_half = device, is_half
         self.is_aspp = isinstance(loaded.spec, AsppNetSpec)
         self.offset = 128 if self.is_aspp else 64
         assert self.model.offset == self.offset
@@ -313,7 +320,7 @@ class AudioPre:
         if self.is_aspp:  # nets_new.CascadedNet.predict ignores it
             aggressiveness = {"value": float(self.agg / 100), "split_bin": mp["band"][1]["crop_stop"]}
         pred, X_mag, X_phase = inference(X_spec_m, self.model, self.offset, aggressiveness, self.tta,
-                                         self.window_size)
+                                         self.window_size, self.device, self.is_half)
         y_spec_m = pred * X_phase
         v_spec_m = X_spec_m - y_spec_m
 
