@@ -113,6 +113,11 @@ def uvr_separate(inputs: list[Path], weights: Path, preset: str, out: Path, *ext
             "--overwrite", "-q", "--format", "wav", "--bit-depth", "32f", *extra]
 
 
+def reference_job(inputs: list[Path], weights: Path, preset: str, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(ROOT / "benchmarks" / "reference_job.py"), *extra, str(weights),
+            str(PRESETS / f"{preset}.json"), "10", str(out), *map(str, inputs)]
+
+
 def snr(ref: Path, est: Path) -> float:
     a, _ = sf.read(ref, dtype="float64")
     b, _ = sf.read(est, dtype="float64")
@@ -135,8 +140,7 @@ def main_rows(cache: Path, seconds: float, rows: set[str]) -> list[Row]:
     fp32 = Row(f"uvr fp32 exact, ch32 {preset}", seconds, wall, peak)
     if "main" in rows:
         ref_out = cache / "out_ref"
-        ref_wall, ref_peak = run_child([sys.executable, str(ROOT / "benchmarks" / "reference_job.py"), str(weights),
-                                        str(PRESETS / f"{preset}.json"), "10", str(ref_out), str(song)])
+        ref_wall, ref_peak = run_child(reference_job([song], weights, preset, ref_out))
         result.append(Row(f"reference (RVC path), ch32 {preset}", seconds, ref_wall, ref_peak, None, ref_wall))
         fp32.baseline_wall_s = ref_wall
         fp32.snr_db = float("inf")
@@ -194,8 +198,7 @@ def clip_rows(cache: Path, clips: int, reference_clips: int) -> list[Row]:
     ref_wall = 0.0
     ref_peak = 0.0
     for path in files[:reference_clips]:
-        wall, peak = run_child([sys.executable, str(ROOT / "benchmarks" / "reference_job.py"), str(weights),
-                                str(PRESETS / f"{preset}.json"), "10", str(cache / "out_clips_ref"), str(path)])
+        wall, peak = run_child(reference_job([path], weights, preset, cache / "out_clips_ref"))
         ref_wall += wall
         ref_peak = max(ref_peak, peak)
     per_clip = ref_wall / len(files[:reference_clips])
@@ -220,9 +223,8 @@ def gpu_rows(cache: Path, seconds: float, long_minutes: float, clips: int, refer
     exact = cache / "out_fp32"
     wall, peak = run_child(uvr_separate([song], weights, preset, exact, "--device", "cpu"))
     cpu_row = Row(f"uvr cpu fp32 exact, ch32 {preset}", seconds, wall, peak, float("inf"))
-    ref_wall, ref_peak = run_child([sys.executable, str(ROOT / "benchmarks" / "reference_job.py"), "--device", device,
-                                    "--half", str(weights), str(PRESETS / f"{preset}.json"), "10",
-                                    str(cache / "out_ref_gpu"), str(song)])
+    ref_wall, ref_peak = run_child(reference_job([song], weights, preset, cache / "out_ref_gpu", "--device", device,
+                                                 "--half"))
     rows = [Row(f"reference (RVC path) {device} fp16, ch32 {preset}", seconds, ref_wall, ref_peak, None, ref_wall),
             cpu_row]
     for precision, batch in (("fp32", 8), ("fp16", 1), ("fp16", 8), ("fp16", 16), ("bf16", 8)):
@@ -237,9 +239,8 @@ def gpu_rows(cache: Path, seconds: float, long_minutes: float, clips: int, refer
     rows.append(Row(f"uvr {device} fp16 batch 8, ch32, {long_minutes:g} min input", long_minutes * 60, wall, peak))
     folder = clip_folder(cache, clips)
     files = sorted(folder.glob("*.wav"))[:reference_clips]
-    timed = [run_child([sys.executable, str(ROOT / "benchmarks" / "reference_job.py"), "--device", device, "--half",
-                        str(weights), str(PRESETS / f"{preset}.json"), "10", str(cache / "out_clips_ref_gpu"),
-                        str(path)]) for path in files]
+    timed = [run_child(reference_job([path], weights, preset, cache / "out_clips_ref_gpu", "--device", device,
+                                     "--half")) for path in files]
     per_file = sum(wall for wall, _ in timed) / len(files) * clips
     rows.append(Row(f"reference once per file, {device} fp16, ch32, {clips} x 3 s (timed {len(files)})", 3.0 * clips,
                     per_file, max(peak for _, peak in timed), None, per_file))
