@@ -13,7 +13,7 @@ The reference ran on librosa 0.9.2. Where 0.9.2 and the installed librosa could 
 behaviour is written out here (``resample``, ``load``); ``librosa.stft``/``istft`` are called with
 every argument that matters given explicitly (centre, zero padding, periodic Hann, no length).
 
-Only the networks come from uvr_cli (``uvr_cli.checkpoint.load_network``): they are checked on their
+Only the networks come from uvr_cli (``uvr_cli.engine.checkpoint.load_network``): they are checked on their
 own against the shared network vectors. Nothing here uses uvr_cli's spectral, resampling, inference
 or separation code, so that a test comparing the two is a real cross-check.
 """
@@ -31,8 +31,8 @@ import scipy.signal
 import soundfile as sf
 import torch
 
-from uvr_cli.checkpoint import load_network
-from uvr_cli.nets import AsppNetSpec
+from uvr_cli.engine.checkpoint import load_network
+from uvr_cli.engine.nets import AsppNetSpec
 
 WINDOW_SIZE = 512  # RVC's data["window_size"]; the CLI exposes it as --window
 

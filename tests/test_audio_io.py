@@ -1,4 +1,4 @@
-"""Tests for uvr_cli.audio_io: round trips, clipping, NaN/Inf, standard streams, atomic writes, errors.
+"""Tests for uvr_cli.io.audio: round trips, clipping, NaN/Inf, standard streams, atomic writes, errors.
 
 Small generated audio only; the ffmpeg tests skip when ffmpeg is not installed.
 """
@@ -21,8 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from uvr_cli import audio_io
-from uvr_cli.audio_io import AUDIO_EXTENSIONS, output_subtype, read_audio, write_audio
+from uvr_cli.io import audio as audio_io
+from uvr_cli.io.audio import AUDIO_EXTENSIONS, output_subtype, read_audio, write_audio
 from uvr_cli.errors import AudioError, UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +33,7 @@ needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None,
 # Reads argv[1] ("-" = stdin), writes argv[2] ("-" = stdout) as argv[3] at depth argv[4]; errors as the CLI shows them.
 PIPE_SCRIPT = """
 import sys
-from uvr_cli.audio_io import read_audio, write_audio
+from uvr_cli.io.audio import read_audio, write_audio
 from uvr_cli.errors import UvrError
 try:
     audio = read_audio(sys.argv[1])

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, uvr_command
-from uvr_cli.catalog import load_catalog
-from uvr_cli.presets import list_presets
-from uvr_cli.registry import registry, uvr_model_hash
+from uvr_cli.catalog.models import load_catalog
+from uvr_cli.catalog.presets import list_presets
+from uvr_cli.catalog.registry import registry, uvr_model_hash
 
 
 class _Handler(BaseHTTPRequestHandler):

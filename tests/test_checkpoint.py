@@ -12,15 +12,15 @@ import pytest
 import torch
 from torch import Tensor
 
-from uvr_cli.registry import HASH_TAIL_BYTES, uvr_model_hash
-from uvr_cli.checkpoint import (
+from uvr_cli.catalog.registry import HASH_TAIL_BYTES, uvr_model_hash
+from uvr_cli.engine.checkpoint import (
     detect_spec,
     load_network,
     network_from_state_dict,
     read_state_dict,
 )
 from uvr_cli.errors import ModelError
-from uvr_cli.nets import AsppNetSpec, CascadedNetSpec
+from uvr_cli.engine.nets import AsppNetSpec, CascadedNetSpec
 
 SHARED = Path(os.environ.get("UVR_SHARED") or Path(__file__).resolve().parents[2] / "shared")
 LISTINGS = sorted((SHARED / "reference" / "uvr-statedicts").glob("*.tsv"))

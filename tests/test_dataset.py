@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from uvr_cli import dataset as ds
+from uvr_cli.training import dataset as ds
 from uvr_cli.errors import UsageError
 
 TIMGM = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")

@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from conftest import run_uvr
-from uvr_cli import evaluate as ev
+from uvr_cli.training import evaluate as ev
 from uvr_cli.errors import UsageError
 
 RATE = 16000

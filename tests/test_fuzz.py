@@ -15,12 +15,12 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from uvr_cli import spectral
-from uvr_cli.audio_io import read_audio
-from uvr_cli.checkpoint import network_from_state_dict, read_state_dict
+from uvr_cli.engine import spectral
+from uvr_cli.io.audio import read_audio
+from uvr_cli.engine.checkpoint import network_from_state_dict, read_state_dict
 from uvr_cli.errors import AudioError, ModelError
-from uvr_cli.nets import AsppNetSpec, CascadedNetSpec, build_network
-from uvr_cli.presets import load_preset
+from uvr_cli.engine.nets import AsppNetSpec, CascadedNetSpec, build_network
+from uvr_cli.catalog.presets import load_preset
 
 
 def budget(examples: int) -> settings:

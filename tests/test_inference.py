@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from uvr_cli.checkpoint import load_network
-from uvr_cli.inference import (BandedDecoder, SplitInputConv, mask_silence, predict_mask, prepare_for_inference,
+from uvr_cli.engine.checkpoint import load_network
+from uvr_cli.engine.inference import (BandedDecoder, SplitInputConv, mask_silence, predict_mask, prepare_for_inference,
                                window_layout)
-from uvr_cli.nets import Aggressiveness, AsppNetSpec, build_network
+from uvr_cli.engine.nets import Aggressiveness, AsppNetSpec, build_network
 from uvr_cli.separator import configure_gpu_math
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from uvr_cli.errors import UsageError
-from uvr_cli.jobs import STDIN, expand_inputs, plan_outputs
+from uvr_cli.io.jobs import STDIN, expand_inputs, plan_outputs
 
 
 @pytest.fixture()
@@ -99,7 +99,7 @@ def test_failed_inputs_get_no_outputs_and_cause_no_collision(tree):
 
 
 def test_shards_partition_the_inputs_whatever_their_order():
-    from uvr_cli.jobs import Job, select_shard
+    from uvr_cli.io.jobs import Job, select_shard
 
     jobs = [Job(source=f"corpus/clip{i:04d}.wav") for i in range(400)]
     shares = [select_shard(jobs, k, 4) for k in range(1, 5)]
@@ -112,7 +112,7 @@ def test_shards_partition_the_inputs_whatever_their_order():
 
 @pytest.mark.parametrize("text", ["0/4", "5/4", "a/b", "3", "1/0"])
 def test_bad_shard_specs_are_usage_errors(text):
-    from uvr_cli.jobs import parse_shard
+    from uvr_cli.io.jobs import parse_shard
 
     with pytest.raises(UsageError):
         parse_shard(text)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from uvr_cli.errors import ModelError
-from uvr_cli.nets import (
+from uvr_cli.engine.nets import (
     Aggressiveness,
     AsppNetSpec,
     CascadedASPPNet,

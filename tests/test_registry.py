@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from uvr_cli.registry import identify, registry, uvr_model_hash
+from uvr_cli.catalog.registry import identify, registry, uvr_model_hash
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def test_unknown_files_have_no_preset(copy_as):
 
 
 def test_hash_table_entries_name_shipped_presets():
-    from uvr_cli.presets import list_presets
+    from uvr_cli.catalog.presets import list_presets
 
     presets = set(list_presets())
     assert all(entry["params"] in presets for entry in registry()["hashes"].values())
@@ -68,7 +68,7 @@ def test_the_bundled_default_model_is_recognised_by_its_description():
     import json
     from importlib import resources
 
-    from uvr_cli.catalog import bundled_default
+    from uvr_cli.catalog.models import bundled_default
 
     path = bundled_default()
     if not path.is_file():

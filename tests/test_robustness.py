@@ -26,7 +26,7 @@ import soundfile as sf
 import torch
 
 from conftest import has_ffmpeg, run_uvr, tone_mix, uvr_command
-from uvr_cli.audio_io import read_audio
+from uvr_cli.io.audio import read_audio
 
 MODEL_RATE = 44100
 HOP = 512  # of the preset below
@@ -269,7 +269,7 @@ def test_odd_input_separates_into_complete_finite_stems(batch: BatchRun, name: s
 
 def test_long_odd_files_stream_with_the_same_repairs(tmp_path: Path, cascadednet_weights: Path) -> None:
     """Files longer than a streaming block (decoded block by block): NaN/Inf in 5.1 float, 8-bit mono at 22.05 kHz."""
-    from uvr_cli.streaming import BLOCK_SECONDS
+    from uvr_cli.engine.streaming import BLOCK_SECONDS
 
     seconds = BLOCK_SECONDS + 2
     rate = MODEL_RATE
@@ -467,12 +467,12 @@ def test_ctrl_c_while_the_model_loads_exits_130_with_one_line(tmp_path: Path, ca
     args = separate_args(cascadednet_weights, out, str(song))
     script = (
         "import os, signal, sys, time\n"
-        "import uvr_cli.checkpoint as checkpoint\n"
+        "import uvr_cli.engine.checkpoint as checkpoint\n"
         "def interrupted_load(path):\n"
         "    os.kill(os.getpid(), signal.SIGINT)\n"
         "    time.sleep(30)\n"
         "checkpoint.read_state_dict = interrupted_load\n"
-        "from uvr_cli.cli import main\n"
+        "from uvr_cli.cli.main import main\n"
         f"sys.argv = ['uvr', *{args!r}]\n"
         "main()\n"
     )

@@ -9,10 +9,10 @@ import librosa
 import numpy as np
 import pytest
 
-from uvr_cli import spectral
+from uvr_cli.engine import spectral
 from uvr_cli.errors import ModelError
-from uvr_cli.presets import list_presets, load_preset
-from uvr_cli.resample import fft_resample, poly_resample, resample
+from uvr_cli.catalog.presets import list_presets, load_preset
+from uvr_cli.engine.resample import fft_resample, poly_resample, resample
 
 sys.path.insert(0, str(Path(__file__).parent))
 import rvc_reference  # noqa: E402
@@ -69,8 +69,8 @@ def test_fft_resampler_is_scipy_resample(n, num):
 
 def test_separating_does_not_import_scipy_signal():
     """scipy.signal drags in most of scipy: ~65 MB resident and ~2 s of start-up for every process."""
-    code = ("import sys, numpy as np; import uvr_cli.cli, uvr_cli.streaming; from uvr_cli.presets import load_preset; "
-            "from uvr_cli import spectral; p = load_preset('4band_v2'); "
+    code = ("import sys, numpy as np; import uvr_cli.cli.main, uvr_cli.engine.streaming; from uvr_cli.catalog.presets import load_preset; "
+            "from uvr_cli.engine import spectral; p = load_preset('4band_v2'); "
             "a = spectral.analyse(np.zeros((2, 44100), np.float32), 44100, p, True); "
             "spectral.synthesise(a.spec, p); print('scipy.signal' in sys.modules)")
     import subprocess

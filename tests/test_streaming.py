@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 
 from conftest import tone_mix, uvr_command
-from uvr_cli import streaming
+from uvr_cli.engine import streaming
 from uvr_cli.separator import Separator
 
 BLOCK_SECONDS = 3.0  # one roi per block: an 8 s song spans three blocks

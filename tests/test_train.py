@@ -12,9 +12,9 @@ import soundfile as sf
 import torch
 
 from conftest import run_uvr
-from uvr_cli.train import TrainConfig, band_pyramid, loss_fn, train
-from uvr_cli import spectral
-from uvr_cli.presets import load_preset
+from uvr_cli.training.train import TrainConfig, band_pyramid, loss_fn, train
+from uvr_cli.engine import spectral
+from uvr_cli.catalog.presets import load_preset
 
 RATE = 44100
 

@@ -10,16 +10,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from uvr_cli import spectral
-from uvr_cli.audio_io import output_subtype, read_audio, write_audio
-from uvr_cli.checkpoint import load_network
+from uvr_cli.engine import spectral
+from uvr_cli.io.audio import output_subtype, read_audio, write_audio
+from uvr_cli.engine.checkpoint import load_network
 from uvr_cli.errors import AudioError, ModelError, UsageError
-from uvr_cli.inference import count_windows, mask_silence, predict_mask, prepare_for_inference
-from uvr_cli.malloc import map_large_allocations, reuse_freed_memory
-from uvr_cli.nets import Aggressiveness, CascadedNetSpec
-from uvr_cli.presets import BandPreset, load_preset
-from uvr_cli.registry import ModelIdentity, identify
-from uvr_cli.resample import resample
+from uvr_cli.engine.inference import count_windows, mask_silence, predict_mask, prepare_for_inference
+from uvr_cli.engine.malloc import map_large_allocations, reuse_freed_memory
+from uvr_cli.engine.nets import Aggressiveness, CascadedNetSpec
+from uvr_cli.catalog.presets import BandPreset, load_preset
+from uvr_cli.catalog.registry import ModelIdentity, identify
+from uvr_cli.engine.resample import resample
 
 STEMS = ("vocals", "instrumental")
 HIGH_END_MODES = ("mirroring", "mirroring2", "none")
@@ -270,7 +270,7 @@ class Separator:
         files = [p for p in outputs.values() if p != "-"]
         if skip_existing and files and len(files) == len(outputs) and all(Path(p).exists() for p in files):
             return FileResult(input=source, status="skipped", outputs=dict(outputs), wall_s=time.perf_counter() - start)
-        from uvr_cli import streaming  # a long file from disk to disk goes in blocks (same result, bounded memory)
+        from uvr_cli.engine import streaming  # a long file from disk to disk goes in blocks (same result, bounded memory)
 
         streamed = streaming.separate_file(self, source, outputs, fmt=fmt, bit_depth=bit_depth,
                                            sample_rate=sample_rate, on_progress=on_progress)
@@ -354,14 +354,14 @@ def fit_length(wave: np.ndarray, length: int) -> np.ndarray:
 
 def resolve_model_path(model: str | os.PathLike | None) -> Path:
     """A path to a weight file: a path, a catalogue or cache name (`uvr models`), or the bundled default for None."""
-    from uvr_cli.catalog import resolve_model
+    from uvr_cli.catalog.models import resolve_model
 
     return resolve_model(model)
 
 
 def _load(path: Path, params: str | os.PathLike | None):
     """Read the weights, recognise the file, pick the preset, build the network."""
-    from uvr_cli.checkpoint import detect_spec, read_state_dict
+    from uvr_cli.engine.checkpoint import detect_spec, read_state_dict
 
     state = read_state_dict(path)
     try:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from uvr_cli import __version__
 from uvr_cli.errors import ModelError, UsageError, UvrError
-from uvr_cli.registry import registry, uvr_model_hash
+from uvr_cli.catalog.registry import registry, uvr_model_hash
 
 CATALOG_ENV = "UVR_CATALOG"
 CACHE_ENV = "UVR_MODEL_DIR"
@@ -280,10 +280,10 @@ def _range_start(response: HTTPResponse) -> int | None:
 
 def describe_model(path: Path) -> dict:
     """What `uvr info` reports: architecture and capacity from the shapes, hash, registry match, preset, stem."""
-    from uvr_cli.checkpoint import detect_spec, read_state_dict
-    from uvr_cli.nets import CascadedNetSpec
-    from uvr_cli.presets import load_preset
-    from uvr_cli.registry import identify
+    from uvr_cli.engine.checkpoint import detect_spec, read_state_dict
+    from uvr_cli.engine.nets import CascadedNetSpec
+    from uvr_cli.catalog.presets import load_preset
+    from uvr_cli.catalog.registry import identify
 
     state = read_state_dict(path)
     spec = detect_spec(state)

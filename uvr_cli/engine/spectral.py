@@ -13,8 +13,8 @@ from functools import lru_cache
 import numpy as np
 import scipy.fft
 
-from uvr_cli.presets import Band, BandPreset
-from uvr_cli.resample import resample
+from uvr_cli.catalog.presets import Band, BandPreset
+from uvr_cli.engine.resample import resample
 
 
 @lru_cache(maxsize=32)

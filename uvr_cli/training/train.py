@@ -33,11 +33,11 @@ import soundfile as sf
 import torch
 import torch.nn.functional as F
 
-from uvr_cli import spectral
+from uvr_cli.engine import spectral
 from uvr_cli.errors import UsageError
-from uvr_cli.evaluate import evaluate, find_clips, separator_estimator, weighted_means
-from uvr_cli.nets import AsppNetSpec, CascadedNetSpec, MaskNetwork, build_network
-from uvr_cli.presets import BandPreset, load_preset
+from uvr_cli.training.evaluate import evaluate, find_clips, separator_estimator, weighted_means
+from uvr_cli.engine.nets import AsppNetSpec, CascadedNetSpec, MaskNetwork, build_network
+from uvr_cli.catalog.presets import BandPreset, load_preset
 
 
 @dataclass
@@ -80,7 +80,7 @@ class Song:
 
 def find_songs(folder: Path) -> list[Song]:
     """Pairs in ``folder/{mixtures,instruments}`` (and ``vocals``) matched by file name stem."""
-    from uvr_cli.evaluate import _by_stem
+    from uvr_cli.training.evaluate import _by_stem
 
     if not (folder / "mixtures").is_dir() or not (folder / "instruments").is_dir():
         raise UsageError(f"{folder}: needs mixtures/ and instruments/ folders (uvr dataset synth writes them)")

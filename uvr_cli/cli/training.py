@@ -37,7 +37,7 @@ def eval_command(
     precision: str = typer.Option("auto", "--precision", help="auto, fp32, fp16 or bf16."),
 ) -> None:
     """Score vocal estimates: SI-SDR (primary), SDR, their improvement over the mixture, and the energy ratio."""
-    from uvr_cli import evaluate as ev
+    from uvr_cli.training import evaluate as ev
 
     _threads(threads)
     if (model is None) == (baseline is None):
@@ -92,7 +92,7 @@ def train_command(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
 ) -> None:
     """Train a VR model; Ctrl-C saves the state, and the same command continues from it."""
-    from uvr_cli.train import TrainConfig, train
+    from uvr_cli.training.train import TrainConfig, train
 
     _threads(threads)
     cfg = TrainConfig(dataset=dataset, out=out, preset=preset, arch=arch, ch=ch, batch=batch, cropsize=cropsize, lr=lr,
@@ -115,7 +115,7 @@ def synth_command(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
 ) -> None:
     """Generate songs with separate vocal and instrumental stems (fluidsynth accompaniment, WORLD-resynthesised voices)."""
-    from uvr_cli.dataset import synthesise_dataset
+    from uvr_cli.training.dataset import synthesise_dataset
 
     bar = None
     if not quiet and sys.stderr.isatty():

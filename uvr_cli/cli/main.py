@@ -17,7 +17,7 @@ from uvr_cli import __version__
 from uvr_cli.errors import ModelError, UsageError, UvrError
 
 if TYPE_CHECKING:
-    from uvr_cli.jobs import Job
+    from uvr_cli.io.jobs import Job
     from uvr_cli.separator import Separator
 
 app = typer.Typer(
@@ -96,7 +96,7 @@ def _parse_rate(text: str) -> str | int:
 
 def _check_output_options(fmt: str, bit_depth: str | None, rate: str | int, out: str, as_json: bool) -> None:
     """Refuse impossible output choices before the model is loaded (the input's own rate is checked per file)."""
-    from uvr_cli.audio_io import output_subtype
+    from uvr_cli.io.audio import output_subtype
 
     if bit_depth is not None and fmt in ("ogg", "mp3"):
         raise UsageError(f"--bit-depth applies to wav and flac; {fmt} has no bit depth")
@@ -187,8 +187,8 @@ def separate(
     Prints each written (or already present) output path on stdout. Exit status: 0 all done, 1 some inputs
     failed (the others were still processed), 2 usage error, 3 the model could not be loaded.
     """
-    from uvr_cli.catalog import resolve_model
-    from uvr_cli.jobs import STDIN, expand_inputs, parse_shard, plan_outputs, select_shard
+    from uvr_cli.catalog.models import resolve_model
+    from uvr_cli.io.jobs import STDIN, expand_inputs, parse_shard, plan_outputs, select_shard
 
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
@@ -238,7 +238,7 @@ def separate(
     failed = 0
     streams = out == STDIN or any(job.source == STDIN for job in jobs)  # standard input/output stay here
     if jobs_count > 1 and len(jobs) > 1 and not streams:
-        from uvr_cli.parallel import map_jobs
+        from uvr_cli.cli.parallel import map_jobs
 
         del separator  # each worker loads its own
         task = functools.partial(_separate_one, options=options, show_progress=False, verbose=verbose, quiet=quiet)
@@ -267,7 +267,7 @@ def separate(
 @app.command()
 def presets() -> None:
     """List the shipped band presets."""
-    from uvr_cli.presets import list_presets
+    from uvr_cli.catalog.presets import list_presets
 
     for preset in list_presets():
         _emit(preset)
@@ -292,7 +292,7 @@ def models(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from uvr_cli.catalog import listing
+    from uvr_cli.catalog.models import listing
 
     try:
         data = listing()
@@ -325,7 +325,7 @@ def models_download(
 
     Prints the path of each model on stdout. Exit status 1 when a download failed, 2 for an unknown name.
     """
-    from uvr_cli.catalog import download, find, load_catalog
+    from uvr_cli.catalog.models import download, find, load_catalog
 
     try:
         catalogue = load_catalog()
@@ -361,7 +361,7 @@ def info(
 
     Architecture and capacity come from the tensor shapes; exit status 3 when it is not a loadable UVR5 VR model.
     """
-    from uvr_cli.catalog import describe_model, resolve_model
+    from uvr_cli.catalog.models import describe_model, resolve_model
 
     try:
         data = describe_model(resolve_model(model))
@@ -405,7 +405,7 @@ def root(
 
 
 # `uvr eval`, `uvr train` and `uvr dataset ...` are parsed in cli_training (their modules load lazily).
-from uvr_cli.cli_training import register as _register_training  # noqa: E402
+from uvr_cli.cli.training import register as _register_training  # noqa: E402
 
 _register_training(app)
 

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 from uvr_cli.errors import ModelError
-from uvr_cli.presets import list_presets
+from uvr_cli.catalog.presets import list_presets
 
 # UVR's primary-stem labels whose mask keeps the (dry) voice; RVC writes the De-Echo models' mask output as "vocal".
 VOCAL_PRIMARY_STEMS = frozenset({"Vocals", "No Echo", "No Reverb", "Dry", "Echo"})

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from uvr_cli.nets import Aggressiveness, Conv2DBNActiv, DecoderV4, DecoderV51, crop_center
+from uvr_cli.engine.nets import Aggressiveness, Conv2DBNActiv, DecoderV4, DecoderV51, crop_center
 
 
 class MaskModel(Protocol):

@@ -34,11 +34,11 @@ import numpy as np
 import scipy.fft
 import torch
 
-from uvr_cli import spectral
-from uvr_cli.audio_io import BlockReader, open_block_reader, open_block_writer, output_subtype
-from uvr_cli.inference import count_windows, window_layout
-from uvr_cli.presets import BandPreset
-from uvr_cli.resample import fft_resample, resample, resampled_length
+from uvr_cli.engine import spectral
+from uvr_cli.io.audio import BlockReader, open_block_reader, open_block_writer, output_subtype
+from uvr_cli.engine.inference import count_windows, window_layout
+from uvr_cli.catalog.presets import BandPreset
+from uvr_cli.engine.resample import fft_resample, resample, resampled_length
 
 BLOCK_SECONDS = 15.0  # network block: memory grows with it (ch32 4band_v2, 60 s: 983 MiB at 30 s, 893 at 12)
 FIR_MARGIN = 1024  # source samples of context per FIR resampler, times the decimation factor (sinc_best needs ~150)

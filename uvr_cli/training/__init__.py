@@ -1,0 +1,1 @@
+"""Making models: synthetic datasets, training, and evaluation against references."""
