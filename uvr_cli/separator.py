@@ -17,7 +17,7 @@ from uvr_cli.errors import AudioError, ModelError, UsageError
 from uvr_cli.engine.inference import count_windows, mask_silence, predict_mask, prepare_for_inference
 from uvr_cli.engine.malloc import map_large_allocations, reuse_freed_memory
 from uvr_cli.engine.nets import Aggressiveness, CascadedNetSpec
-from uvr_cli.catalog.presets import BandPreset, load_preset
+from uvr_cli.catalog.presets import BandPreset, load_preset, params_hint, presets_with_bins
 from uvr_cli.catalog.registry import ModelIdentity, identify
 from uvr_cli.engine.resample import resample
 
@@ -374,10 +374,11 @@ def _load(path: Path, params: str | os.PathLike | None):
     if preset_name is None:
         raise ModelError(
             f"{path.name}: unknown weight file, cannot tell which band preset it was trained with; "
-            "pass --params NAME (e.g. 4band_v2) or a preset JSON path"
+            f"pass --params NAME ({params_hint(spec.bins if is_cascaded else None)}) or a preset JSON path"
         )
     preset = load_preset(preset_name)
     if is_cascaded and spec.bins is not None and spec.bins != preset.bins:
-        raise ModelError(f"{path.name}: the weights need a preset with {spec.bins} bins, but {preset.name} has {preset.bins}")
+        raise ModelError(f"{path.name}: the weights need a preset with {spec.bins} bins, but {preset.name} has "
+                         f"{preset.bins}; presets with {spec.bins}: {', '.join(presets_with_bins(spec.bins)) or 'none'}")
     loaded = load_network(path, preset.bins, state=state, spec=spec)
     return loaded, identity, preset

@@ -1,6 +1,7 @@
 """Band presets: the UVR5 `modelparams` JSON files that say how audio is split into frequency bands."""
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from dataclasses import dataclass
@@ -75,6 +76,28 @@ def list_presets() -> list[str]:
     return sorted(p.stem for p in _presets_dir().glob("*.json"))
 
 
+def presets_with_bins(bins: int) -> list[str]:
+    """Shipped presets whose spectrogram has `bins` rows: the candidates for weights that fix their bin count."""
+    return [name for name in list_presets() if load_preset(name).bins == bins]
+
+
+def params_hint(bins: int | None) -> str:
+    """The --params suggestion for weights that fix their bin count (None: they do not, any preset may fit)."""
+    names = presets_with_bins(bins) if bins else []
+    return f"one of the presets with {bins} bins: {', '.join(names)}" if names else "e.g. 4band_v2"
+
+
+def closest_presets(name: str, limit: int = 3) -> list[str]:
+    """Shipped preset names that look like `name` (difflib), best first: for "did you mean" in errors."""
+    return difflib.get_close_matches(name, list_presets(), n=limit, cutoff=0.5)
+
+
+def describe_preset(preset: BandPreset) -> dict:
+    """What `uvr presets` shows: the model's rate, band count, bins and each band's hop length and rate."""
+    return {"name": preset.name, "sample_rate": preset.sr, "bands": len(preset.bands), "bins": preset.bins,
+            "hop": [band.hl for band in preset.bands], "band_rates": [band.sr for band in preset.bands]}
+
+
 def _int(value: object, key: str, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ModelError(f"{where}: '{key}' must be an integer, got {value!r}")
@@ -133,7 +156,9 @@ def load_preset(name_or_path: str | os.PathLike) -> BandPreset:
     shipped = _presets_dir() / f"{text.removesuffix('.json')}.json"
     path = shipped if shipped.is_file() and os.sep not in text else Path(text)
     if not path.is_file():
-        raise ModelError(f"unknown preset {text!r}: not a shipped preset ({', '.join(list_presets())}) nor a file")
+        close = closest_presets(text.removesuffix(".json"))
+        hint = f"did you mean {', '.join(close[:-1]) + ' or ' if close[1:] else ''}{close[-1]}?" if close else "not a shipped preset nor a file"
+        raise ModelError(f"unknown preset {text!r}: {hint} (`uvr presets` lists the {len(list_presets())} presets)")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
