@@ -8,6 +8,7 @@ so its wall time includes start-up and model loading and its peak RSS is the chi
 small launcher: see `run_child`). Fidelity is the SNR of each row's stems against uvr's exact fp32 output.
 Weights are random (speed and memory do not depend on their values) in the real layouts: ch32 5-branch at
 4band_v2 is the HP-class (HP2/HP5, 1_HP..4_HP) network, ch16 the SP class, CascadedNet nout48 the De-Echo class.
+Runs worth keeping go into benchmarks/RESULTS.md with their date, machine and command.
 """
 from __future__ import annotations
 
@@ -65,8 +66,8 @@ def run_child(argv: list[str]) -> tuple[float, float]:
     """Run a command to completion; (wall seconds, peak RSS in MB of that command).
 
     Through `_LAUNCHER`: Linux folds the peak RSS of the memory a process execs from into its ru_maxrss, and
-    subprocess spawns with vfork, which execs from ours. Spawned from here directly, the 60-minute row reported
-    1519 MB, this process's peak from making its input (a 1.27 GB array), against the command's own 731 MB.
+    subprocess spawns with vfork, which execs from ours, so a command spawned from here directly would report this
+    process's own peak (such as a long input it has just built) as its own.
     """
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
