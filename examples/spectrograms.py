@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from uvr_cli import Separator  # noqa: E402
-from uvr_cli.io.audio import read_audio  # noqa: E402
+from uvr_cli.io.decode import read_audio  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 N_FFT, HOP, TOP_HZ, FLOOR_DB = 2048, 512, 11025, -80

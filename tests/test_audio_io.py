@@ -1,4 +1,5 @@
-"""Tests for uvr_cli.io.audio: round trips, clipping, NaN/Inf, standard streams, atomic writes, errors.
+"""Tests for uvr_cli.io.decode and .encode: round trips, clipping, NaN/Inf, standard streams, atomic writes, errors,
+exact lengths whatever way an input comes in, and the temporary files that takes.
 
 Small generated audio only; the ffmpeg tests skip when ffmpeg is not installed.
 """
@@ -21,9 +22,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from uvr_cli.io import audio as audio_io
-from uvr_cli.io.audio import AUDIO_EXTENSIONS, output_subtype, read_audio, write_audio
 from uvr_cli.errors import AudioError, UsageError
+from uvr_cli.io import decode, encode
+from uvr_cli.io.decode import AUDIO_EXTENSIONS, open_source, read_audio
+from uvr_cli.io.encode import (
+    StdoutClosed,
+    open_stem_writers,
+    output_subtype,
+    write_audio,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RATE = 8000
@@ -33,7 +40,8 @@ needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None,
 # Reads argv[1] ("-" = stdin), writes argv[2] ("-" = stdout) as argv[3] at depth argv[4]; errors as the CLI shows them.
 PIPE_SCRIPT = """
 import sys
-from uvr_cli.io.audio import read_audio, write_audio
+from uvr_cli.io.decode import read_audio
+from uvr_cli.io.encode import write_audio
 from uvr_cli.errors import UvrError
 try:
     audio = read_audio(sys.argv[1])
@@ -60,7 +68,7 @@ def wav_bytes(samples: np.ndarray, rate: int = RATE, subtype: str = "PCM_16") ->
 
 def run_pipe(*args: str, input: bytes | None = None, stdout=subprocess.PIPE) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", PIPE_SCRIPT, *args], input=input, stdout=stdout,
-                          stderr=subprocess.PIPE, cwd=ROOT, timeout=60)
+                          stderr=subprocess.PIPE, cwd=ROOT, timeout=60, check=False)
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -82,7 +90,8 @@ def deny(monkeypatch: pytest.MonkeyPatch, path: Path, mode: int) -> None:
             if Path(file) == path or Path(file).parent == path:
                 raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(file))
             return open(file, *args, **kwargs)
-        monkeypatch.setattr(audio_io, "open", refusing_open, raising=False)
+        monkeypatch.setattr(decode, "open", refusing_open, raising=False)
+        monkeypatch.setattr(encode, "open", refusing_open, raising=False)
 
 
 # --- round trips -----------------------------------------------------------------------------------
@@ -149,7 +158,7 @@ def test_read_gives_exactly_soundfiles_float32(tmp_path, path_and_kwargs):
 
 def test_big_wav_is_written_as_rf64(tmp_path, monkeypatch):
     """A WAV header's sizes are 32-bit; past 4 GiB of data the file becomes RF64 instead of corrupt."""
-    monkeypatch.setattr(audio_io, "_WAV_MAX_DATA_BYTES", 1000)
+    monkeypatch.setattr(encode, "_WAV_MAX_DATA_BYTES", 1000)
     x = noise()
     write_audio(tmp_path / "big.wav", x, RATE, "wav", "32f")
     assert sf.info(tmp_path / "big.wav").format == "RF64"
@@ -157,7 +166,7 @@ def test_big_wav_is_written_as_rf64(tmp_path, monkeypatch):
 
 
 def test_long_input_is_encoded_in_blocks(tmp_path, monkeypatch):
-    monkeypatch.setattr(audio_io, "_BLOCK_FRAMES", 1000)
+    monkeypatch.setattr(encode, "_BLOCK_FRAMES", 1000)
     x = noise(frames=3500, peak=1.2)
     report = write_audio(tmp_path / "out.flac", x, RATE, "flac", "24")
     assert report.clipped_samples == int(np.count_nonzero(np.abs(x) > 1))
@@ -186,8 +195,14 @@ def test_encoder_never_sees_samples_beyond_full_scale(tmp_path, monkeypatch, fmt
     """libsndfile before 1.1 wraps +1.5 around to a negative integer, so we clip before it sees the data."""
     peaks = []
     real_write = sf.SoundFile.write
-    monkeypatch.setattr(sf.SoundFile, "write", lambda self, data: (peaks.append(np.abs(data).max()),
-                                                                   real_write(self, data))[1])
+
+    def noting_write(self, data):
+        # Integers (16/24-bit PCM) count as full scale at their type's largest value, as libsndfile takes them.
+        scale = np.iinfo(data.dtype).max + 1 if np.issubdtype(data.dtype, np.integer) else 1
+        peaks.append(np.abs(data.astype(np.float64)).max() / scale)
+        return real_write(self, data)
+
+    monkeypatch.setattr(sf.SoundFile, "write", noting_write)
     write_audio(tmp_path / f"out.{fmt}", 3 * tone(4410, 2, 44100), 44100, fmt, depth)  # peak 1.5
     assert max(peaks) == pytest.approx(limit, abs=1e-3)
 
@@ -282,8 +297,8 @@ def test_full_stdout_is_an_error(tmp_path):
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
-def test_named_pipe_input_is_buffered(tmp_path):
-    """bash's <(...) hands over a pipe: libsndfile cannot seek it, so it is read into memory first."""
+def test_named_pipe_input_is_copied(tmp_path):
+    """bash's <(...) hands over a pipe: libsndfile cannot seek it, so it is copied into a temporary file first."""
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     x = noise()
@@ -299,7 +314,7 @@ def test_named_pipe_input_is_buffered(tmp_path):
 def break_encoder_after_first_block(monkeypatch: pytest.MonkeyPatch, error: BaseException, folder: Path,
                                     seen: list[str]) -> None:
     """Make soundfile's write raise `error` on its second block, noting the files in `folder` then."""
-    monkeypatch.setattr(audio_io, "_BLOCK_FRAMES", 1000)
+    monkeypatch.setattr(encode, "_BLOCK_FRAMES", 1000)
     real_write = sf.SoundFile.write
     calls = []
 
@@ -343,7 +358,7 @@ def test_disk_full_is_an_error_naming_the_file(tmp_path, monkeypatch, fmt, trans
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             return super().write(data)
 
-    monkeypatch.setattr(audio_io, "open", FullDisk, raising=False)
+    monkeypatch.setattr(encode, "open", FullDisk, raising=False)
     with pytest.raises(AudioError) as info:
         write_audio(tmp_path / f"out.{fmt}", noise(frames=44100, peak=0.5), 44100, fmt, None)
     assert assert_one_line_naming(info, f"out.{fmt}").endswith("No space left on device")
@@ -361,7 +376,7 @@ def test_file_size_limit_from_the_kernel_is_an_error(tmp_path, fmt):
     )
     sf.write(tmp_path / "in.wav", noise(frames=40000), RATE)
     command = [sys.executable, "-c", script, str(tmp_path / "in.wav"), str(tmp_path / f"out.{fmt}"), fmt, "16"]
-    done = subprocess.run(command, capture_output=True, cwd=ROOT, timeout=60)
+    done = subprocess.run(command, capture_output=True, cwd=ROOT, timeout=60, check=False)
     assert done.returncode == 1
     assert done.stderr.decode().strip() == f"uvr: cannot write '{tmp_path / f'out.{fmt}'}': File too large"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]
@@ -565,3 +580,257 @@ def test_truncated_flac_is_not_rescued_by_ffmpeg(tmp_path):
     with pytest.raises(AudioError) as info:
         read_audio(path)
     assert "corrupt or truncated" in assert_one_line_naming(info, "cut.flac")
+
+
+# --- one decoding path: exact lengths, the same samples whichever way an input comes in ------------
+
+SOURCE_RATE = 22050
+SOURCE_FRAMES = 3 * SOURCE_RATE + 777  # not a multiple of any codec's frame size
+# Read from standard input in a child process, saved for the parent to compare.
+STDIN_SCRIPT = """
+import sys
+import numpy as np
+from uvr_cli.io.decode import read_audio
+np.save(sys.argv[1], read_audio("-").samples)
+"""
+
+
+def ffmpeg_f32(path: Path) -> np.ndarray:
+    """ffmpeg's own decoding of `path`, through a pipe: a reference independent of uvr's decoding code."""
+    done = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", "file:" + str(path), "-map", "0:a:0",
+                           "-f", "f32le", "-"], capture_output=True, check=True, timeout=60)
+    return np.frombuffer(done.stdout, np.float32).reshape(-1, 2)
+
+
+@pytest.fixture(scope="module")
+def encodings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The same stereo music-like signal in every kind of input; ffmpeg-made ones only where it is installed."""
+    folder = tmp_path_factory.mktemp("encodings")
+    t = np.arange(SOURCE_FRAMES) / SOURCE_RATE
+    rng = np.random.default_rng(5)
+    x = np.stack([0.3 * np.sin(2 * np.pi * 330 * t) + 0.05 * rng.standard_normal(t.size),
+                  0.3 * np.sin(2 * np.pi * 550 * t) + 0.05 * rng.standard_normal(t.size)], axis=1)
+    files = {"wav": folder / "song.wav", "flac": folder / "song.flac", "ogg": folder / "song.ogg"}
+    sf.write(files["wav"], x, SOURCE_RATE, "PCM_16")
+    sf.write(files["flac"], x, SOURCE_RATE, "PCM_24")
+    sf.write(files["ogg"], x, SOURCE_RATE, "VORBIS")
+    if shutil.which("ffmpeg"):
+        made = {"mp3-cbr-header": ("-b:a", "128k"), "mp3-vbr-header": ("-q:a", "4"),
+                "mp3-cbr-no-header": ("-b:a", "128k", "-write_xing", "0"),
+                "mp3-vbr-no-header": ("-q:a", "4", "-write_xing", "0")}
+        for name, options in made.items():
+            files[name] = ffmpeg_encode(files["wav"], folder / f"{name}.mp3", "-c:a", "libmp3lame", *options)
+        files["m4a"] = ffmpeg_encode(files["wav"], folder / "song.m4a", "-c:a", "aac")
+    return files
+
+
+def needs(encodings: dict[str, Path], name: str) -> Path:
+    if name not in encodings:
+        pytest.skip("ffmpeg is not installed (apt-get install ffmpeg to run this)")
+    return encodings[name]
+
+
+@pytest.mark.parametrize("name", ["wav", "flac", "ogg", "mp3-cbr-header", "mp3-vbr-header"])
+def test_inputs_libsndfile_measures_are_read_in_place_at_their_exact_length(encodings, name):
+    path = needs(encodings, name)
+    with sf.SoundFile(path) as handle:  # one read from the start, as librosa.load does (soundfile.read seeks first)
+        expected = handle.read(dtype="float32", always_2d=True)
+    with open_source(path) as source, source.open() as reader:
+        assert source.path == str(path) and source.subtype is not None
+        assert (source.frames, source.sample_rate, source.channels) == (SOURCE_FRAMES, SOURCE_RATE, 2)
+        np.testing.assert_array_equal(reader.read(SOURCE_FRAMES + 1), expected)
+    if name.startswith("mp3"):  # the header's length is the one ffmpeg's decoder gives too
+        assert ffmpeg_f32(path).shape[0] == SOURCE_FRAMES
+
+
+@pytest.mark.parametrize("name", ["mp3-cbr-no-header", "mp3-vbr-no-header", "m4a"])
+def test_inputs_libsndfile_cannot_measure_are_decoded_by_ffmpeg(encodings, name):
+    """libsndfile stops a headerless MP3 at its estimate of the length (a VBR one far too early)."""
+    path = needs(encodings, name)
+    reference = ffmpeg_f32(path)
+    with open_source(path) as source, source.open() as reader:
+        assert (source.subtype, source.source_format, source.frames) == (None, None, reference.shape[0])
+        np.testing.assert_array_equal(reader.read(source.frames), reference)
+    assert reference.shape[0] >= SOURCE_FRAMES
+
+
+@pytest.mark.parametrize("name", ["wav", "flac", "ogg", "mp3-cbr-header", "mp3-vbr-no-header", "m4a"])
+def test_file_stdin_and_fifo_give_the_same_samples(tmp_path, encodings, name):
+    path = needs(encodings, name)
+    from_file = read_audio(path)
+    done = subprocess.run([sys.executable, "-c", STDIN_SCRIPT, str(tmp_path / "stdin.npy")], input=path.read_bytes(),
+                          capture_output=True, cwd=ROOT, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(path.read_bytes()))
+    writer.start()
+    from_fifo = read_audio(fifo)
+    writer.join()
+    np.testing.assert_array_equal(np.load(tmp_path / "stdin.npy"), from_file.samples)
+    np.testing.assert_array_equal(from_fifo.samples, from_file.samples)
+
+
+@pytest.mark.parametrize("name", ["ogg", "mp3-vbr-header"])
+def test_blocks_add_up_to_the_whole_and_every_open_starts_again(encodings, name):
+    """Also for a 22.05 kHz (MPEG-2) MP3, which mpg123 decodes differently after a seek."""
+    path = needs(encodings, name)
+    with open_source(path) as source:
+        for _ in range(2):
+            with source.open() as reader:
+                blocks = [reader.read(10000) for _ in range(8)]
+                assert [len(b) for b in blocks] == [10000] * 6 + [SOURCE_FRAMES - 60000, 0]
+                assert all(b.flags.c_contiguous and b.dtype == np.float32 and b.shape[1] == 2 for b in blocks)
+                np.testing.assert_array_equal(np.concatenate(blocks), read_audio(path).samples)
+
+
+def spools(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+@pytest.fixture
+def tmpdir_for_spools(tmp_path, monkeypatch) -> Path:
+    folder = tmp_path / "TMPDIR"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+@needs_ffmpeg
+def test_the_spool_is_removed_after_use_and_after_an_error(encodings, tmpdir_for_spools):
+    with open_source(encodings["m4a"]) as source:
+        (spool,) = spools(tmpdir_for_spools)
+        assert spool.startswith("uvr-") and Path(source.path).parent == tmpdir_for_spools / spool
+        assert source.path.endswith(".wav") and os.listdir(tmpdir_for_spools / spool) == ["decoded.wav"]
+    assert spools(tmpdir_for_spools) == []
+    with pytest.raises(KeyboardInterrupt), open_source(encodings["m4a"]):
+        raise KeyboardInterrupt
+    assert spools(tmpdir_for_spools) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_the_spool_is_removed_when_decoding_fails(tmp_path, tmpdir_for_spools):
+    fifo = tmp_path / "garbage"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(os.urandom(5000)))
+    writer.start()
+    with pytest.raises(AudioError) as info:
+        read_audio(fifo)
+    writer.join()
+    assert "not a readable audio file" in assert_one_line_naming(info, "garbage")
+    assert spools(tmpdir_for_spools) == []
+
+
+def test_an_mp3_shorter_than_its_header_says_is_an_error(tmp_path):
+    write_audio(tmp_path / "whole.mp3", tone(44100, 2, 44100), 44100, "mp3", None)
+    cut = tmp_path / "cut.mp3"
+    cut.write_bytes(truncated((tmp_path / "whole.mp3").read_bytes(), 0.5))
+    with pytest.raises(AudioError) as info:
+        read_audio(cut, ffmpeg=None)
+    assert "corrupt or truncated audio (it ends after" in assert_one_line_naming(info, "cut.mp3")
+
+
+@needs_ffmpeg
+def test_a_headerless_mp3_needs_ffmpeg(encodings):
+    path = encodings["mp3-vbr-no-header"]
+    with pytest.raises(AudioError) as info:
+        read_audio(path, ffmpeg=None)
+    assert "without a Xing/LAME header" in assert_one_line_naming(info, path.name)
+    with pytest.raises(AudioError) as info:
+        read_audio(path, ffmpeg="uvr-test-no-such-ffmpeg")
+    assert "was not found to try ffmpeg" in assert_one_line_naming(info, path.name)
+
+
+# --- encoding: integers, bitrates, stems written together --------------------------------------------
+
+@pytest.mark.parametrize("bits", [16, 24])
+def test_wav_and_flac_hold_the_same_integers(tmp_path, bits):
+    """Quantised by us: round(clip(x) * 2**(bits-1)), the top code clipped, whatever the container."""
+    x = noise(frames=20000, peak=1.1, seed=9)
+    x[:4, 0] = [1.0, -1.0, 0.5 / 2 ** (bits - 1), -1.5 / 2 ** (bits - 1)]  # full scale and two half-way points
+    stored = {}
+    for fmt in ("wav", "flac"):
+        write_audio(tmp_path / f"out.{fmt}", x, RATE, fmt, str(bits))
+        stored[fmt] = sf.read(tmp_path / f"out.{fmt}", dtype="int32")[0] >> (32 - bits)
+    full = 2 ** (bits - 1)
+    expected = np.clip(np.round(np.clip(x.astype(np.float64), -1, 1) * full), -full, full - 1).astype(np.int32)
+    np.testing.assert_array_equal(stored["wav"], expected)
+    np.testing.assert_array_equal(stored["flac"], expected)
+
+
+def measured_kbps(path: Path, seconds: float) -> float:
+    return path.stat().st_size * 8 / seconds / 1000
+
+
+@pytest.mark.parametrize(("rate", "bitrate", "kbps"), [(44100, None, 320), (44100, "128k", 128), (48000, "192000", 192),
+                                                     (22050, None, 160), (22050, "64k", 64), (11025, "32k", 32)])
+def test_mp3_is_written_at_the_bitrate_asked_for(tmp_path, rate, bitrate, kbps):
+    seconds = 4
+    write_audio(tmp_path / "out.mp3", noise(frames=seconds * rate, peak=0.5), rate, "mp3", None, bitrate=bitrate)
+    assert measured_kbps(tmp_path / "out.mp3", seconds) == pytest.approx(kbps, rel=0.05)  # neighbours: >= 10 % away
+    assert read_audio(tmp_path / "out.mp3", ffmpeg=None).samples.shape[0] == seconds * rate
+
+
+def test_ogg_bitrate_sets_the_vorbis_quality(tmp_path):
+    """Vorbis is VBR: a higher bitrate asks for a higher quality; noise needs at least the nominal rate."""
+    seconds, sizes = 4, {}
+    for bitrate in ("96k", "192k", "320k", None):
+        path = tmp_path / f"{bitrate}.ogg"
+        write_audio(path, noise(frames=seconds * 44100, peak=0.5), 44100, "ogg", None, bitrate=bitrate)
+        sizes[bitrate] = measured_kbps(path, seconds)
+    assert sizes["96k"] < sizes["192k"] < sizes["320k"]
+    assert sizes[None] == pytest.approx(sizes["320k"], rel=0.02)
+    assert sizes["96k"] >= 96 * 0.9 and sizes["320k"] >= 320 * 0.9
+
+
+@pytest.mark.parametrize(("fmt", "rate", "bitrate", "words"), [
+    ("wav", 44100, "320k", ["wav", "lossless"]), ("flac", 44100, "320k", ["flac", "lossless"]),
+    ("mp3", 44100, "100k", ["96k", "112k"]), ("mp3", 22050, "320k", ["160k"]), ("ogg", 44100, "32k", ["64k"]),
+    ("mp3", 44100, "fast", ["320k"]), ("ogg", 44100, "1500", ["kbit/s"]),
+])
+def test_impossible_bitrates_are_usage_errors(tmp_path, fmt, rate, bitrate, words):
+    with pytest.raises(UsageError) as info:
+        output_subtype(fmt, None, rate, 2, bitrate=bitrate)
+    assert all(word in str(info.value) for word in words), str(info.value)
+
+
+def test_stems_are_renamed_into_place_together(tmp_path):
+    outputs = {"vocals": str(tmp_path / "v.flac"), "instrumental": str(tmp_path / "i.flac")}
+    with open_stem_writers(outputs, RATE, 2, "flac", "24", 3000) as writers:
+        for stem, writer in writers.items():
+            writer.write(noise(frames=1000))
+            writer.write(noise(frames=2000, seed=1))
+        assert spools(tmp_path) == sorted(spools(tmp_path)) and leftovers(tmp_path) != []
+        assert not (tmp_path / "v.flac").exists() and not (tmp_path / "i.flac").exists()
+    assert leftovers(tmp_path) == []
+    for stem, writer in writers.items():
+        assert writer.report().frames == 3000 and sf.info(outputs[stem]).frames == 3000
+
+
+def test_a_failure_in_one_stem_leaves_every_destination_untouched(tmp_path):
+    outputs = {"vocals": str(tmp_path / "v.wav"), "instrumental": str(tmp_path / "i.wav")}
+    Path(outputs["vocals"]).write_bytes(b"previous vocals")
+    with pytest.raises(ValueError), open_stem_writers(outputs, RATE, 2, "wav", "16", 3000) as writers:
+        writers["vocals"].write(noise())
+        writers["instrumental"].write(noise(channels=1))  # a programming error, after one stem was complete
+    assert spools(tmp_path) == ["v.wav"] and Path(outputs["vocals"]).read_bytes() == b"previous vocals"
+
+
+def test_only_one_stem_can_go_to_standard_output(tmp_path):
+    with pytest.raises(UsageError), open_stem_writers({"vocals": "-", "instrumental": "-"}, RATE, 2, "wav", None, 10):
+        pass
+
+
+def test_a_reader_that_goes_away_ends_the_writer_quietly_with_141(tmp_path):
+    """`uvr ... -o - | head -c 100`: the CLI maps StdoutClosed to 141, as SIGPIPE would end a C tool."""
+    script = ("import sys, numpy as np\n"
+              "from uvr_cli.io.encode import StdoutClosed, write_audio\n"
+              "try:\n"
+              "    write_audio('-', np.zeros((441000, 2), np.float32), 44100, 'wav', '16')\n"
+              "except StdoutClosed as exc:\n"
+              "    sys.exit(exc.exit_code)\n")
+    (tmp_path / "write.py").write_text(script)
+    pipeline = f"'{sys.executable}' '{tmp_path / 'write.py'}' | head -c 100 >/dev/null; echo ${{PIPESTATUS[0]}}"
+    done = subprocess.run(["bash", "-c", pipeline], capture_output=True, cwd=ROOT, timeout=60, check=False)
+    assert done.stdout.decode().strip() == "141" and done.stderr == b""
+    assert StdoutClosed.exit_code == 141 and issubclass(StdoutClosed, AudioError)

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from uvr_cli.engine import spectral
-from uvr_cli.io.audio import read_audio
+from uvr_cli.io.decode import read_audio
 from uvr_cli.engine.checkpoint import network_from_state_dict, read_state_dict
 from uvr_cli.errors import AudioError, ModelError
 from uvr_cli.engine.nets import AsppNetSpec, CascadedNetSpec, build_network

@@ -26,7 +26,7 @@ import soundfile as sf
 import torch
 
 from conftest import has_ffmpeg, run_uvr, tone_mix, uvr_command
-from uvr_cli.io.audio import read_audio
+from uvr_cli.io.decode import read_audio
 
 MODEL_RATE = 44100
 HOP = 512  # of the preset below

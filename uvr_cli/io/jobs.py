@@ -8,7 +8,7 @@ import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from uvr_cli.io.audio import AUDIO_EXTENSIONS
+from uvr_cli.io.decode import AUDIO_EXTENSIONS
 from uvr_cli.errors import UsageError
 
 STDIN = "-"

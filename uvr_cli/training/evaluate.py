@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from uvr_cli.io.audio import AUDIO_EXTENSIONS, read_audio
+from uvr_cli.io.decode import AUDIO_EXTENSIONS, read_audio
 from uvr_cli.errors import UsageError
 
 EPS = 1e-10
