@@ -1,7 +1,6 @@
-"""Shared fixtures: where ../shared is, and how to run the real `uvr` command."""
+"""Shared fixtures: test weights made from seeds, test data, and how to run the real `uvr` command."""
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -9,9 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+
+from uvr_cli.engine.nets import AsppNetSpec, CascadedNetSpec, NetworkSpec, build_network
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("UVR_SHARED", ROOT.parent / "shared"))
+DATA = Path(__file__).resolve().parent / "data"  # reference data copied from UVR5 (see data/CREDITS.md)
 
 
 def uvr_command() -> list[str]:
@@ -26,22 +28,51 @@ def run_uvr(*args: str, input: bytes | None = None, cwd: Path | None = None, tim
     return subprocess.run([*uvr_command(), *args], input=input, capture_output=True, cwd=cwd, timeout=timeout)
 
 
-@pytest.fixture(scope="session")
-def shared() -> Path:
-    if not SHARED.is_dir():
-        pytest.skip(f"shared data folder {SHARED} is absent (set UVR_SHARED)")
-    return SHARED
+def random_uvr_state(spec: NetworkSpec, bins: int, seed: int) -> dict[str, torch.Tensor]:
+    """Random float16 weights with the keys and shapes of uvr_cli's network for ``spec`` (the real UVR5 layout,
+    test_checkpoint checks it against UVR5's listings), valued as trained weights look: He-scaled normal
+    convolution/linear/LSTM weights, BatchNorm gains near 1, small biases and means, running_var in [0.5, 1.5),
+    num_batches_tracked 0."""
+    with torch.device("meta"):  # shapes only: the ch64 nets would otherwise allocate and initialise 0.5 GB
+        layout = build_network(spec, bins).state_dict()
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, like in layout.items():
+        leaf, shape = key.rsplit(".", 1)[1], like.shape
+        if leaf == "num_batches_tracked":
+            state[key] = torch.tensor(0, dtype=torch.int64)
+            continue
+        if leaf == "running_var":
+            t = torch.rand(shape, generator=gen) + 0.5
+        elif leaf == "weight" and len(shape) == 1:  # BatchNorm gain
+            t = 1 + 0.1 * torch.randn(shape, generator=gen)
+        elif len(shape) == 1:  # biases (LSTM ones included) and running means
+            t = 0.1 * torch.randn(shape, generator=gen)
+        else:
+            t = torch.randn(shape, generator=gen) * (2.0 / int(np.prod(shape[1:]))) ** 0.5
+        state[key] = t.half()
+    return state
+
+
+def save_random_checkpoint(path: Path, spec: NetworkSpec, bins: int, seed: int) -> Path:
+    """A .pth file as UVR5 ships them: a bare fp16 state dict."""
+    torch.save(random_uvr_state(spec, bins, seed), path)
+    return path
 
 
 @pytest.fixture(scope="session")
-def ch16_weights(shared: Path) -> Path:
-    """A random-weight CascadedASPPNet ch16 checkpoint in the real UVR5 fp16 layout."""
-    return shared / "conformance" / "weights" / "cascaded_aspp_ch16_fp16.pth"
+def ch16_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight CascadedASPPNet ch16 5-branch checkpoint (UVR's "31191KB" layout) in fp16."""
+    folder = tmp_path_factory.mktemp("weights-ch16")
+    return save_random_checkpoint(folder / "cascaded_aspp_ch16_fp16.pth", AsppNetSpec(16, 5), 1024, seed=16)
 
 
 @pytest.fixture(scope="session")
-def cascadednet_weights(shared: Path) -> Path:
-    return shared / "conformance" / "weights" / "cascadednet_nout16_bins1024_fp16.pth"
+def cascadednet_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight CascadedNet nout 16 checkpoint for 1024 bins (UVR-DeNoise-Lite's layout) in fp16."""
+    folder = tmp_path_factory.mktemp("weights-cascadednet")
+    return save_random_checkpoint(folder / "cascadednet_nout16_bins1024_fp16.pth", CascadedNetSpec(16, 128, 1024),
+                                  1024, seed=1016)
 
 
 def tone_mix(seconds: float = 2.0, rate: int = 44100, channels: int = 2, seed: int = 0) -> np.ndarray:

@@ -13,9 +13,10 @@ The reference ran on librosa 0.9.2. Where 0.9.2 and the installed librosa could 
 behaviour is written out here (``resample``, ``load``); ``librosa.stft``/``istft`` are called with
 every argument that matters given explicitly (centre, zero padding, periodic Hann, no length).
 
-Only the networks come from uvr_cli (``uvr_cli.engine.checkpoint.load_network``): they are checked on their
-own against the shared network vectors. Nothing here uses uvr_cli's spectral, resampling, inference
-or separation code, so that a test comparing the two is a real cross-check.
+The networks are written out too, from the facts in vr-reference.md §1-§2 (lib_v5 ``layers.py``/``nets.py`` and
+their 7-branch and GUI-only 6-branch/enc5 siblings; ``layers_new.py``/``nets_new.py``), with RVC's eval-mode
+``forward``/``predict``. Nothing here imports uvr_cli, so a test comparing the two is a real cross-check;
+test_conformance.py checks this file against the reference outputs of the original code (shared/conformance).
 """
 from __future__ import annotations
 
@@ -30,9 +31,8 @@ import samplerate
 import scipy.signal
 import soundfile as sf
 import torch
-
-from uvr_cli.engine.checkpoint import load_network
-from uvr_cli.engine.nets import AsppNetSpec
+import torch.nn.functional as F
+from torch import nn
 
 WINDOW_SIZE = 512  # RVC's data["window_size"]; the CLI exposes it as --window
 
@@ -210,6 +210,306 @@ def cmb_spectrogram_to_wave(spec_m, mp, extra_bins_h=None, extra_bins=None):
     return wave.T
 
 
+# --- the networks: lib_v5 layers.py/nets.py (CascadedASPPNet) and layers_new.py/nets_new.py (CascadedNet) ---
+
+class Conv2DBNActiv(nn.Module):
+    def __init__(self, nin, nout, ksize=3, stride=1, pad=1, dilation=1, activ=nn.ReLU):
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(nin, nout, ksize, stride, pad, dilation, bias=False),
+                                  nn.BatchNorm2d(nout), activ())
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class SeperableConv2DBNActiv(nn.Module):
+    def __init__(self, nin, nout, ksize=3, stride=1, pad=1, dilation=1, activ=nn.ReLU):
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(nin, nin, ksize, stride, pad, dilation, groups=nin, bias=False),
+                                  nn.Conv2d(nin, nout, 1, bias=False), nn.BatchNorm2d(nout), activ())
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def crop_center(h1, h2):
+    """h1's time axis cut to h2's width, centred."""
+    if h1.size(3) == h2.size(3):
+        return h1
+    if h1.size(3) < h2.size(3):
+        raise ValueError("h1 is narrower than h2")
+    start = (h1.size(3) - h2.size(3)) // 2
+    return h1[:, :, :, start:start + h2.size(3)]
+
+
+class EncoderV4(nn.Module):
+    """The skip is conv1's output, before conv2 strides."""
+
+    def __init__(self, nin, nout, ksize, stride, pad):
+        super().__init__()
+        self.conv1 = Conv2DBNActiv(nin, nout, ksize, 1, pad, activ=nn.LeakyReLU)
+        self.conv2 = Conv2DBNActiv(nout, nout, ksize, stride, pad, activ=nn.LeakyReLU)
+
+    def forward(self, x):
+        skip = self.conv1(x)
+        return self.conv2(skip), skip
+
+
+class DecoderV4(nn.Module):
+    def __init__(self, nin, nout, ksize=3, stride=1, pad=1):
+        super().__init__()
+        self.conv = Conv2DBNActiv(nin, nout, ksize, 1, pad)
+
+    def forward(self, x, skip=None):
+        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
+        if skip is not None:
+            x = torch.cat([x, crop_center(skip, x)], dim=1)
+        return self.conv(x)
+
+
+class ASPPModuleV4(nn.Module):
+    """5 branches (layers.py), 6 (the GUI's 129605) or 7 (layers_33966KB.py); every extra branch uses dilations[2]."""
+
+    def __init__(self, nin, nout, dilations=(4, 8, 16), branches=5):
+        super().__init__()
+        self.conv1 = nn.Sequential(nn.AdaptiveAvgPool2d((1, None)), Conv2DBNActiv(nin, nin, 1, 1, 0))
+        self.conv2 = Conv2DBNActiv(nin, nin, 1, 1, 0)
+        self.conv3 = SeperableConv2DBNActiv(nin, nin, 3, 1, dilations[0], dilations[0])
+        self.conv4 = SeperableConv2DBNActiv(nin, nin, 3, 1, dilations[1], dilations[1])
+        self.conv5 = SeperableConv2DBNActiv(nin, nin, 3, 1, dilations[2], dilations[2])
+        self.extra = [f"conv{i}" for i in range(6, branches + 1)]
+        for name in self.extra:
+            setattr(self, name, SeperableConv2DBNActiv(nin, nin, 3, 1, dilations[2], dilations[2]))
+        self.bottleneck = nn.Sequential(Conv2DBNActiv(nin * branches, nout, 1, 1, 0), nn.Dropout2d(0.1))
+
+    def forward(self, x):
+        _, _, h, w = x.size()
+        feat1 = F.interpolate(self.conv1(x), size=(h, w), mode="bilinear", align_corners=True)
+        feats = [feat1, self.conv2(x), self.conv3(x), self.conv4(x), self.conv5(x)]
+        feats += [getattr(self, name)(x) for name in self.extra]
+        return self.bottleneck(torch.cat(feats, dim=1))
+
+
+class BaseASPPNet(nn.Module):
+    def __init__(self, nin, ch, branches=5, enc5=False):
+        super().__init__()
+        self.enc1 = EncoderV4(nin, ch, 3, 2, 1)
+        self.enc2 = EncoderV4(ch, ch * 2, 3, 2, 1)
+        self.enc3 = EncoderV4(ch * 2, ch * 4, 3, 2, 1)
+        self.enc4 = EncoderV4(ch * 4, ch * 8, 3, 2, 1)
+        self.has_enc5 = enc5
+        if enc5:
+            self.enc5 = EncoderV4(ch * 8, ch * 16, 3, 2, 1)
+            self.aspp = ASPPModuleV4(ch * 16, ch * 32, branches=branches)
+            self.dec5 = DecoderV4(ch * (16 + 32), ch * 16, 3, 1, 1)
+        else:
+            self.aspp = ASPPModuleV4(ch * 8, ch * 16, branches=branches)
+        self.dec4 = DecoderV4(ch * (8 + 16), ch * 8, 3, 1, 1)
+        self.dec3 = DecoderV4(ch * (4 + 8), ch * 4, 3, 1, 1)
+        self.dec2 = DecoderV4(ch * (2 + 4), ch * 2, 3, 1, 1)
+        self.dec1 = DecoderV4(ch * (1 + 2), ch, 3, 1, 1)
+
+    def forward(self, x):
+        h, e1 = self.enc1(x)
+        h, e2 = self.enc2(h)
+        h, e3 = self.enc3(h)
+        h, e4 = self.enc4(h)
+        if self.has_enc5:
+            h, e5 = self.enc5(h)
+            h = self.dec5(self.aspp(h), e5)
+        else:
+            h = self.aspp(h)
+        h = self.dec4(h, e4)
+        h = self.dec3(h, e3)
+        h = self.dec2(h, e2)
+        return self.dec1(h, e1)
+
+
+class CascadedASPPNet(nn.Module):
+    """RVC's nets_61968KB and siblings, eval path: aggressiveness inside, ``mask * mix`` out."""
+
+    offset = 128
+
+    def __init__(self, n_fft, ch=16, branches=5, enc5=False):
+        super().__init__()
+        self.stg1_low_band_net = BaseASPPNet(2, ch, branches, enc5)
+        self.stg1_high_band_net = BaseASPPNet(2, ch, branches, enc5)
+        self.stg2_bridge = Conv2DBNActiv(ch + 2, ch // 2, 1, 1, 0)
+        self.stg2_full_band_net = BaseASPPNet(ch // 2, ch, branches, enc5)
+        self.stg3_bridge = Conv2DBNActiv(2 * ch + 2, ch, 1, 1, 0)
+        self.stg3_full_band_net = BaseASPPNet(ch, 2 * ch, branches, enc5)
+        self.out = nn.Conv2d(2 * ch, 2, 1, bias=False)
+        self.aux1_out = nn.Conv2d(ch, 2, 1, bias=False)
+        self.aux2_out = nn.Conv2d(ch, 2, 1, bias=False)
+        self.max_bin = n_fft // 2
+        self.output_bin = n_fft // 2 + 1
+
+    def forward(self, x, aggressiveness=None):
+        mix = x.detach()
+        x = x.clone()[:, :, :self.max_bin]
+        bandw = x.size(2) // 2
+        aux1 = torch.cat([self.stg1_low_band_net(x[:, :, :bandw]), self.stg1_high_band_net(x[:, :, bandw:])], dim=2)
+        aux2 = self.stg2_full_band_net(self.stg2_bridge(torch.cat([x, aux1], dim=1)))
+        h = self.stg3_full_band_net(self.stg3_bridge(torch.cat([x, aux1, aux2], dim=1)))
+        mask = torch.sigmoid(self.out(h))
+        mask = F.pad(mask, (0, 0, 0, self.output_bin - mask.size(2)), mode="replicate")
+        if aggressiveness:
+            split, value = aggressiveness["split_bin"], aggressiveness["value"]
+            mask[:, :, :split] = torch.pow(mask[:, :, :split], 1 + value / 3)
+            mask[:, :, split:] = torch.pow(mask[:, :, split:], 1 + value)
+        return mask * mix
+
+    def predict(self, x_mag, aggressiveness=None):
+        return self.forward(x_mag, aggressiveness)[:, :, :, self.offset:-self.offset]
+
+
+class EncoderV51(nn.Module):
+    """The stride is on conv1; no skip is returned."""
+
+    def __init__(self, nin, nout, ksize=3, stride=1, pad=1):
+        super().__init__()
+        self.conv1 = Conv2DBNActiv(nin, nout, ksize, stride, pad, activ=nn.LeakyReLU)
+        self.conv2 = Conv2DBNActiv(nout, nout, ksize, 1, pad, activ=nn.LeakyReLU)
+
+    def forward(self, x):
+        return self.conv2(self.conv1(x))
+
+
+class DecoderV51(nn.Module):
+    def __init__(self, nin, nout, ksize=3, stride=1, pad=1):
+        super().__init__()
+        self.conv1 = Conv2DBNActiv(nin, nout, ksize, 1, pad)
+
+    def forward(self, x, skip=None):
+        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
+        if skip is not None:
+            x = torch.cat([x, crop_center(skip, x)], dim=1)
+        return self.conv1(x)
+
+
+class ASPPModuleV51(nn.Module):
+    """Full (not separable) 3x3 branches with (frequency, time) dilations; the dropout is inactive in eval."""
+
+    def __init__(self, nin, nout, dilations):
+        super().__init__()
+        self.conv1 = nn.Sequential(nn.AdaptiveAvgPool2d((1, None)), Conv2DBNActiv(nin, nout, 1, 1, 0))
+        self.conv2 = Conv2DBNActiv(nin, nout, 1, 1, 0)
+        self.conv3 = Conv2DBNActiv(nin, nout, 3, 1, dilations[0], dilations[0])
+        self.conv4 = Conv2DBNActiv(nin, nout, 3, 1, dilations[1], dilations[1])
+        self.conv5 = Conv2DBNActiv(nin, nout, 3, 1, dilations[2], dilations[2])
+        self.bottleneck = Conv2DBNActiv(nout * 5, nout, 1, 1, 0)
+        self.dropout = nn.Dropout2d(0.1)
+
+    def forward(self, x):
+        _, _, h, w = x.size()
+        feat1 = F.interpolate(self.conv1(x), size=(h, w), mode="bilinear", align_corners=True)
+        out = torch.cat([feat1, self.conv2(x), self.conv3(x), self.conv4(x), self.conv5(x)], dim=1)
+        return self.dropout(self.bottleneck(out))
+
+
+class LSTMModule(nn.Module):
+    def __init__(self, nin_conv, nin_lstm, nout_lstm):
+        super().__init__()
+        self.conv = Conv2DBNActiv(nin_conv, 1, 1, 1, 0)
+        self.lstm = nn.LSTM(input_size=nin_lstm, hidden_size=nout_lstm // 2, bidirectional=True)
+        self.dense = nn.Sequential(nn.Linear(nout_lstm, nin_lstm), nn.BatchNorm1d(nin_lstm), nn.ReLU())
+
+    def forward(self, x):
+        n, _, nbins, nframes = x.size()
+        h = self.conv(x)[:, 0].permute(2, 0, 1)  # (frames, N, bins): the LSTM runs over time
+        h, _ = self.lstm(h)
+        h = self.dense(h.reshape(-1, h.size(-1)))
+        return h.reshape(nframes, n, 1, nbins).permute(1, 2, 3, 0)
+
+
+class BaseNet(nn.Module):
+    def __init__(self, nin, nout, nin_lstm, nout_lstm, dilations=((4, 2), (8, 4), (12, 6))):
+        super().__init__()
+        self.enc1 = Conv2DBNActiv(nin, nout, 3, 1, 1)
+        self.enc2 = EncoderV51(nout, nout * 2, 3, 2, 1)
+        self.enc3 = EncoderV51(nout * 2, nout * 4, 3, 2, 1)
+        self.enc4 = EncoderV51(nout * 4, nout * 6, 3, 2, 1)
+        self.enc5 = EncoderV51(nout * 6, nout * 8, 3, 2, 1)
+        self.aspp = ASPPModuleV51(nout * 8, nout * 8, dilations)
+        self.dec4 = DecoderV51(nout * (6 + 8), nout * 6, 3, 1, 1)
+        self.dec3 = DecoderV51(nout * (4 + 6), nout * 4, 3, 1, 1)
+        self.dec2 = DecoderV51(nout * (2 + 4), nout * 2, 3, 1, 1)
+        self.lstm_dec2 = LSTMModule(nout * 2, nin_lstm, nout_lstm)
+        self.dec1 = DecoderV51(nout * (1 + 2) + 1, nout, 3, 1, 1)
+
+    def forward(self, x):
+        e1 = self.enc1(x)
+        e2 = self.enc2(e1)
+        e3 = self.enc3(e2)
+        e4 = self.enc4(e3)
+        h = self.aspp(self.enc5(e4))
+        h = self.dec4(h, e4)
+        h = self.dec3(h, e3)
+        h = self.dec2(h, e2)
+        h = torch.cat([h, self.lstm_dec2(h)], dim=1)
+        return self.dec1(h, e1)
+
+
+class CascadedNet(nn.Module):
+    """nets_new.CascadedNet, eval path: ``predict`` ignores aggressiveness."""
+
+    offset = 64
+
+    def __init__(self, n_fft, nout=32, nout_lstm=128):
+        super().__init__()
+        self.max_bin = n_fft // 2
+        self.output_bin = n_fft // 2 + 1
+        nin_lstm = self.max_bin // 2
+        self.stg1_low_band_net = nn.Sequential(BaseNet(2, nout // 2, nin_lstm // 2, nout_lstm),
+                                               Conv2DBNActiv(nout // 2, nout // 4, 1, 1, 0))
+        self.stg1_high_band_net = BaseNet(2, nout // 4, nin_lstm // 2, nout_lstm // 2)
+        self.stg2_low_band_net = nn.Sequential(BaseNet(nout // 4 + 2, nout, nin_lstm // 2, nout_lstm),
+                                               Conv2DBNActiv(nout, nout // 2, 1, 1, 0))
+        self.stg2_high_band_net = BaseNet(nout // 4 + 2, nout // 2, nin_lstm // 2, nout_lstm // 2)
+        self.stg3_full_band_net = BaseNet(3 * nout // 4 + 2, nout, nin_lstm, nout_lstm)
+        self.out = nn.Conv2d(nout, 2, 1, bias=False)
+        self.aux_out = nn.Conv2d(3 * nout // 4, 2, 1, bias=False)
+
+    def forward(self, x):
+        x = x[:, :, :self.max_bin]
+        bandw = x.size(2) // 2
+        l1_in, h1_in = x[:, :, :bandw], x[:, :, bandw:]
+        l1, h1 = self.stg1_low_band_net(l1_in), self.stg1_high_band_net(h1_in)
+        aux1 = torch.cat([l1, h1], dim=2)
+        l2 = self.stg2_low_band_net(torch.cat([l1_in, l1], dim=1))
+        h2 = self.stg2_high_band_net(torch.cat([h1_in, h1], dim=1))
+        aux2 = torch.cat([l2, h2], dim=2)
+        mask = torch.sigmoid(self.out(self.stg3_full_band_net(torch.cat([x, aux1, aux2], dim=1))))
+        return F.pad(mask, (0, 0, 0, self.output_bin - mask.size(2)), mode="replicate")
+
+    def predict_mask(self, x):
+        return self.forward(x)[:, :, :, self.offset:-self.offset]
+
+    def predict(self, x_mag, aggressiveness=None):
+        return (x_mag * self.forward(x_mag))[:, :, :, self.offset:-self.offset]
+
+
+def load_model(path: str | Path, bins: int) -> nn.Module:
+    """The network in a UVR5 weight file, in eval mode (RVC: ``torch.load`` then ``load_state_dict``)."""
+    return model_for_state(torch.load(path, map_location="cpu", weights_only=True), bins)
+
+
+def model_for_state(state: dict, bins: int) -> nn.Module:
+    """The network a UVR5 state dict describes, loaded strictly and upcast to float32, in eval mode.
+
+    The family and capacity come from the weights' shapes (vr-reference.md §2.5) where RVC goes by the file name.
+    """
+    if "stg2_bridge.conv.0.weight" in state:
+        ch = state["stg1_low_band_net.enc1.conv1.conv.0.weight"].shape[0]
+        branches = 5 + sum(f"stg1_low_band_net.aspp.conv{i}.conv.0.weight" in state for i in (6, 7))
+        model = CascadedASPPNet(2 * bins, ch, branches, "stg1_low_band_net.enc5.conv1.conv.0.weight" in state)
+    else:
+        nout = state["out.weight"].shape[1]
+        nout_lstm = 2 * state["stg3_full_band_net.lstm_dec2.lstm.weight_hh_l0"].shape[1]
+        model = CascadedNet(2 * bins, nout, nout_lstm)
+    model.load_state_dict(state)  # strict; copying into the float32 parameters upcasts fp16 files
+    return model.eval()
+
 # --- utils.py: make_padding / inference ---------------------------------------------------------------
 
 def make_padding(width, cropsize, offset):
@@ -221,37 +521,25 @@ def make_padding(width, cropsize, offset):
     return left, right, roi_size
 
 
-def predict(model, offset: int, x: np.ndarray, aggressiveness: dict | None, device: str = "cpu",
-            is_half: bool = False) -> np.ndarray:
-    """``model.predict(x, aggressiveness)`` for a batch of one window, as RVC's nets do it.
-
-    CascadedASPPNet (nets_61968KB and siblings): ``mask ** (1+value/3)`` below split_bin and
-    ``** (1+value)`` from it up (top replicated row included), times the input, offset trimmed.
-    CascadedNet (nets_new): ``mask * x`` trimmed; aggressiveness is ignored.
-    The mask is taken from the network unadjusted; the exponents are applied here. On a GPU RVC moves each
-    window there and, with ``is_half``, runs the fp16 model on an fp16 window.
-    """
+def predict(model, x: np.ndarray, aggressiveness: dict | None, device: str = "cpu", is_half: bool = False
+            ) -> np.ndarray:
+    """``model.predict(x, aggressiveness)`` for a batch of one window. On a GPU RVC moves each window there and,
+    with ``is_half``, runs the fp16 model on an fp16 window."""
     xt = torch.from_numpy(np.ascontiguousarray(x)).to(device)
     if is_half:
         xt = xt.half()
     with torch.no_grad():
-        mask = model.predict_mask(xt, None)  # trimmed by offset, replicate-padded top row
-        if aggressiveness is not None:
-            split, value = aggressiveness["split_bin"], aggressiveness["value"]
-            mask = mask.clone()
-            mask[:, :, :split] = torch.pow(mask[:, :, :split], 1 + value / 3)
-            mask[:, :, split:] = torch.pow(mask[:, :, split:], 1 + value)
-        pred = mask * xt[:, :, :, offset:-offset]
+        pred = model.predict(xt, aggressiveness)
     return pred.float().cpu().numpy()
 
 
-def inference(X_spec, model, offset, aggressiveness, tta, window_size=WINDOW_SIZE, device="cpu", is_half=False):
+def inference(X_spec, model, aggressiveness, tta, window_size=WINDOW_SIZE, device="cpu", is_half=False):
     def _execute(X_mag_pad, roi_size, n_window):
         preds = []
         for i in range(n_window):
             start = i * roi_size
             window = X_mag_pad[None, :, :, start:start + window_size]
-            preds.append(predict(model, offset, window, aggressiveness, device, is_half)[0])
+            preds.append(predict(model, window, aggressiveness, device, is_half)[0])
         return np.concatenate(preds, axis=2)
 
     X_mag = np.abs(X_spec)
@@ -259,7 +547,7 @@ def inference(X_spec, model, offset, aggressiveness, tta, window_size=WINDOW_SIZ
     coef = X_mag.max()
     X_mag_pre = X_mag / coef
     n_frame = X_mag_pre.shape[2]
-    pad_l, pad_r, roi_size = make_padding(n_frame, window_size, offset)
+    pad_l, pad_r, roi_size = make_padding(n_frame, window_size, model.offset)
     n_window = int(np.ceil(n_frame / roi_size))
     X_mag_pad = np.pad(X_mag_pre, ((0, 0), (0, 0), (pad_l, pad_r)), mode="constant")
     pred = _execute(X_mag_pad, roi_size, n_window)[:, :, :n_frame]
@@ -281,14 +569,10 @@ class AudioPre:
     def __init__(self, model_path: str | Path, params_path: str | Path, agg: float, tta: bool = False,
                  window_size: int = WINDOW_SIZE, device: str = "cpu", is_half: bool = False):
         self.mp = load_params(params_path)
-        loaded = load_network(model_path, self.mp["bins"])
-        self.model = loaded.module.eval().to(device)
+        self.model = load_model(model_path, self.mp["bins"]).to(device)
         if is_half:
             self.model = self.model.half()
         self.device, self.is_half = device, is_half
-        self.is_aspp = isinstance(loaded.spec, AsppNetSpec)
-        self.offset = 128 if self.is_aspp else 64
-        assert self.model.offset == self.offset
         self.agg = agg
         self.tta = tta
         self.window_size = window_size
@@ -317,10 +601,10 @@ class AudioPre:
 
         X_spec_m = combine_spectrograms(X_spec_s, mp)
         aggressiveness = None
-        if self.is_aspp:  # nets_new.CascadedNet.predict ignores it
+        if isinstance(self.model, CascadedASPPNet):  # nets_new.CascadedNet.predict ignores it
             aggressiveness = {"value": float(self.agg / 100), "split_bin": mp["band"][1]["crop_stop"]}
-        pred, X_mag, X_phase = inference(X_spec_m, self.model, self.offset, aggressiveness, self.tta,
-                                         self.window_size, self.device, self.is_half)
+        pred, _, X_phase = inference(X_spec_m, self.model, aggressiveness, self.tta,
+                                     self.window_size, self.device, self.is_half)
         y_spec_m = pred * X_phase
         v_spec_m = X_spec_m - y_spec_m
 

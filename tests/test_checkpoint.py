@@ -7,11 +7,12 @@ import pickle
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from torch import Tensor
 
+import rvc_reference as ref
+from conftest import DATA
 from uvr_cli.catalog.registry import HASH_TAIL_BYTES, uvr_model_hash
 from uvr_cli.engine.checkpoint import (
     detect_spec,
@@ -22,11 +23,7 @@ from uvr_cli.engine.checkpoint import (
 from uvr_cli.errors import ModelError
 from uvr_cli.engine.nets import AsppNetSpec, CascadedNetSpec
 
-SHARED = Path(os.environ.get("UVR_SHARED") or Path(__file__).resolve().parents[2] / "shared")
-LISTINGS = sorted((SHARED / "reference" / "uvr-statedicts").glob("*.tsv"))
-needs_shared = pytest.mark.skipif(
-    not SHARED.is_dir(), reason=f"shared reference data not found at {SHARED} (set UVR_SHARED)"
-)
+LISTINGS = sorted((DATA / "uvr-statedicts").glob("*.tsv"))  # UVR5's own key/shape/dtype listings
 ASPP_BINS = 64  # any multiple of 64 runs every ASPP variant; small keeps the forward pass fast
 
 
@@ -56,12 +53,10 @@ def _expected_spec(listing: Path) -> AsppNetSpec | CascadedNetSpec:
     return CascadedNetSpec(int(m[1]), int(m[2]), int(m[3]))
 
 
-@needs_shared
 def test_every_real_layout_is_listed() -> None:
     assert len(LISTINGS) == 10
 
 
-@needs_shared
 @pytest.mark.parametrize("listing", LISTINGS, ids=lambda p: p.stem)
 def test_real_layout_is_detected_loaded_strictly_and_runs(listing: Path) -> None:
     state = _random_state(listing)
@@ -99,9 +94,7 @@ def test_real_layout_is_detected_loaded_strictly_and_runs(listing: Path) -> None
 @pytest.fixture(scope="module")
 def small_state() -> dict[str, Tensor]:
     """A random ch16 5-branch ASPP state dict (the smallest real layout)."""
-    if not SHARED.is_dir():
-        pytest.skip(f"shared reference data not found at {SHARED} (set UVR_SHARED)")
-    return _random_state(SHARED / "reference" / "uvr-statedicts" / "CascadedASPPNet_ch16_5branch__31191KB.tsv")
+    return _random_state(DATA / "uvr-statedicts" / "CascadedASPPNet_ch16_5branch__31191KB.tsv")
 
 
 def _saved(tmp_path: Path, obj: object, name: str = "model.pth") -> Path:
@@ -130,15 +123,14 @@ def test_fp16_file_loads_with_metadata(tmp_path: Path, small_state: dict[str, Te
     assert not any(k.endswith("num_batches_tracked") for k in state)
 
 
-@needs_shared
-def test_loaded_conformance_weights_reproduce_the_reference_mask() -> None:
+def test_loaded_cascadednet_gives_the_reference_mask(cascadednet_weights: Path) -> None:
     """The meta-device build plus ``assign=True`` load must leave a working net (LSTM included)."""
-    loaded = load_network(SHARED / "conformance" / "weights" / "cascadednet_nout16_bins1024_fp16.pth", None)
+    loaded = load_network(cascadednet_weights, None)
     assert loaded.spec == CascadedNetSpec(16, 128, 1024)
-    with np.load(SHARED / "conformance" / "net" / "V0_net_new16.npz") as vec:
-        x, mask = torch.from_numpy(vec["x"]), vec["mask"]
+    x = torch.rand(1, 2, 1025, 160, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
-        np.testing.assert_allclose(loaded.module.predict_mask(x).numpy(), mask, rtol=1e-4, atol=1e-5)
+        expected = ref.load_model(cascadednet_weights, 1024).predict_mask(x)
+        torch.testing.assert_close(loaded.module.predict_mask(x), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_already_read_state_and_expected_spec(tmp_path: Path, small_state: dict[str, Tensor]) -> None:
@@ -242,7 +234,7 @@ def test_nan_weights_are_refused(tmp_path: Path, small_state: dict[str, Tensor])
 
 def test_aspp_needs_bins_and_cascadednet_checks_them(tmp_path: Path, small_state: dict[str, Tensor]) -> None:
     assert "does not record its number of frequency bins" in _error(_saved(tmp_path, small_state), bins=None)
-    listing = SHARED / "reference" / "uvr-statedicts" / "CascadedNet_nout16_lstm128_bins1024__1band_sr44100_hl1024.tsv"
+    listing = DATA / "uvr-statedicts" / "CascadedNet_nout16_lstm128_bins1024__1band_sr44100_hl1024.tsv"
     path = _saved(tmp_path, _random_state(listing), "cascaded.pth")
     assert "1024-bin band preset" in _error(path, bins=672)
     assert load_network(path, None).bins == load_network(path, 1024).bins == 1024
