@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from uvr_cli.engine.checkpoint import load_network
-from uvr_cli.engine.inference import (BandedDecoder, SplitInputConv, mask_silence, predict_mask, prepare_for_inference,
-                               window_layout)
+from uvr_cli.engine.device import configure_gpu_math
 from uvr_cli.engine.nets import Aggressiveness, AsppNetSpec, build_network
-from uvr_cli.separator import configure_gpu_math
+from uvr_cli.engine.optimize import BandedDecoder, SplitInputConv, prepare_for_inference
+from uvr_cli.engine.postprocess import mask_silence
+from uvr_cli.engine.windows import NetworkRun, predict_mask
 
 
 def _randomise_batchnorm(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -91,14 +92,6 @@ def test_fp32_on_cuda_turns_tf32_off_and_the_fast_precisions_allow_it(gpu_math_f
     assert not torch.backends.cudnn.allow_tf32
 
 
-@pytest.mark.parametrize("frames", [1, 255, 256, 257, 1000])
-def test_window_layout_covers_every_frame_once(frames):
-    left, right, roi = window_layout(frames, 512, 128)
-    assert (left, roi) == (128, 256)
-    n_windows = -(-frames // roi)
-    assert frames + left + right >= (n_windows - 1) * roi + 512
-
-
 class _ColumnModel:
     """A fake network whose mask is half its input: any misplaced window shows up in the result."""
 
@@ -108,12 +101,17 @@ class _ColumnModel:
         return x[..., self.offset : -self.offset] * 0.5
 
 
+@pytest.mark.parametrize("frames", [1, 7, 8, 9, 50])
 @pytest.mark.parametrize("tta", [False, True])
 @pytest.mark.parametrize("batch_size", [1, 3])
-def test_predict_mask_places_windows_exactly(tta, batch_size):
-    magnitude = np.random.default_rng(0).random((2, 9, 50)).astype(np.float32)
-    mask = predict_mask(_ColumnModel(), magnitude, window=16, tta=tta, batch_size=batch_size)
+def test_predict_mask_places_windows_exactly(frames, tta, batch_size):
+    """Every frame is predicted from its own window position, with and without TTA's shifted windows."""
+    magnitude = np.random.default_rng(0).random((2, 9, frames)).astype(np.float32)
+    run = NetworkRun(_ColumnModel(), window=16, tta=tta, batch_size=batch_size)
+    counted = []
+    mask = predict_mask(run, magnitude, counted.append)
     np.testing.assert_allclose(mask, magnitude * 0.5, rtol=1e-6)
+    assert sum(counted) == run.count_windows(frames)
 
 
 def test_mask_silence_returns_quiet_residue_with_fades():

@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 
 from conftest import run_uvr
-from uvr_cli.training.train import TrainConfig, band_pyramid, loss_fn, train
+from uvr_cli.training.train import TrainConfig, loss_fn, train
 from uvr_cli.engine import spectral
 from uvr_cli.catalog.presets import load_preset
 
@@ -46,15 +46,6 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _config(dataset: Path, out: Path, **changes) -> TrainConfig:
     base = dict(dataset=str(dataset), out=str(out), cropsize=32, batch=2, epoch_steps=2, save_every=1, seed=3)
     return TrainConfig(**{**base, **changes})
-
-
-def test_band_pyramid_matches_the_separation_path() -> None:
-    preset = load_preset("4band_v2")
-    wave = np.random.default_rng(0).standard_normal((2, 31 * preset.top.hl)).astype(np.float32) * 0.1
-    ours = band_pyramid(wave, preset)
-    reference = spectral.analyse(wave, RATE, preset, keep_high_end=False).spec
-    assert ours.shape == reference.shape == (2, preset.bins + 1, 32)
-    np.testing.assert_allclose(np.abs(ours), np.abs(reference), atol=1e-4)
 
 
 def test_loss_weights_main_and_aux_outputs() -> None:

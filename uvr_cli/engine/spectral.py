@@ -1,20 +1,19 @@
-"""The STFT front end and back end of the VR pipeline: band pyramid in, combined spectrogram, stems out.
+"""The spectral transforms of the VR pipeline (vr-reference.md §3), to the sample.
 
-Everything here follows the reference (vr-reference.md §3) to the sample: librosa's centred, zero-padded STFT with a
-periodic Hann window, the band crop/combine with its pre-filter, per-band synthesis with the exact ramp filters and
-RVC's resampler choices, and high-end mirroring. Synthesis buffers start as zeros (the originals read garbage there).
+librosa's centred, zero-padded STFT with a periodic Hann window and its iSTFT, the preset's channel transforms, the
+band crop/combine with its pre-filter, the synthesis filters, and high-end mirroring. They work on frame ranges, so
+the block pipeline (analysis.py, synthesis.py) and whole-song uses share one implementation.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 import scipy.fft
 
-from uvr_cli.catalog.presets import Band, BandPreset
-from uvr_cli.engine.resample import resample
+from uvr_cli.catalog.presets import BandPreset
+from uvr_cli.engine.ranges import Span
 
 
 @lru_cache(maxsize=32)
@@ -24,12 +23,25 @@ def hann(n_fft: int, dtype: str = "float64") -> np.ndarray:
     return (0.5 - 0.5 * np.cos(2.0 * np.pi * k / n_fft)).astype(dtype)
 
 
+def stft_frames(wave: np.ndarray, n_fft: int, hop: int, first: int, count: int) -> np.ndarray:
+    """Frames [first, first + count) of `stft(wave, n_fft, hop)`, also beyond its ends (zeros outside the wave)."""
+    start = first * hop - n_fft // 2
+    return stft_segment(Span(0, wave, wave.shape[-1]).get(start, start + (count - 1) * hop + n_fft), n_fft, hop)
+
+
+def stft_segment(segment: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    """The STFT frames of a segment that starts at a frame's first sample: (..., n) -> (..., n_fft//2+1, T) complex64."""
+    frames = np.lib.stride_tricks.sliding_window_view(segment, n_fft, axis=-1)[..., ::hop, :]
+    spec = scipy.fft.rfft(frames * hann(n_fft, "float32"), axis=-1)
+    return np.ascontiguousarray(np.swapaxes(spec, -1, -2)).astype(np.complex64, copy=False)
+
+
 def stft(wave: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     """librosa.stft(center=True, pad_mode='constant'): (..., n) float -> (..., n_fft//2+1, 1+n//hop) complex64."""
     return stft_frames(wave, n_fft, hop, 0, 1 + wave.shape[-1] // hop)
 
 
-def _overlap_add(frames: np.ndarray, hop: int) -> np.ndarray:
+def overlap_add(frames: np.ndarray, hop: int) -> np.ndarray:
     """Sum frames (..., n_fft, T) placed hop apart into (..., n_fft + hop*(T-1))."""
     n_fft, n_frames = frames.shape[-2:]
     k = -(-n_fft // hop)
@@ -43,16 +55,22 @@ def _overlap_add(frames: np.ndarray, hop: int) -> np.ndarray:
     return out[..., : n_fft + hop * (n_frames - 1)]
 
 
+def istft_segment(spec: np.ndarray, hop: int) -> np.ndarray:
+    """The window-normalised overlap-add of frames (..., F, T): samples from the first frame's first sample on."""
+    n_fft = 2 * (spec.shape[-2] - 1)
+    window = hann(n_fft)
+    frames = scipy.fft.irfft(spec.astype(np.complex128, copy=False), n=n_fft, axis=-2) * window[:, None]
+    wave = overlap_add(frames, hop)
+    norm = overlap_add(np.broadcast_to((window**2)[:, None], (n_fft, spec.shape[-1])), hop)
+    nonzero = norm > np.finfo(np.float64).tiny
+    wave[..., nonzero] /= norm[nonzero]
+    return wave
+
+
 def istft(spec: np.ndarray, hop: int) -> np.ndarray:
     """librosa.istft(hop_length=hop) with defaults: (..., F, T) complex -> (..., hop*(T-1)) float64."""
     n_fft = 2 * (spec.shape[-2] - 1)
-    n_frames = spec.shape[-1]
-    window = hann(n_fft)
-    frames = scipy.fft.irfft(spec.astype(np.complex128, copy=False), n=n_fft, axis=-2) * window[:, None]
-    wave = _overlap_add(frames, hop)
-    norm = _overlap_add(np.broadcast_to((window**2)[:, None], (n_fft, n_frames)), hop)
-    nonzero = norm > np.finfo(np.float64).tiny
-    wave[..., nonzero] /= norm[nonzero]
+    wave = istft_segment(spec, hop)
     return wave[..., n_fft // 2 : wave.shape[-1] - n_fft // 2]
 
 
@@ -102,40 +120,6 @@ def highpass_gains(rows: int, start: int, stop: int) -> np.ndarray:
     return gains
 
 
-@dataclass
-class Analysis:
-    """What the separation needs from the input: the combined spectrogram and the raw top-band high end."""
-
-    spec: np.ndarray  # (2, bins+1, T) complex64, pre-filtered
-    high_end: np.ndarray | None  # (2, H, T) complex64 rows below the top band's Nyquist, or None
-    top_length: int  # samples of the input at the top band's rate
-    extra: np.ndarray  # (2, bins+1, E) the frames after the last one, for the tail (see `synthesise_tail`)
-    extra_high_end: np.ndarray | None  # (2, H, E)
-
-
-def band_waves(wave: np.ndarray, sample_rate: int, preset: BandPreset) -> list[np.ndarray]:
-    """The band pyramid: the top band from the input, each lower band resampled from the band above it."""
-    bands = preset.bands
-    waves: list[np.ndarray] = [np.empty(0)] * len(bands)
-    waves[-1] = resample(wave, sample_rate, bands[-1].sr, bands[-1].res_type)
-    for d in range(len(bands) - 2, -1, -1):
-        waves[d] = resample(waves[d + 1], bands[d + 1].sr, bands[d].sr, bands[d].res_type)
-    return waves
-
-
-def stft_frames(wave: np.ndarray, n_fft: int, hop: int, first: int, count: int) -> np.ndarray:
-    """Frames [first, first + count) of `stft(wave, n_fft, hop)`, also beyond its last frame (zeros past the end)."""
-    start = first * hop - n_fft // 2
-    stop = start + (count - 1) * hop + n_fft
-    segment = np.zeros(wave.shape[:-1] + (stop - start,), dtype=wave.dtype)
-    lo, hi = max(start, 0), min(stop, wave.shape[-1])
-    if lo < hi:
-        segment[..., lo - start : hi - start] = wave[..., lo:hi]
-    frames = np.lib.stride_tricks.sliding_window_view(segment, n_fft, axis=-1)[..., ::hop, :]
-    spec = scipy.fft.rfft(frames * hann(n_fft, "float32"), axis=-1)
-    return np.ascontiguousarray(np.swapaxes(spec, -1, -2)).astype(np.complex64, copy=False)
-
-
 def combine(specs: list[np.ndarray], preset: BandPreset) -> np.ndarray:
     """combine_spectrograms: stack each band's crop into one (2, bins+1, T) spectrogram and pre-filter it."""
     n_frames = min(s.shape[-1] for s in specs)
@@ -157,31 +141,6 @@ def combine(specs: list[np.ndarray], preset: BandPreset) -> np.ndarray:
     return combined
 
 
-def analyse(wave: np.ndarray, sample_rate: int, preset: BandPreset, keep_high_end: bool) -> Analysis:
-    """Audio (2, n) float32 at `sample_rate` -> combined spectrogram (and the high end for mirroring)."""
-    waves = band_waves(wave, sample_rate, preset)
-    specs = [stft(to_model_channels(w, preset), band.n_fft, band.hl) for band, w in zip(preset.bands, waves)]
-    high_end = None
-    height = preset.high_end_rows
-    if keep_high_end and height > 0:
-        top = preset.top.n_fft // 2
-        high_end = specs[-1][:, top - height : top, :]
-    combined = combine(specs, preset)
-    if high_end is not None:
-        high_end = np.ascontiguousarray(high_end[:, :, : combined.shape[-1]])
-    n_frames, top_length = combined.shape[-1], waves[-1].shape[-1]
-    count = tail_frame_count(preset, n_frames, top_length)
-    extra_specs = [stft_frames(to_model_channels(w, preset), band.n_fft, band.hl, n_frames, count)
-                   for band, w in zip(preset.bands, waves)]
-    extra = combine(extra_specs, preset)
-    extra_high_end = None
-    if high_end is not None:
-        top = preset.top.n_fft // 2
-        extra_high_end = np.ascontiguousarray(extra_specs[-1][:, top - height : top, :])
-    return Analysis(spec=combined, high_end=high_end, top_length=top_length, extra=extra,
-                    extra_high_end=extra_high_end)
-
-
 def _mirrored_magnitudes(spec: np.ndarray, height: int, preset: BandPreset) -> np.ndarray:
     start = preset.pre_filter_start - 10
     return np.flip(np.abs(spec[:, start - height : start, :]), 1)
@@ -199,80 +158,21 @@ def mirror_high_end_2(spec: np.ndarray, high_end: np.ndarray, preset: BandPreset
     return np.where(np.abs(high_end) <= np.abs(candidate), high_end, candidate)
 
 
-def _band_wave(spec: np.ndarray, band: Band, preset: BandPreset) -> np.ndarray:
-    return from_model_channels(istft(spec, band.hl), preset)
+def mirror(mode: str, spec: np.ndarray, high_end: np.ndarray, preset: BandPreset) -> np.ndarray:
+    """High-end processing of one stem's spectrogram: 'mirroring' or 'mirroring2' (reference §3.6)."""
+    if mode == "mirroring":
+        return mirror_high_end(spec, high_end, preset)
+    return mirror_high_end_2(spec, high_end, preset)
 
 
-def synthesise(spec: np.ndarray, preset: BandPreset, high_end: np.ndarray | None = None) -> np.ndarray:
-    """cmb_spectrogram_to_wave: combined (2, bins+1, T) spectrogram -> (2, hl_top*(T-1)) float64 wave.
-
-    `high_end` (already mirrored) replaces the top band's rows just below Nyquist, as in the reference.
-    """
-    n_frames = spec.shape[-1]
+def band_gains(preset: BandPreset, d: int) -> list[np.ndarray]:
+    """The per-row gains synthesis applies to band d, in order: the top band's high-pass, band 0's low-pass, both between."""
     bands = preset.bands
-    offset = 0
-    wave: np.ndarray | None = None
-    for d, band in enumerate(bands):
-        rows = band.n_fft // 2 + 1
-        band_spec = np.zeros((2, rows, n_frames), dtype=np.complex128)
-        band_spec[:, band.crop_start : band.crop_stop] = spec[:, offset : offset + band.rows]
-        offset += band.rows
-        if d == len(bands) - 1:
-            if high_end is not None and high_end.shape[1] > 0:
-                top = band.n_fft // 2
-                band_spec[:, top - high_end.shape[1] : top] = high_end
-            if band.hpf_start is not None and band.hpf_start > 0:
-                band_spec *= highpass_gains(rows, band.hpf_start, band.hpf_stop - 1)[:, None]
-            own = _band_wave(band_spec, band, preset)
-            wave = own if wave is None else _fit(wave, own.shape[-1]) + own
-        else:
-            next_sr = bands[d + 1].sr
-            if d == 0:
-                band_spec *= lowpass_gains(rows, band.lpf_start, band.lpf_stop)[:, None]
-                wave = resample(_band_wave(band_spec, band, preset), band.sr, next_sr, "sinc_fastest")
-            else:
-                band_spec *= highpass_gains(rows, band.hpf_start, band.hpf_stop - 1)[:, None]
-                band_spec *= lowpass_gains(rows, band.lpf_start, band.lpf_stop)[:, None]
-                own = _band_wave(band_spec, band, preset)
-                wave = resample(_fit(wave, own.shape[-1]) + own, band.sr, next_sr, "scipy")
-    assert wave is not None
-    return wave
-
-
-TAIL_CONTEXT_FRAMES = 128  # frames before the tail that its synthesis sees (about 1.4 s)
-
-
-def tail_frame_count(preset: BandPreset, n_frames: int, top_length: int) -> int:
-    """Frames after the last one that the tail's synthesis needs: `synthesise` stops at the last frame's centre."""
-    hop = preset.top.hl
-    return max(1, -(-top_length // hop) - n_frames + 1)
-
-
-def synthesise_tail(stem: np.ndarray, high_end: np.ndarray | None, preset: BandPreset, first: int, n_frames: int,
-                    top_length: int) -> np.ndarray:
-    """The stem's samples [hl*(T-1), top_length) at the top band's rate, which `synthesise` cannot give.
-
-    The reference stops at the last frame's centre, so up to one hop at the end stays silent (all of a song shorter
-    than one hop). `stem` holds the stem's frames from `first` to T plus `tail_frame_count` frames after the song,
-    masked like its last frame. Synthesising that short stretch leaves every sample before the tail as the
-    reference has it; the stretch starts at frame 0 or fades in, so FFT resampling does not wrap a hard edge.
-    """
-    hop = preset.top.hl
-    begin = hop * (n_frames - 1)
-    if top_length <= begin:
-        return np.zeros((2, 0))
-    if first > 0:
-        width = min(TAIL_CONTEXT_FRAMES // 2, stem.shape[-1] // 2)
-        fade = np.ones(stem.shape[-1], dtype=np.float32)
-        fade[:width] = 0.5 - 0.5 * np.cos(np.pi * (np.arange(width) + 0.5) / width)
-        stem = stem * fade
-        high_end = None if high_end is None else high_end * fade
-    wave = synthesise(stem, preset, high_end)
-    return _fit(wave[:, begin - hop * first :], top_length - begin)
-
-
-def _fit(wave: np.ndarray, length: int) -> np.ndarray:
-    """Trim or zero-pad the last axis to `length` (band waves agree to the sample for every shipped preset)."""
-    if wave.shape[-1] >= length:
-        return wave[..., :length]
-    return np.pad(wave, [(0, 0)] * (wave.ndim - 1) + [(0, length - wave.shape[-1])])
+    band = bands[d]
+    rows = band.n_fft // 2 + 1
+    if d == len(bands) - 1:
+        has_highpass = band.hpf_start is not None and band.hpf_start > 0
+        return [highpass_gains(rows, band.hpf_start, band.hpf_stop - 1)] if has_highpass else []
+    if d == 0:
+        return [lowpass_gains(rows, band.lpf_start, band.lpf_stop)]
+    return [highpass_gains(rows, band.hpf_start, band.hpf_stop - 1), lowpass_gains(rows, band.lpf_start, band.lpf_stop)]

@@ -28,12 +28,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import scipy.signal
 import soundfile as sf
 import torch
 import torch.nn.functional as F
 
-from uvr_cli.engine import spectral
+from uvr_cli.engine.analysis import analyse
+from uvr_cli.engine.device import precision_context, resolve_device
 from uvr_cli.errors import UsageError
 from uvr_cli.training.evaluate import evaluate, find_clips, separator_estimator, weighted_means
 from uvr_cli.engine.nets import AsppNetSpec, CascadedNetSpec, MaskNetwork, build_network
@@ -97,18 +97,6 @@ def find_songs(folder: Path) -> list[Song]:
     return songs
 
 
-def band_pyramid(wave: np.ndarray, preset: BandPreset) -> np.ndarray:
-    """The preset's combined spectrogram of a (2, n) wave at the preset's rate, with polyphase resampling."""
-    waves: list[np.ndarray] = [wave] * len(preset.bands)
-    for d in range(len(preset.bands) - 2, -1, -1):
-        src, dst = preset.bands[d + 1].sr, preset.bands[d].sr
-        g = math.gcd(src, dst)
-        waves[d] = waves[d + 1] if src == dst else scipy.signal.resample_poly(waves[d + 1], dst // g, src // g, axis=-1)
-    specs = [spectral.stft(spectral.to_model_channels(w.astype(np.float32), preset), b.n_fft, b.hl)
-             for b, w in zip(preset.bands, waves)]
-    return spectral.combine(specs, preset)
-
-
 class PatchSampler:
     """Random (mixture, instrumental) magnitude patches, built from the stems at random levels."""
 
@@ -145,8 +133,8 @@ class PatchSampler:
             inst, voc = inst[::-1], voc[::-1]
         if rng.random() < 0.02:
             inst, voc = np.repeat(inst.mean(0, keepdims=True), 2, 0), np.repeat(voc.mean(0, keepdims=True), 2, 0)
-        y_spec = band_pyramid(inst, self.preset)
-        x_spec = y_spec + band_pyramid(voc, self.preset)
+        y_spec = analyse(inst.T, self.preset.sr, self.preset).spec  # the separation's own analysis
+        x_spec = y_spec + analyse(voc.T, self.preset.sr, self.preset).spec
         x, y = np.abs(x_spec), np.abs(y_spec)
         coef = max(float(x.max()), float(y.max()), 1e-8)
         return x / coef, y / coef
@@ -191,18 +179,10 @@ def loss_fn(outputs: tuple[torch.Tensor, ...], y: torch.Tensor) -> torch.Tensor:
     return loss
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def autocast(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
-    if cfg.precision == "fp32":
-        return contextlib.nullcontext()
-    if cfg.precision not in ("auto", "bf16"):
+    if cfg.precision not in ("auto", "bf16", "fp32"):
         raise UsageError(f"--precision {cfg.precision!r}: use auto, bf16 or fp32")
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return precision_context(device, torch.float32 if cfg.precision == "fp32" else torch.bfloat16)
 
 
 def fp16_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -238,7 +218,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, progress: bool =
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / "state.pt"
-    device = pick_device(cfg.device)
+    device = resolve_device(cfg.device)
     resumed = None
     if state_path.is_file():
         resumed = torch.load(state_path, map_location="cpu", weights_only=False)

@@ -1,0 +1,65 @@
+"""Where and in what precision the network runs: device and precision choices, GPU math settings, autocast."""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from uvr_cli.errors import UsageError
+
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DEVICE_HELP = "use auto, cpu, cuda, cuda:N or mps"
+
+
+def _mps_available() -> bool:
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' picks CUDA, then Apple's MPS, then the CPU; anything else is passed to torch, checked."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if _mps_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"--device {device!r} is not a device ({DEVICE_HELP})") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: this machine has no usable CUDA GPU")
+    if resolved.type == "mps" and not _mps_available():
+        raise UsageError(f"--device {device}: Apple MPS is not available here")
+    return resolved
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    """'auto' is exact fp32 on the CPU and fp16 on a GPU (as RVC runs its models there)."""
+    if precision == "auto":
+        return torch.float32 if device.type == "cpu" else torch.float16
+    if precision not in PRECISIONS:
+        raise UsageError(f"--precision {precision!r}: use auto, fp32, fp16 or bf16")
+    if device.type == "cpu" and precision == "fp16":
+        raise UsageError("--precision fp16 needs a GPU; on the CPU use bf16 or fp32")
+    return PRECISIONS[precision]
+
+
+def configure_gpu_math(device: torch.device, dtype: torch.dtype) -> None:
+    """fp32 on CUDA stays true fp32, and cuDNN's autotuner stays off.
+
+    PyTorch lets cuDNN convolutions run in TF32 (10-bit mantissa) by default, which would make `--precision fp32`
+    on a GPU no more exact than fp16; the fast GPU modes are fp16 and bf16, asked for by name. The autotuner
+    (cudnn.benchmark) times every algorithm for each new input shape, and a song has few shapes and few batches,
+    so tuning costs far more than it saves (timings: benchmarks/RESULTS.md). PyTorch leaves it off, and so do we.
+    """
+    if device.type != "cuda":
+        return
+    exact = dtype == torch.float32
+    torch.backends.cudnn.allow_tf32 = not exact
+    torch.backends.cuda.matmul.allow_tf32 = not exact
+
+
+def precision_context(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    """Autocast to `dtype` on `device`, or nothing for fp32."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
