@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from uvr_cli.catalog.presets import BandPreset, load_preset
+from uvr_cli.catalog.presets import BandPreset, load_preset, params_hint, presets_with_bins
 from uvr_cli.catalog.registry import ModelIdentity, identify
 from uvr_cli.engine.checkpoint import LoadedModel, detect_spec, load_network, read_state_dict
 from uvr_cli.engine.nets import CascadedNetSpec
@@ -29,16 +29,16 @@ def load_model(path: Path, params: str | os.PathLike | None = None) -> Model:
         spec = detect_spec(state)
     except ModelError as exc:  # its message does not know the file: name it, as every other refusal does
         raise ModelError(f"{path}: {exc}") from None
-    is_cascaded = isinstance(spec, CascadedNetSpec)
-    identity = identify(path, is_cascaded, spec.bins if isinstance(spec, CascadedNetSpec) else None)
+    bins = spec.bins if isinstance(spec, CascadedNetSpec) else None  # only CascadedNet weights fix the bin count
+    identity = identify(path, isinstance(spec, CascadedNetSpec), bins)
     preset_name = params if params is not None else identity.params
     if preset_name is None:
         raise ModelError(
             f"{path.name}: unknown weight file, cannot tell which band preset it was trained with; "
-            "pass --params NAME (e.g. 4band_v2) or a preset JSON path"
+            f"pass --params NAME ({params_hint(spec.bins if is_cascaded else None)}) or a preset JSON path"
         )
     preset = load_preset(preset_name)
     if isinstance(spec, CascadedNetSpec) and spec.bins is not None and spec.bins != preset.bins:
         raise ModelError(f"{path.name}: the weights need a preset with {spec.bins} bins, but {preset.name} has "
-                         f"{preset.bins}")
+                         f"{preset.bins}; presets with {spec.bins}: {', '.join(presets_with_bins(spec.bins))}")
     return Model(path, load_network(path, preset.bins, state=state, spec=spec), identity, preset)
