@@ -116,3 +116,11 @@ def test_bad_shard_specs_are_usage_errors(text):
 
     with pytest.raises(UsageError):
         parse_shard(text)
+
+
+def test_dir_of_a_glob_match_is_its_path_below_the_patterns_fixed_part(tree):
+    jobs = plan(expand_inputs(["songs/**/*.wav", "./songs/live/de*/*.mp3"]), template="{dir}/{name}_{stem}.{ext}")
+    assert [(j.source, j.folder) for j in jobs] == [("songs/a.wav", "."), ("songs/live/a.wav", "live"),
+                                                   ("./songs/live/deep/c.mp3", "deep")]
+    assert jobs[1].outputs["vocals"] == str(tree / "out/live/a_vocals.wav")  # no collision with songs/a.wav
+    assert jobs[2].outputs["vocals"] == str(tree / "out/deep/c_vocals.wav")

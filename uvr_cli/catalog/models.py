@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
 import urllib.error
 import urllib.parse
@@ -31,6 +32,8 @@ TIMEOUT_S = 30.0
 _CHUNK = 1 << 20
 _HASH = re.compile(r"^[0-9a-f]{32}$")
 _TORCH_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save's zip format, or the legacy pickle format
+BUNDLED_NAME = "default"
+"""The name of the bundled model in `uvr models`, `-m` and `uvr info`."""
 
 
 
@@ -135,8 +138,9 @@ def find(name: str, entries: list[CatalogEntry] | None = None) -> CatalogEntry |
 
 
 def resolve_model(model: str | os.PathLike | None) -> Path:
-    """A weight file from -m: a path, a catalogue name or a file name in the cache; None = the bundled default."""
-    if model is None:
+    """A weight file from -m: a path, a catalogue name or a file name in the cache; None or "default" = the
+    bundled default (the name `uvr models` shows for it), unless a file called "default" is at hand."""
+    if model is None or (os.fspath(model) == BUNDLED_NAME and not Path(model).is_file()):
         default = bundled_default()
         if default.is_file():
             return default
@@ -185,7 +189,7 @@ class Downloaded:
     """The outcome of `download`: where the file is and how it was checked."""
 
     path: Path
-    status: str  # "downloaded", "resumed" or "cached"
+    status: str  # "downloaded", "resumed", "cached" or "added"
     verified: str
 
 
@@ -207,14 +211,55 @@ def download(entry: CatalogEntry, folder: Path | None = None, *, progress: bool 
     except OSError as exc:
         raise DownloadError(f"cannot create the model cache {folder}: {exc.strerror or exc}") from None
     part = dest.with_name(dest.name + ".part")
-    resumed = _fetch(entry, part, progress)
+    try:
+        resumed = _fetch(entry, part, progress)
+    except DownloadError as exc:
+        raise DownloadError(f"{exc}{manual_hint(entry, folder)}") from None
     try:
         verified = check_file(part, entry)
     except DownloadError as exc:
         part.unlink(missing_ok=True)
-        raise DownloadError(f"{exc}; the download was deleted") from None
+        raise DownloadError(f"{exc}; the download was deleted{manual_hint(entry, folder)}") from None
     os.replace(part, dest)
     return Downloaded(dest, "resumed" if resumed else "downloaded", verified)
+
+
+def manual_hint(entry: CatalogEntry, folder: Path) -> str:
+    """The way forward without uvr's own download: where the file is and where it must go."""
+    return (f"; or fetch {entry.url} by other means and run `uvr models add FILE`, "
+            f"which checks it and puts it at {folder / entry.file}")
+
+
+def add_model(source: Path, folder: Path | None = None) -> tuple[CatalogEntry, Downloaded]:
+    """Copy a weight file fetched by hand into the cache, under its catalogue file name, once it checks out.
+
+    The file is matched by its UVR hash, else by its file name (whose catalogue hash, where known, must then
+    agree); a file the catalogue does not know, or that fails the check, is refused and nothing is copied.
+    """
+    folder = folder or cache_dir()
+    if not source.is_file():
+        raise UsageError(f"{source}: no such file")
+    actual = uvr_model_hash(source)
+    entries = load_catalog()
+    entry = next((e for e in entries if e.uvr_hash == actual), None) or find(source.name, entries)
+    if entry is None:
+        raise UsageError(f"{source}: neither its UVR hash {actual} nor its name is in the catalogue "
+                         f"(`uvr models`); use it directly with -m {source}")
+    try:
+        verified = check_file(source, entry)
+    except DownloadError as exc:
+        reason = str(exc).removeprefix(f"{entry.name}: ").replace("the download", "the file")
+        raise DownloadError(f"{source}: not added as {entry.name}: {reason}") from None
+    dest = folder / entry.file
+    temp = dest.with_name(f".{dest.name}.adding")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, temp)
+        os.replace(temp, dest)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        raise DownloadError(f"{source}: cannot copy it to {dest}: {exc.strerror or exc}") from None
+    return entry, Downloaded(dest, "added", verified)
 
 
 def _fetch(entry: CatalogEntry, part: Path, progress: bool) -> bool:
@@ -321,7 +366,7 @@ def listing() -> dict:
     default = bundled_default()
     described = resources.files("uvr_models") / "default.json"
     about = json.loads(described.read_text(encoding="utf-8")) if described.is_file() else {}
-    rows = [{"name": "default", "file": default.name, "bundled": True, "installed": default.is_file(),
+    rows = [{"name": BUNDLED_NAME, "file": default.name, "bundled": True, "installed": default.is_file(),
              "path": str(default) if default.is_file() else None, "family": about.get("architecture"),
              "params": about.get("params"), "primary_stem": about.get("primary_stem"),
              "size_bytes": default.stat().st_size if default.is_file() else None}]
@@ -329,7 +374,10 @@ def listing() -> dict:
     for entry in entries:
         cached = (folder / entry.file).is_file()
         known.add(entry.file)
-        rows.append({**asdict(entry), "cached": cached, "path": str(folder / entry.file) if cached else None})
+        row = {**asdict(entry), "cached": cached, "path": str(folder / entry.file) if cached else None}
+        if cached:  # the file at hand tells its size where the catalogue does not
+            row["size_bytes"] = (folder / entry.file).stat().st_size
+        rows.append(row)
     if folder.is_dir():
         for extra in sorted(p for p in folder.glob("*.pth") if p.is_file() and p.name not in known):
             rows.append({"name": extra.stem, "file": extra.name, "cached": True, "path": str(extra),

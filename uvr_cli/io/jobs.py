@@ -23,7 +23,9 @@ class Job:
     source: str  # a path, or '-' for standard input
     outputs: dict[str, str] = field(default_factory=dict)
     error: str | None = None  # set when the input could not even be found
-    folder: str = "."  # the input's folder relative to the folder argument it was found in ({dir} in --name)
+    folder: str = "."  # the input's folder below the folder or pattern argument it was found by ({dir} in --name)
+    done: bool = False  # its outputs exist and were made with the settings asked for: nothing to do
+    redo: str | None = None  # why outputs already there are made again (they were made otherwise)
 
     @property
     def display(self) -> str:
@@ -32,6 +34,16 @@ class Job:
 
 def _is_audio(path: Path) -> bool:
     return path.suffix.lower().lstrip(".") in AUDIO_EXTENSIONS
+
+
+def glob_base(pattern: str) -> str:
+    """The fixed part of a glob pattern: its folders before the first one with a wildcard ('.' if none)."""
+    fixed = []
+    for part in Path(pattern).parts[:-1]:
+        if GLOB_CHARS & set(part):
+            break
+        fixed.append(part)
+    return str(Path(*fixed)) if fixed else "."
 
 
 def expand_inputs(args: list[str]) -> list[Job]:
@@ -64,8 +76,9 @@ def expand_inputs(args: list[str]) -> list[Job]:
             matches = sorted(m for m in glob.glob(arg, recursive=True) if Path(m).is_file())
             if not matches:
                 add(arg, f"{arg}: pattern matches no file")
+            base = glob_base(arg)
             for m in matches:
-                add(m)
+                add(m, folder=os.path.relpath(os.path.dirname(m) or ".", base))
     return jobs
 
 

@@ -1,0 +1,177 @@
+"""`uvr presets`, `uvr models` (list, download, add) and `uvr info`: what models and presets there are."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from uvr_cli.cli.common import EXIT_OK, EXIT_SOME_FAILED, emit, fail, say, size_text
+from uvr_cli.errors import UsageError, UvrError
+
+models_app = typer.Typer(help="List the known UVR5 VR models, download them into the local cache, or add a file "
+                              "fetched by hand.")
+
+
+def _table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        emit("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+def presets(
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON list instead of a table."),
+) -> None:
+    """List the shipped band presets: the model's sample rate, bands, bins (spectrogram rows) and each band's hop.
+
+    A CascadedNet's weights fix its bin count: only a preset with that many bins fits it.
+    """
+    from uvr_cli.catalog.presets import describe_preset, list_presets, load_preset
+
+    try:
+        described = [describe_preset(load_preset(name)) for name in list_presets()]
+    except UvrError as exc:
+        raise fail(exc)
+    if as_json:
+        emit(json.dumps(described, indent=1))
+        return
+    rows = [("NAME", "RATE", "BANDS", "BINS", "HOP (per band)")]
+    rows += [(p["name"], str(p["sample_rate"]), str(p["bands"]), str(p["bins"]), "/".join(map(str, p["hop"])))
+             for p in described]
+    _table(rows)
+
+
+@models_app.callback(invoke_without_command=True)
+def models(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (cache_dir, models) instead of a table."),
+) -> None:
+    """List the bundled model ("default") and every known UVR5 VR model: architecture, preset, primary stem, size,
+    cached.
+
+    The cache is the folder named by UVR_MODEL_DIR, else ~/.cache/uvr (the platform's cache folder). Sizes are
+    those of the files at hand, else the catalogue's where it knows them.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from uvr_cli.catalog.models import listing
+
+    try:
+        data = listing()
+    except UvrError as exc:
+        raise fail(exc)
+    if as_json:
+        emit(json.dumps(data, indent=1))
+        return
+    rows = [("NAME", "ARCHITECTURE", "PRESET", "PRIMARY STEM", "SIZE", "LOCAL")]
+    for m in data["models"]:
+        if m.get("bundled"):
+            rows.append((m["name"], m["family"] or "-", m["params"] or "-", m["primary_stem"] or "-",
+                         size_text(m["size_bytes"]), "bundled" if m["installed"] else "not installed"))
+            continue
+        arch = ", ".join(x for x in (m.get("family"), m.get("capacity")) if x) or "?"
+        rows.append((m["name"], arch, m.get("params") or "?", m.get("primary_stem") or "?",
+                     size_text(m.get("size_bytes")), "cached" if m["cached"] else "-"))
+    _table(rows)
+    emit(f"cache: {data['cache_dir']}")
+
+
+@models_app.command("download")
+def models_download(
+    names: list[str] = typer.Argument(..., help="Model names or file names from `uvr models`."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
+) -> None:
+    """Download models into the cache: resumes an interrupted download, checks the UVR hash before use.
+
+    Prints the path of each model on stdout. A failure names the URL and where a file fetched by other means goes
+    (`uvr models add FILE` puts it there). Exit status 1 when a download failed, 2 for an unknown name.
+    """
+    from uvr_cli.catalog.models import download, find, load_catalog
+
+    try:
+        catalogue = load_catalog()
+        entries = [find(n, catalogue) for n in names]
+        unknown = [n for n, e in zip(names, entries) if e is None]
+        if unknown:
+            raise UsageError(f"unknown model {unknown[0]!r}; `uvr models` lists the known ones")
+    except UvrError as exc:
+        raise fail(exc)
+    failed = 0
+    for entry in entries:
+        try:
+            done = download(entry, progress=sys.stderr.isatty() and not quiet)
+        except UvrError as exc:
+            say(str(exc))
+            failed += 1
+            continue
+        except KeyboardInterrupt:
+            say(f"{entry.name}: interrupted; run the command again to resume the download")
+            raise typer.Exit(130) from None
+        if not quiet:
+            say(f"{entry.name}: {done.status}, {done.verified}")
+        emit(str(done.path))
+    raise typer.Exit(EXIT_SOME_FAILED if failed else EXIT_OK)
+
+
+@models_app.command("add")
+def models_add(
+    files: list[Path] = typer.Argument(..., help="Weight files fetched by hand (e.g. from the URL that a failed "
+                                                 "`uvr models download` names)."),
+) -> None:
+    """Copy weight files into the cache under their catalogue names, once each one's UVR hash matches the catalogue.
+
+    Prints the cached path of each; a file the catalogue does not know, or whose hash or size disagrees with it,
+    is refused with one line (exit status 1; 2 when a file is missing or unknown) and nothing is copied for it.
+    """
+    from uvr_cli.catalog.models import add_model
+
+    status = EXIT_OK
+    for file in files:
+        try:
+            entry, done = add_model(file)
+        except UvrError as exc:
+            say(str(exc))
+            status = max(status, exc.exit_code)
+            continue
+        say(f"{entry.name}: added, {done.verified}")
+        emit(str(done.path))
+    raise typer.Exit(status)
+
+
+def info(
+    model: str = typer.Argument(..., help="A weight file (.pth), the name of a downloaded model, or default."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Describe a weight file: architecture, capacity, bins, UVR hash, registry match, preset, primary stem.
+
+    Architecture and capacity come from the tensor shapes; exit status 3 when it is not a loadable UVR5 VR model.
+    """
+    from uvr_cli.catalog.models import describe_model, resolve_model
+
+    try:
+        data = describe_model(resolve_model(model))
+    except UvrError as exc:
+        raise fail(exc)
+    if as_json:
+        emit(json.dumps(data))
+        return
+    cap = data["capacity"]
+    if data["family"] == "CascadedNet":
+        capacity = f"nout {cap['nout']}, nout_lstm {cap['nout_lstm']}"
+    else:
+        capacity = f"ch {cap['ch']}, {cap['aspp_branches']} ASPP branches{', enc5' if cap['enc5'] else ''}"
+    lines = {
+        "file": f"{data['path']} ({size_text(data['size_bytes'])})",
+        "architecture": f"{data['family']} ({capacity})",
+        "bins": f"{data['bins']} (from the {data['bins_from']})" if data["bins"] else "unknown (not in the weights; "
+                "give --params)",
+        "uvr hash": data["uvr_hash"],
+        "recognised": data["recognised_by"] or "no: pass --params (and --primary) to use it",
+        "catalogue": data["catalogue_name"] or "-",
+        "preset": data["preset"] or "unknown",
+        "primary stem": f"{data['primary_stem']} (the mask estimates the {data['mask_estimates']})"
+        if data["primary_stem"] else "unknown (instrumental unless --primary says otherwise)",
+    }
+    for key, value in lines.items():
+        emit(f"{key + ':':14}{value}")

@@ -1,0 +1,337 @@
+"""`uvr separate`: check the options, plan which inputs need work, drive `Separator` for those, report each input.
+
+The order matters to users: every refusal that needs no model (options, names, an output folder that cannot be
+written or is too small) comes before torch is imported, and an input whose outputs are already there, made with
+these very settings, is answered from their records without loading the model at all.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import signal
+import sys
+import traceback
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+import typer
+
+from uvr_cli.cli.common import (EXIT_CODES_HELP, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, LOSSY_FORMATS, STEMS,
+                                BitDepth, Format, HighEnd, StemChoice, closed_pipe_exit, emit, fail, say,
+                                stdout_closed)
+from uvr_cli.errors import UsageError, UvrError
+
+if TYPE_CHECKING:
+    from uvr_cli.io.jobs import Job
+    from uvr_cli.separator import Separator
+
+RECORD_FIELDS = ("input", "status", "outputs", "duration_s", "wall_s", "realtime_factor", "clipped_samples",
+                 "error", "redone_because", "agg_applied")
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    # Unwind like Ctrl-C so that temporary files are removed by the writers' cleanup, then exit 143.
+    raise SystemExit(128 + signum)
+
+
+def _parse_rate(text: str) -> str | int:
+    if text in ("input", "model"):
+        return text
+    try:
+        rate = int(text)
+    except ValueError:
+        raise UsageError(f"--sample-rate {text!r}: use input, model or a rate in Hz such as 44100") from None
+    if not 1000 <= rate <= 768000:
+        raise UsageError(f"--sample-rate {rate}: use a rate between 1000 and 768000 Hz")
+    return rate
+
+
+def _check_output_options(fmt: str, bit_depth: str | None, rate: str | int, bitrate: str | None, out: str,
+                          as_json: bool) -> None:
+    """Refuse impossible output choices before the model is loaded (the input's own rate is checked per file)."""
+    from uvr_cli.io.encode import output_subtype
+
+    if bit_depth is not None and fmt in LOSSY_FORMATS:
+        raise UsageError(f"--bit-depth applies to wav and flac; {fmt} has no bit depth")
+    output_subtype(fmt, bit_depth, rate if isinstance(rate, int) else 44100, 2, bitrate=bitrate)
+    if out == "-":
+        if as_json:
+            raise UsageError("--json and -o - both write to standard output; choose one")
+        if sys.stdout.isatty():
+            raise UsageError("-o - writes audio to standard output, which is a terminal; pipe it or redirect it")
+
+
+def _params_key(params: str | None) -> str:
+    """--params as recorded beside the outputs: 'auto', a shipped name, or a preset file by its contents."""
+    if params is None:
+        return "auto"
+    path = Path(params)
+    if path.is_file() and (len(path.parts) > 1 or path.suffix == ".json"):
+        return f"{path.name} (md5 {hashlib.md5(path.read_bytes()).hexdigest()})"
+    return params
+
+
+def _model_rate_guess(params: str | None) -> int:
+    """The model's rate for size estimates before it is loaded: the named preset's, else 44100 (most presets')."""
+    from uvr_cli.catalog.presets import load_preset
+
+    try:
+        return load_preset(params).sr if params else 44100
+    except UvrError:
+        return 44100  # loading the model reports the bad preset
+
+
+def _record(job: "Job", **fields: object) -> dict:
+    record: dict = {**dict.fromkeys(RECORD_FIELDS), "input": job.display, "outputs": {}, "clipped_samples": {}}
+    record.update(fields)
+    return record
+
+
+def _separate_one(separator: "Separator", job: "Job", options: dict, settings: dict, show_progress: bool,
+                  verbose: bool, quiet: bool) -> dict:
+    """Run one input; any failure becomes an error record (one stderr line naming the input), never an exception.
+    Its settings are recorded beside its outputs only once all of them are written."""
+    from uvr_cli import __version__
+    from uvr_cli.io.outputs import write_records
+
+    record = _record(job, status="error", redone_because=job.redo, agg_applied=settings["agg"] is not None)
+    file_bar = None
+    try:
+        if job.redo and not quiet:
+            say(f"{job.display}: separating again: {job.redo}")
+        if show_progress:
+            from tqdm import tqdm
+
+            file_bar = tqdm(unit="win", position=1, leave=False, desc=Path(job.display).name, file=sys.stderr)
+
+        def progress(done: int, total: int) -> None:
+            if file_bar is not None:
+                file_bar.total = total
+                file_bar.n = done
+                file_bar.refresh()
+
+        result = separator.separate_file(job.source, job.outputs, on_progress=progress, **options)
+        write_records(job.source, result.outputs, settings, __version__)
+        if not quiet:
+            for warning in result.warnings:
+                say(f"{job.display}: {warning}")
+        record.update(status="redone" if job.redo else result.status, outputs=result.outputs,
+                      duration_s=result.duration_s, wall_s=round(result.wall_s, 3),
+                      realtime_factor=result.realtime_factor, clipped_samples=result.clipped_samples)
+        if verbose:
+            say(f"{job.display}: {record['status']} in {result.wall_s:.1f} s")
+    except (UvrError, MemoryError, RuntimeError, ValueError, OSError) as exc:
+        if stdout_closed(exc):
+            raise BrokenPipeError from exc  # the reader went away: the run ends quietly with 141
+        # Errors of torch, numpy or the OS that no check foresaw are still one line, and the batch goes on.
+        first = str(exc).splitlines()[0] if str(exc) else "failed"
+        message = first if isinstance(exc, UvrError) else f"{type(exc).__name__}: {first}"
+        message = message if job.display in message else f"{job.display}: {message}"
+        say(message)
+        if verbose and not isinstance(exc, UvrError):
+            traceback.print_exc(file=sys.stderr)
+        record["error"] = message
+    finally:
+        if file_bar is not None:
+            file_bar.close()
+    return record
+
+
+def _plan_work(jobs: list["Job"], settings: dict, skip_existing: bool) -> list["Job"]:
+    """Mark each input whose outputs are complete and match `settings` as done, and note why others are redone.
+    Returns the inputs that need the model."""
+    from uvr_cli.io.outputs import check_existing
+
+    work = []
+    for job in jobs:
+        if job.error:
+            continue
+        existing = check_existing(job.source, job.outputs, settings)
+        if skip_existing and existing.complete:
+            job.done = True
+            continue
+        job.redo = existing.reason if skip_existing else None
+        work.append(job)
+    return work
+
+
+def _check_room(work: list["Job"], fmt: str, depth: str | None, rate: str | int, params: str | None) -> None:
+    """Before any separation: every output folder can be made and written and has room (else one line, exit 1)."""
+    from uvr_cli.io.outputs import check_room, estimate_bytes
+
+    model_rate = _model_rate_guess(params)
+    planned = []
+    for job in work:
+        size = estimate_bytes(job.source, stems=1, fmt=fmt, bit_depth=depth, rate=rate,
+                              model_rate=model_rate) if job.source != "-" else 0
+        planned += [(path, size) for path in job.outputs.values()]
+    check_room(planned)
+
+
+def _report(jobs: list["Job"], results: Iterator[dict]) -> Iterator[dict]:
+    """One record per input, in input order: answered ones at once, the others as `results` yields them."""
+    for job in jobs:
+        if job.error:
+            say(job.error)
+            yield _record(job, status="error", error=job.error)
+        elif job.done:
+            yield _record(job, status="skipped", outputs=dict(job.outputs))
+        else:
+            yield next(results)
+
+
+def _print_records(records: Iterable[dict], as_json: bool, to_stdout: bool, progress: bool, total: int) -> int:
+    """Print each record (a JSON line, or its output paths); returns how many inputs failed."""
+    import json
+
+    overall = None
+    if progress:
+        from tqdm import tqdm
+
+        overall = tqdm(total=total, unit="file", position=0, desc="all files", file=sys.stderr)
+    failed = 0
+    try:
+        for record in records:
+            failed += record["status"] == "error"
+            if as_json:
+                emit(json.dumps(record))
+            elif not to_stdout:
+                for path in record["outputs"].values():
+                    emit(path)
+            if overall is not None:
+                overall.update(1)
+    finally:
+        if overall is not None:
+            overall.close()
+    return failed
+
+
+def separate(
+    ctx: typer.Context,
+    inputs: list[str] = typer.Argument(..., help="Audio files, folders (searched recursively), quoted glob patterns such as 'songs/**/*.flac', or - for standard input."),
+    model: Optional[str] = typer.Option(None, "-m", "--model", help="Weight file (.pth), the name of a downloaded model (see `uvr models`), or default (the bundled model, also used without -m)."),
+    params: Optional[str] = typer.Option(None, "--params", help="Band preset name (e.g. 4band_v2; `uvr presets` lists them) or JSON path; needed only for unrecognised files."),
+    agg: float = typer.Option(10, "--agg", help="Aggressiveness 0-100; RVC semantics: mask exponent 1+N/100 above the first band (1+N/300 below). 10 is RVC's default. CascadedNet models ignore it."),
+    out: str = typer.Option(".", "-o", "--out", help="Output folder (created if needed), or - to write one stem to standard output (needs --stem)."),
+    name: str = typer.Option("{name}_{stem}.{ext}", "--name", help="Output file name template: {name} (input file stem), {stem}, {model}, {agg}, {ext}, {dir} (the input's sub-folder below a folder argument or a pattern's fixed part)."),
+    stem: StemChoice = typer.Option("all", "--stem", help="Which stems to write; one stem skips synthesising the other."),
+    fmt: Format = typer.Option("wav", "-f", "--format", help="Output format."),
+    bit_depth: Optional[BitDepth] = typer.Option(None, "--bit-depth", help="16, 24 or 32f (float; wav only). Default: the input's, where the format allows."),
+    bitrate: Optional[str] = typer.Option(None, "--bitrate", help="mp3/ogg bitrate in kbit/s, e.g. 192k (default 320k, or the highest the rate allows)."),
+    sample_rate: str = typer.Option("input", "--sample-rate", help="input (default), model (the preset's rate) or a rate in Hz."),
+    skip_existing: bool = typer.Option(True, "--skip-existing/--overwrite", help="Skip inputs whose outputs all exist and were made with the same settings (default; others are separated again, with a line saying why), or overwrite them."),
+    tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: a second pass shifted by half a window, averaged (slower, slightly better)."),
+    post_process: bool = typer.Option(False, "--post-process", help="RVC's post-processing: returns quiet vocal residue to the instrumental."),
+    high_end: HighEnd = typer.Option("mirroring", "--high-end", help="Rebuild the top band's highest bins: mirroring (RVC's default), mirroring2, or none."),
+    primary: Optional[str] = typer.Option(None, "--primary", help="Label of the mask's stem for unknown models: instrumental (default) or vocals."),
+    window: int = typer.Option(512, "--window", help="Network window in frames (RVC and UVR use 512)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Windows per network call (default: 1 on the CPU, 8 on a GPU; more is faster on a GPU and needs more memory)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    precision: str = typer.Option("auto", "--precision", help="auto (fp32 on CPU, fp16 on GPU), fp32, fp16 or bf16."),
+    jobs_count: int = typer.Option(1, "-j", "--jobs", help="Worker processes, each with its own model and a share of the cores: faster for many short files."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="K/N: process only share K of N of the inputs (by a hash of each path), to spread a corpus over N machines or jobs."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per input on stdout instead of output paths."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bars or warnings."),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="Details on stderr: model, preset, device, timings."),
+) -> None:
+    """Separate songs into vocals and instrumental.
+
+    Prints each written (or already present) output path on stdout. Beside each output a hidden .NAME.uvr.json
+    records the settings that made it; a rerun skips an input only when these match.
+    """
+    from uvr_cli.catalog.models import resolve_model
+    from uvr_cli.catalog.registry import uvr_model_hash
+    from uvr_cli.io.jobs import STDIN, expand_inputs, parse_shard, plan_outputs, select_shard
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        if jobs_count < 1:
+            raise UsageError("--jobs must be at least 1")
+        rate = _parse_rate(sample_rate)
+        depth = bit_depth.value if bit_depth else None
+        _check_output_options(fmt.value, depth, rate, bitrate, out, as_json)
+        if STDIN in inputs and sys.stdin.isatty():
+            raise UsageError("- reads audio from standard input, which is a terminal; pipe audio into uvr")
+        stems = list(STEMS) if stem.value == "all" else [stem.value]
+        jobs = expand_inputs(inputs)
+        plan_outputs(jobs, out_dir=out, template=name, stems=stems, model=Path(model).stem if model else "default",
+                     agg=agg, ext=fmt.value)
+        if shard is not None:  # after planning, so that name collisions are found across the whole corpus
+            jobs = select_shard(jobs, *parse_shard(shard))
+        model_path = resolve_model(model)
+        settings = {"model": uvr_model_hash(model_path), "params": _params_key(params), "primary": primary or "auto",
+                    "agg": agg, "tta": tta, "post_process": post_process, "high_end": high_end.value,
+                    "window": window, "precision": precision, "format": fmt.value, "bit_depth": depth or "input",
+                    "sample_rate": rate, "bitrate": (bitrate or "default") if fmt.value in LOSSY_FORMATS else None,
+                    "clip_mode": "clip"}
+        work = _plan_work(jobs, settings, skip_existing)
+        if work:
+            _check_room(work, fmt.value, depth, rate, params)
+    except UvrError as exc:
+        raise fail(exc)
+    source = ctx.get_parameter_source("agg")
+    agg_given = source is not None and source.name == "COMMANDLINE"
+    results: Iterator[dict] = iter(())
+    if work:
+        separator_options = dict(model=model_path, params=params, agg=agg, tta=tta, high_end=high_end.value,
+                                 post_process=post_process, primary=primary, window=window, batch_size=batch_size,
+                                 device=device, precision=precision)
+        separator = _load(separator_options, lambda rate_now: _check_output_options(
+            fmt.value, depth, rate_now, bitrate, out, as_json) if rate == "model" else None)
+        settings = _report_model(separator, settings, agg_given, verbose, quiet)
+        options = dict(fmt=fmt.value, bit_depth=depth, sample_rate=rate, bitrate=bitrate)
+        task = functools.partial(_separate_one, options=options, settings=settings, verbose=verbose, quiet=quiet)
+        streams = out == STDIN or any(job.source == STDIN for job in jobs)
+        if jobs_count > 1 and len(work) > 1 and not streams:
+            from uvr_cli.cli.parallel import map_jobs
+
+            del separator  # each worker loads its own
+            results = map_jobs(separator_options, functools.partial(task, show_progress=False), work,
+                               min(jobs_count, len(work)))
+        else:
+            show_progress = sys.stderr.isatty() and not quiet
+            results = (task(separator, job, show_progress=show_progress) for job in work)
+    try:
+        failed = _print_records(_report(jobs, results), as_json, out == STDIN,
+                                sys.stderr.isatty() and not quiet, len(jobs))
+    except BrokenPipeError:
+        raise closed_pipe_exit() from None
+    except KeyboardInterrupt:
+        say("interrupted; finished outputs are kept, none is left half-written")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    raise typer.Exit(EXIT_SOME_FAILED if failed else EXIT_OK)
+
+
+separate.__doc__ = f"{separate.__doc__}\n    {EXIT_CODES_HELP}\n"
+
+
+def _load(separator_options: dict, check_rate) -> "Separator":
+    """Import torch and load the model, once every check that needs neither has passed."""
+    try:
+        from uvr_cli.separator import Separator
+
+        separator = Separator(**separator_options)
+        check_rate(separator.model_sample_rate)
+        return separator
+    except UvrError as exc:
+        raise fail(exc)
+    except KeyboardInterrupt:  # e.g. while torch is imported or the model loads: not click's bare "Aborted!"
+        say("interrupted before any input was separated; nothing was written")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _report_model(separator: "Separator", settings: dict, agg_given: bool, verbose: bool, quiet: bool) -> dict:
+    """Say what was loaded (-v) and whether --agg applies; returns the settings to record beside the outputs."""
+    applies = separator.info.uses_aggressiveness
+    if agg_given and not applies and not quiet:
+        say(f"--agg {separator.agg:g} has no effect: {separator.info.path.name} is a CascadedNet model, which "
+            "ignores aggressiveness (as in RVC)")
+    if verbose:
+        info = separator.info
+        say(f"model {info.path}: {info.spec}, preset {info.preset}, primary stem {info.primary} "
+            f"({info.identity.how}); device {separator.device}, {separator.dtype}")
+        say(f"agg {separator.agg:g}{'' if applies else ' (ignored by this model)'}, tta "
+            f"{'on' if separator.tta else 'off'}, post-process {'on' if separator.post_process else 'off'}, "
+            f"high end {separator.high_end}, window {separator.window}, batch size {separator.batch_size}")
+    return {**settings, "agg": settings["agg"] if applies else None}
