@@ -24,7 +24,8 @@ def resampled_length(n: int, orig_sr: int, target_sr: int) -> int:
     return int(math.ceil(n * (float(target_sr) / orig_sr)))
 
 
-def _fix_length(y: np.ndarray, size: int) -> np.ndarray:
+def fix_length(y: np.ndarray, size: int) -> np.ndarray:
+    """Cut or zero-pad the last axis to `size` samples."""
     n = y.shape[-1]
     if n > size:
         return y[..., :size]
@@ -119,4 +120,4 @@ def resample(y: np.ndarray, orig_sr: int, target_sr: int, res_type: str) -> np.n
         out = resampy.resample(y, orig_sr, target_sr, filter=res_type, axis=-1)
     else:
         raise ModelError(f"unknown resampler {res_type!r}")
-    return np.asarray(_fix_length(out, size), dtype=y.dtype)
+    return np.asarray(fix_length(out, size), dtype=y.dtype)
