@@ -13,8 +13,6 @@ import torch
 
 from conftest import run_uvr
 from uvr_cli.training.train import TrainConfig, loss_fn, train
-from uvr_cli.engine import spectral
-from uvr_cli.catalog.presets import load_preset
 
 RATE = 44100
 

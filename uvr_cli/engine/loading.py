@@ -35,7 +35,7 @@ def load_model(path: Path, params: str | os.PathLike | None = None) -> Model:
     if preset_name is None:
         raise ModelError(
             f"{path.name}: unknown weight file, cannot tell which band preset it was trained with; "
-            f"pass --params NAME ({params_hint(spec.bins if is_cascaded else None)}) or a preset JSON path"
+            f"pass --params NAME ({params_hint(bins)}) or a preset JSON path"
         )
     preset = load_preset(preset_name)
     if isinstance(spec, CascadedNetSpec) and spec.bins is not None and spec.bins != preset.bins:

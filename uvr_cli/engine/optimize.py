@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from uvr_cli.engine.nets import Conv2DBNActiv, DecoderV4, DecoderV51, crop_center
+from uvr_cli.engine.layers import Conv2DBNActiv, DecoderV4, DecoderV51, crop_center
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:

@@ -116,16 +116,69 @@ def _normalisation(analyser: Analyser, source: InputStream, block: int) -> float
     return coef
 
 
-def _last_ready(synth: Synthesiser, written: int, b: int) -> int:
-    """The furthest output sample whose frames are all among the first `b`."""
-    lo, hi = written, synth.out_length
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if synth.plan(written, mid).frames[1] <= b:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+class _Output:
+    """Pass 2's back end: the stems' frames so far, and each stem's samples handed to its sink as they complete."""
+
+    def __init__(self, settings: Settings, analyser: Analyser, sinks: dict[str, Sink], output_rate: int,
+                 out_length: int, channels: int) -> None:
+        self.preset, self.sinks, self.out_length, self.channels = settings.preset, sinks, out_length, channels
+        self.n_frames, self.top_length = analyser.frames, analyser.top_length
+        self.synths = {stem: Synthesiser(self.preset, self.n_frames, self.top_length, output_rate) for stem in sinks}
+        self.synth = next(iter(self.synths.values()))  # plans are the same for every stem
+        self.tail_first = max(0, self.n_frames - TAIL_CONTEXT_FRAMES)
+        self.buf: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}  # per stem: frames from buf_start on
+        self.buf_start = self.written = 0
+
+    def append(self, frames: dict[str, tuple[np.ndarray, np.ndarray | None]]) -> None:
+        for stem, (spec, high_end) in frames.items():
+            if stem in self.buf:
+                old_spec, old_high_end = self.buf[stem]
+                spec = np.concatenate([old_spec, spec], axis=-1)
+                high_end = None if high_end is None else np.concatenate([old_high_end, high_end], axis=-1)
+            self.buf[stem] = (spec, high_end)
+
+    def fill_edges(self, edges: dict[str, tuple[np.ndarray, np.ndarray | None]], edge_first: int) -> None:
+        for stem, synth in self.synths.items():
+            synth.fill_edges(self.buf[stem][0], edges[stem][0], edge_first)
+
+    def end_song(self, extra: dict[str, tuple[np.ndarray, np.ndarray | None]]) -> None:
+        """Synthesise the samples after the last frame's centre from the frames after the song."""
+        cut = self.tail_first - self.buf_start
+        for stem, (extra_spec, extra_high_end) in extra.items():
+            spec, high_end = self.buf[stem]
+            local = np.concatenate([spec[:, :, cut:], extra_spec], axis=-1)
+            local_he = None if high_end is None else np.concatenate([high_end[:, :, cut:], extra_high_end], axis=-1)
+            self.synths[stem].end = synthesise_tail(local, local_he, self.preset, self.tail_first, self.n_frames,
+                                                    self.top_length)
+        self.emit(self.out_length, self.n_frames)
+
+    def ready(self, b: int) -> int:
+        """The furthest output sample whose frames are all among the first `b`."""
+        lo, hi = self.written, self.out_length
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self.synth.plan(self.written, mid).frames[1] <= b:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    def emit(self, q1: int, b: int) -> None:
+        """Hand samples [written, q1) to the sinks, then drop the frames no later sample needs."""
+        if q1 <= self.written:
+            return
+        plan = self.synth.plan(self.written, q1)
+        assert plan.frames[0] >= self.buf_start
+        for stem, synth in self.synths.items():
+            wave = synth.synthesise(plan, *self.buf[stem], self.buf_start)
+            self.sinks[stem](np.ascontiguousarray(wave[: self.channels].T, dtype=np.float32))
+        self.written = q1
+        keep = self.synth.plan(q1, min(q1 + 1, self.out_length)).frames[0] if q1 < self.out_length else b
+        keep = min(max(keep, self.buf_start), b, self.tail_first)  # the tail's synthesis needs the last frames
+        cut = keep - self.buf_start
+        self.buf = {stem: (spec[:, :, cut:].copy(), None if he is None else he[:, :, cut:].copy())
+                    for stem, (spec, he) in self.buf.items()}
+        self.buf_start = keep
 
 
 def separate(settings: Settings, open_source: Opener, sinks: dict[str, Sink], *, output_rate: int | None = None,
@@ -136,30 +189,25 @@ def separate(settings: Settings, open_source: Opener, sinks: dict[str, Sink], *,
     `output_rate` defaults to the input's rate, and each stem is exactly as long as the input at that rate.
     """
     preset, stems = settings.preset, list(sinks)
-    block_seconds = BLOCK_SECONDS if block_seconds is None else block_seconds
-    with open_source() as reader:
+    with open_source() as reader:  # pass 1
         n_in, rate_in, channels_in = reader.frames, reader.sample_rate, reader.channels
         output_rate = output_rate or rate_in
         analyser = Analyser(preset, n_in, rate_in, settings.high_end != "none")
-        n_frames = analyser.frames
-        runner = WindowRunner(settings.network)
-        ctx = runner.context
-        whole = settings.needs_whole_song or n_frames <= block_frames(preset, runner.roi, block_seconds)
-        block = max(n_frames, 1) if whole else block_frames(preset, runner.roi, block_seconds)
-        synths = {stem: Synthesiser(preset, n_frames, analyser.top_length, output_rate) for stem in stems}
-        synth = synths[stems[0]]
-        head_need, edge_first = synth.edge_frames()
-        needs_edges = bool(synth.fft_levels) and n_frames > 0 and not whole
-        keep_from = 0 if whole else analyser.input_start(edge_first - ctx, n_frames + ctx) if needs_edges else None
-        source = InputStream(reader, keep_from)
-        coef = _normalisation(analyser, source, block)
-        pieces = _Stems(settings, analyser, stems, coef)
+        n_frames, runner = analyser.frames, WindowRunner(settings.network)
+        block = block_frames(preset, runner.roi, BLOCK_SECONDS if block_seconds is None else block_seconds)
+        whole = settings.needs_whole_song or n_frames <= block
+        block = max(n_frames, 1) if whole else block
+        output = _Output(settings, analyser, sinks, output_rate,
+                         resampled_length(n_in, rate_in, output_rate) if output_rate != rate_in else n_in,
+                         1 if channels_in == 1 else 2)
+        head_need, edge_first = output.synth.edge_frames()
+        needs_edges = bool(output.synth.fft_levels) and not whole
+        keep_from = analyser.input_start(edge_first - runner.context, n_frames + runner.context) if needs_edges else 0
+        source = InputStream(reader, keep_from if needs_edges or whole else None)
+        pieces = _Stems(settings, analyser, stems, _normalisation(analyser, source, block))
         edges = pieces.frames(source, WindowRunner(settings.network), edge_first, n_frames, lambda n: None
                               ) if needs_edges else {}
-    channels = 1 if channels_in == 1 else 2
-    out_length = resampled_length(n_in, rate_in, output_rate) if output_rate != rate_in else n_in
-    total = settings.network.count_windows(n_frames)
-    done = 0
+    total, done = settings.network.count_windows(n_frames), 0
 
     def step(n: int) -> None:
         nonlocal done
@@ -167,51 +215,21 @@ def separate(settings: Settings, open_source: Opener, sinks: dict[str, Sink], *,
         if on_progress:
             on_progress(done, total)
 
-    tail_first = max(0, n_frames - TAIL_CONTEXT_FRAMES)
-    buf: dict[str, list] = {s: [] for s in stems}  # per stem: [spec frames, high-end frames] from frame buf_start
-    buf_start = written = 0
-    with open_source() as reader:
+    with open_source() as reader:  # pass 2
         source = InputStream(reader, 0 if whole else None)
         for a in range(0, n_frames, block):
             b = min(a + block, n_frames)
-            for stem, (spec_s, he_s) in pieces.frames(source, runner, a, b, step).items():
-                if buf[stem]:
-                    spec_s = np.concatenate([buf[stem][0], spec_s], axis=-1)
-                    he_s = None if he_s is None else np.concatenate([buf[stem][1], he_s], axis=-1)
-                buf[stem] = [spec_s, he_s]
-            if needs_edges and not synth.head:
-                if b < min(head_need, n_frames):
-                    continue
-                for stem in stems:
-                    synths[stem].fill_edges(buf[stem][0], edges[stem][0], edge_first)
+            output.append(pieces.frames(source, runner, a, b, step))
+            if edges and b >= min(head_need, n_frames):
+                output.fill_edges(edges, edge_first)
                 edges = {}
-            if b >= n_frames:
-                for stem, (extra, extra_he) in pieces.tail(source).items():
-                    spec_s, he_s = buf[stem]
-                    local = np.concatenate([spec_s[:, :, tail_first - buf_start :], extra], axis=-1)
-                    local_he = None if he_s is None else np.concatenate([he_s[:, :, tail_first - buf_start :],
-                                                                          extra_he], axis=-1)
-                    synths[stem].end = synthesise_tail(local, local_he, preset, tail_first, n_frames,
-                                                       analyser.top_length)
-                q1 = out_length
-            else:
-                q1 = _last_ready(synth, written, b)
-            if q1 <= written:
+            if edges:
                 continue
-            plan = synth.plan(written, q1)
-            assert plan.frames[0] >= buf_start
-            for stem in stems:
-                wave = synths[stem].synthesise(plan, buf[stem][0], buf[stem][1], buf_start)
-                sinks[stem](np.ascontiguousarray(wave[:channels].T, dtype=np.float32))
-            written = q1
-            keep = synth.plan(written, min(written + 1, out_length)).frames[0] if written < out_length else b
-            keep = min(max(keep, buf_start), b, tail_first)  # the tail's synthesis needs the last frames
-            for stem in stems:
-                spec_s, he_s = buf[stem]
-                cut = keep - buf_start
-                buf[stem] = [spec_s[:, :, cut:].copy(), None if he_s is None else he_s[:, :, cut:].copy()]
-            buf_start = keep
-    if written < out_length:  # only when the song has no frames at all
-        for stem in stems:
-            sinks[stem](np.zeros((out_length - written, channels), dtype=np.float32))
-    return Result(n_in, rate_in, channels_in, out_length)
+            if b >= n_frames:
+                output.end_song(pieces.tail(source))
+            else:
+                output.emit(output.ready(b), b)
+    if output.written < output.out_length:  # only when the song has no frames at all
+        for sink in sinks.values():
+            sink(np.zeros((output.out_length - output.written, output.channels), dtype=np.float32))
+    return Result(n_in, rate_in, channels_in, output.out_length)
