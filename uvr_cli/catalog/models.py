@@ -323,42 +323,6 @@ def _range_start(response: HTTPResponse) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def describe_model(path: Path) -> dict:
-    """What `uvr info` reports: architecture and capacity from the shapes, hash, registry match, preset, stem."""
-    from uvr_cli.engine.checkpoint import detect_spec, read_state_dict
-    from uvr_cli.engine.nets import CascadedNetSpec
-    from uvr_cli.catalog.presets import load_preset
-    from uvr_cli.catalog.registry import identify
-
-    state = read_state_dict(path)
-    spec = detect_spec(state)
-    if isinstance(spec, CascadedNetSpec):
-        family, capacity = "CascadedNet", {"nout": spec.nout, "nout_lstm": spec.nout_lstm}
-    else:
-        family, capacity = "CascadedASPPNet", {"ch": spec.ch, "aspp_branches": spec.branches, "enc5": spec.enc5}
-    identity = identify(path, family == "CascadedNet", getattr(spec, "bins", None))
-    bins, bins_from = getattr(spec, "bins", None), "weights (LSTM input size)"
-    if bins is None and identity.params:
-        bins, bins_from = load_preset(identity.params).bins, "preset"
-    if bins is None:
-        bins_from = None  # a CascadedASPPNet does not record it and no preset is known
-    by_hash = [e for e in load_catalog() if e.uvr_hash == identity.uvr_hash]
-    return {
-        "path": str(path),
-        "size_bytes": path.stat().st_size,
-        "family": family,
-        "capacity": capacity,
-        "bins": bins,
-        "bins_from": bins_from,
-        "uvr_hash": identity.uvr_hash,
-        "recognised_by": identity.how if identity.params else None,
-        "catalogue_name": by_hash[0].name if by_hash else None,
-        "preset": identity.params,
-        "primary_stem": identity.primary_stem if identity.params else None,
-        "mask_estimates": ("vocals" if identity.primary_is_vocals else "instrumental") if identity.params else None,
-    }
-
-
 def listing() -> dict:
     """What `uvr models` shows: the bundled model, every catalogue entry, and other .pth files in the cache."""
     folder = cache_dir()

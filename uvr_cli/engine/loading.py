@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from uvr_cli.catalog.presets import BandPreset, load_preset, params_hint, presets_with_bins
+from uvr_cli.catalog.models import load_catalog
 from uvr_cli.catalog.registry import ModelIdentity, identify
 from uvr_cli.engine.checkpoint import LoadedModel, detect_spec, load_network, read_state_dict
 from uvr_cli.engine.nets import CascadedNetSpec
@@ -42,3 +43,35 @@ def load_model(path: Path, params: str | os.PathLike | None = None) -> Model:
         raise ModelError(f"{path.name}: the weights need a preset with {spec.bins} bins, but {preset.name} has "
                          f"{preset.bins}; presets with {spec.bins}: {', '.join(presets_with_bins(spec.bins))}")
     return Model(path, load_network(path, preset.bins, state=state, spec=spec), identity, preset)
+
+
+def describe_model(path: Path) -> dict:
+    """What `uvr info` reports: architecture and capacity from the shapes, hash, registry match, preset, stem."""
+    spec = detect_spec(read_state_dict(path))
+    if isinstance(spec, CascadedNetSpec):
+        family, capacity = "CascadedNet", {"nout": spec.nout, "nout_lstm": spec.nout_lstm}
+        bins, bins_from = spec.bins, "weights (LSTM input size)"
+    else:
+        family, capacity = "CascadedASPPNet", {"ch": spec.ch, "aspp_branches": spec.branches, "enc5": spec.enc5}
+        bins, bins_from = None, None  # a CascadedASPPNet does not record it
+    identity = identify(path, family == "CascadedNet", bins)
+    if bins is None and identity.params:
+        bins, bins_from = load_preset(identity.params).bins, "preset"
+    if bins is None:
+        bins_from = None
+    by_hash = [e for e in load_catalog() if e.uvr_hash == identity.uvr_hash]
+    known = identity.params is not None
+    return {
+        "path": str(path),
+        "size_bytes": path.stat().st_size,
+        "family": family,
+        "capacity": capacity,
+        "bins": bins,
+        "bins_from": bins_from,
+        "uvr_hash": identity.uvr_hash,
+        "recognised_by": identity.how if known else None,
+        "catalogue_name": by_hash[0].name if by_hash else None,
+        "preset": identity.params,
+        "primary_stem": identity.primary_stem if known else None,
+        "mask_estimates": ("vocals" if identity.primary_is_vocals else "instrumental") if known else None,
+    }
