@@ -55,22 +55,26 @@ class Row:
 
 # Spawns the command and prints its ru_maxrss (KiB) and exit code; its own few MB are all the command inherits.
 _LAUNCHER = """import os, sys
+stdin = os.environ.pop("UVR_BENCH_STDIN", os.devnull)
 pid = os.posix_spawnp(sys.argv[1], sys.argv[1:], os.environ,
-                      file_actions=[(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)])
+                      file_actions=[(os.POSIX_SPAWN_OPEN, 0, stdin, os.O_RDONLY, 0),
+                                    (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)])
 _, status, usage = os.wait4(pid, 0)
 print(usage.ru_maxrss, os.waitstatus_to_exitcode(status))
 """
 
 
-def run_child(argv: list[str]) -> tuple[float, float]:
-    """Run a command to completion; (wall seconds, peak RSS in MB of that command).
+def run_child(argv: list[str], stdin: Path | None = None) -> tuple[float, float]:
+    """Run a command to completion, reading `stdin` if given; (wall seconds, peak RSS in MB of that command).
 
     Through `_LAUNCHER`: Linux folds the peak RSS of the memory a process execs from into its ru_maxrss, and
     subprocess spawns with vfork, which execs from ours, so a command spawned from here directly would report this
     process's own peak (such as a long input it has just built) as its own.
     """
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    env = {**os.environ, **({"UVR_BENCH_STDIN": str(stdin)} if stdin else {})}
+    proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env)
     out, err = proc.communicate()
     wall = time.perf_counter() - start
     peak_kib, code = map(int, out.split()) if proc.returncode == 0 else (0, proc.returncode)
@@ -169,13 +173,26 @@ def main_rows(cache: Path, seconds: float, rows: set[str]) -> list[Row]:
 
 
 def long_rows(cache: Path, minutes: float) -> list[Row]:
-    """Peak memory must not grow with the length: 1 minute against `minutes` minutes, ch16 (cheapest net)."""
-    weights, preset = make_checkpoint(cache, "ch16")
-    rows = []
-    for length in (60.0, minutes * 60):
-        song = song_excerpt(cache, length)
-        wall, peak = run_child(uvr_separate([song], weights, preset, cache / "out_long"))
-        rows.append(Row(f"uvr fp32, ch16, {length / 60:g} min input", length, wall, peak))
+    """Peak memory must not grow with the length, whatever the input: a 1-minute WAV against `minutes` minutes as
+    WAV, as WAV on standard input, and as MP3, OGG and M4A (AAC, decoded by ffmpeg), with the bundled model."""
+    weights, preset = ROOT / "models" / "default.pth", "4band_v2"
+    short = song_excerpt(cache, 60.0)
+    wall, peak = run_child(uvr_separate([short], weights, preset, cache / "out_long"))
+    rows = [Row("uvr fp32, bundled model, 1 min WAV", 60.0, wall, peak)]
+    length = minutes * 60
+    wav = song_excerpt(cache, length)
+    wall, peak = run_child(uvr_separate([wav], weights, preset, cache / "out_long"))
+    rows.append(Row(f"uvr fp32, bundled model, {minutes:g} min WAV", length, wall, peak))
+    wall, peak = run_child([*uvr_separate([Path("-")], weights, preset, cache / "out_long"), "--name",
+                            "stdin_{stem}.{ext}"], stdin=wav)
+    rows.append(Row(f"uvr fp32, bundled model, {minutes:g} min WAV on standard input", length, wall, peak))
+    for fmt, codec in (("mp3", ["-c:a", "libmp3lame", "-b:a", "192k"]), ("ogg", ["-c:a", "libvorbis", "-q:a", "5"]),
+                       ("m4a", ["-c:a", "aac", "-b:a", "192k"])):
+        encoded = wav.with_suffix(f".{fmt}")
+        if not encoded.exists():
+            subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(wav), *codec, str(encoded)], check=True)
+        wall, peak = run_child(uvr_separate([encoded], weights, preset, cache / "out_long"))
+        rows.append(Row(f"uvr fp32, bundled model, {minutes:g} min {fmt.upper()}", length, wall, peak))
     return rows
 
 
