@@ -54,8 +54,9 @@ class _CachedWindows(torch.nn.Module):
 
 def separator(weights: Path, preset: str, **options) -> Separator:
     sep = Separator(weights, params=preset, device="cpu", **options)
-    run = dataclasses.replace(sep.settings.network, model=_CachedWindows(sep.settings.network.model))
-    sep.settings = dataclasses.replace(sep.settings, network=run)
+    members = tuple(dataclasses.replace(m, network=dataclasses.replace(m.network, model=_CachedWindows(m.network.model)))
+                    for m in sep.settings.members)
+    sep.settings = dataclasses.replace(sep.settings, members=members)
     return sep
 
 

@@ -15,7 +15,8 @@ from uvr_cli.catalog.registry import ModelIdentity
 from uvr_cli.engine import pipeline
 from uvr_cli.engine.analysis import ArraySource
 from uvr_cli.engine.device import configure_gpu_math, resolve_device, resolve_precision
-from uvr_cli.engine.loading import load_model
+from uvr_cli.engine.ensemble import parse as ensemble_algorithms
+from uvr_cli.engine.loading import Model, load_model
 from uvr_cli.engine.malloc import map_large_allocations, reuse_freed_memory
 from uvr_cli.engine.nets import Aggressiveness, CascadedNetSpec, NetworkSpec
 from uvr_cli.engine.optimize import prepare_for_inference
@@ -46,16 +47,18 @@ class ModelInfo:
 
 
 class Separator:
-    """Load a UVR5 VR model once and separate any number of songs with it.
+    """Load a UVR5 VR model (or an ensemble of models) once and separate any number of songs with it.
 
     >>> sep = Separator(model="HP2_all_vocals.pth", agg=10)
     >>> stems = sep.separate(audio, 44100)   # {"vocals": (frames, ch), "instrumental": (frames, ch)}
+    >>> both = Separator(model=["HP2_all_vocals.pth", "HP5_only_main_vocal.pth"], ensemble="max/min")
     """
 
     def __init__(
         self,
-        model: str | os.PathLike | None = None,
+        model: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
         *,
+        ensemble: str = "avg",
         params: str | os.PathLike | None = None,
         agg: float = 10,
         tta: bool = False,
@@ -82,24 +85,37 @@ class Separator:
         self.batch_size = batch_size or (1 if self.device.type == "cpu" else 8)
         self.dtype = resolve_precision(precision, self.device)
         configure_gpu_math(self.device, self.dtype)
-        map_large_allocations()  # before the weights: their temporaries would stay resident otherwise
-        path = resolve_model(model)
-        loaded = load_model(path, params)
-        network = loaded.loaded.module
-        if window <= 2 * network.offset:
-            raise UsageError(f"--window {window} must exceed twice the model's context ({2 * network.offset})")
-        if window % 2**network.depth:
-            raise UsageError(f"--window {window} must be a multiple of {2**network.depth} for this network")
+        combine = ensemble_algorithms(ensemble)
         self.window = window
-        self.preset = loaded.preset
-        self.model = prepare_for_inference(network, self.device)
+        map_large_allocations()  # before the weights: their temporaries would stay resident otherwise
+        paths = [resolve_model(m) for m in (model if isinstance(model, (list, tuple)) else [model])]
+        loaded = [load_model(path, params) for path in paths]
+        self.preset = loaded[0].preset
+        for other in loaded[1:]:  # an ensemble's models share one analysis
+            if other.preset != self.preset:
+                raise UsageError(f"{other.path.name} runs with preset {other.preset.name}, {paths[0].name} with "
+                                 f"{self.preset.name}: an ensemble's models must share one band preset")
+        members = [self._member(one, primary) for one in loaded]
         reuse_freed_memory()
+        self.members_info = [info for _, info in members]
+        self.info = self.members_info[0]
+        self.settings = pipeline.Settings(self.preset, tuple(member for member, _ in members), high_end, post_process,
+                                          combine)
+
+    def _member(self, loaded: Model, primary: str | None) -> tuple[pipeline.Member, ModelInfo]:
+        """One loaded model made ready to run, with what reports say about it."""
+        network = loaded.loaded.module
+        if self.window <= 2 * network.offset:
+            raise UsageError(f"--window {self.window} must exceed twice the model's context ({2 * network.offset})")
+        if self.window % 2**network.depth:
+            raise UsageError(f"--window {self.window} must be a multiple of {2**network.depth} for this network")
         label = primary or ("vocals" if loaded.identity.primary_is_vocals else "instrumental")
-        self.info = ModelInfo(path=path, spec=loaded.loaded.spec, preset=self.preset.name, identity=loaded.identity,
-                              primary=label)
-        run = NetworkRun(self.model, window, Aggressiveness(agg / 100, self.preset.split_bin), tta, self.batch_size,
+        info = ModelInfo(path=loaded.path, spec=loaded.loaded.spec, preset=self.preset.name,
+                         identity=loaded.identity, primary=label)
+        run = NetworkRun(prepare_for_inference(network, self.device), self.window,
+                         Aggressiveness(self.agg / 100, self.preset.split_bin), self.tta, self.batch_size,
                          self.device, self.dtype)
-        self.settings = pipeline.Settings(self.preset, run, label, high_end, post_process)
+        return pipeline.Member(run, label), info
 
     @property
     def model_sample_rate(self) -> int:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from uvr_cli.catalog.presets import BandPreset
 from uvr_cli.engine.analysis import Analyser, BlockSource, Frames, InputStream
+from uvr_cli.engine.ensemble import combine
 from uvr_cli.engine.postprocess import mask_silence
 from uvr_cli.engine.resample import resampled_length
 from uvr_cli.engine.spectral import mirror
@@ -31,18 +32,30 @@ Opener = Callable[[], contextlib.AbstractContextManager[BlockSource]]
 
 
 @dataclass(frozen=True)
+class Member:
+    """One model of a run: how its network runs, and which stem its mask gives ("vocals" or "instrumental")."""
+
+    network: NetworkRun
+    primary: str
+
+
+@dataclass(frozen=True)
 class Settings:
-    """What the engine does besides the network: the band preset, which stem the mask gives, high end, post-processing."""
+    """What the engine runs: the band preset, the models (one, or an ensemble over one analysis), how their stems
+    combine, the high-end processing and post-processing."""
 
     preset: BandPreset
-    network: NetworkRun
-    primary: str  # "vocals" or "instrumental": the stem that is mask * mix
+    members: tuple[Member, ...]
     high_end: str = "mirroring"  # "mirroring", "mirroring2" or "none"
     post_process: bool = False
+    combine: dict[str, str] = field(default_factory=lambda: {"vocals": "avg", "instrumental": "avg"})
 
     @property
     def needs_whole_song(self) -> bool:
         return self.preset.reverse or self.post_process
+
+    def count_windows(self, n_frames: int) -> int:
+        return sum(m.network.count_windows(n_frames) for m in self.members)
 
 
 @dataclass(frozen=True)
@@ -59,53 +72,64 @@ def block_frames(preset: BandPreset, roi: int, block_seconds: float) -> int:
     return roi * max(1, round(block_seconds / (hop_s * roi)))
 
 
+StemFrames = dict[str, tuple[np.ndarray, np.ndarray | None]]  # per stem: spectrogram, mirrored high end
+
+
 class _Stems:
-    """Each stem's frames for the blocks of pass 2: analysis, mask, the stems' spectrograms and mirrored high ends."""
+    """Each stem's frames for the blocks of a pass: one analysis, each model's mask, the stems combined."""
 
     def __init__(self, settings: Settings, analyser: Analyser, stems: list[str], coef: float) -> None:
         self.settings, self.analyser, self.stems, self.coef = settings, analyser, stems, coef
-        self.secondary = next(s for s in STEMS if s != settings.primary)
-        self.last_mask: np.ndarray | None = None
+        self.runners = [WindowRunner(m.network) for m in settings.members]
+        self.context = max(r.context for r in self.runners)
+        self.last_masks: list[np.ndarray] = []
 
-    def _split(self, spec: np.ndarray, primary: np.ndarray, high_end: np.ndarray | None
-               ) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
-        by_label = {self.settings.primary: primary}
-        if self.secondary in self.stems:
-            by_label[self.secondary] = spec - primary
+    def _split(self, member: Member, spec: np.ndarray, primary: np.ndarray) -> dict[str, np.ndarray]:
+        secondary = next(s for s in STEMS if s != member.primary)
+        by_label = {member.primary: primary}
+        if secondary in self.stems:
+            by_label[secondary] = spec - primary
+        return by_label
+
+    def _combined(self, spec: np.ndarray, primaries: list[np.ndarray], high_end: np.ndarray | None) -> StemFrames:
         mode, preset = self.settings.high_end, self.settings.preset
-        return {stem: (by_label[stem], None if high_end is None else mirror(mode, by_label[stem], high_end, preset))
-                for stem in self.stems}
+        out: StemFrames = {}
+        for stem in self.stems:
+            specs = [self._split(m, spec, p)[stem] for m, p in zip(self.settings.members, primaries)]
+            mirrored = None if high_end is None else [mirror(mode, s, high_end, preset) for s in specs]
+            algorithm = self.settings.combine[stem]
+            out[stem] = (combine(algorithm, specs), None if mirrored is None else combine(algorithm, mirrored))
+        return out
 
-    def frames(self, source: InputStream, runner: WindowRunner, a: int, b: int, on_window: Callable[[int], None]
-               ) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    def frames(self, source: InputStream, a: int, b: int, on_window: Callable[[int], None]) -> StemFrames:
         """Each stem's spectrogram and mirrored high end for frames [a, b)."""
-        ctx = runner.context
+        ctx = self.context
         found = self.analyser.analyse(source, a - ctx, b + ctx)
         magnitude = np.abs(found.spec)
-        if self.coef > 0:
-            mask = runner.mask(magnitude / self.coef, a - ctx, a, b, on_window)
-        else:
-            mask = np.zeros((2, found.spec.shape[1], b - a), dtype=np.float32)
-        if b == self.analyser.frames:
-            self.last_mask = mask[:, :, -1:]
         centre = found.spec[:, :, ctx : ctx + b - a]
-        if self.settings.post_process:
-            pred = mask * magnitude[:, :, ctx : ctx + b - a]
-            pred = mask_silence(pred, np.clip(magnitude[:, :, ctx : ctx + b - a] - pred, 0, np.inf))
-            primary = pred * np.exp(1.0j * np.angle(centre)).astype(np.complex64)
-        else:
-            primary = mask * centre
+        primaries = []
+        for runner in self.runners:
+            if self.coef > 0:
+                mask = runner.mask(magnitude / self.coef, a - ctx, a, b, on_window)
+            else:
+                mask = np.zeros((2, found.spec.shape[1], b - a), dtype=np.float32)
+            if b == self.analyser.frames:
+                self.last_masks.append(mask[:, :, -1:])
+            if self.settings.post_process:
+                pred = mask * magnitude[:, :, ctx : ctx + b - a]
+                pred = mask_silence(pred, np.clip(magnitude[:, :, ctx : ctx + b - a] - pred, 0, np.inf))
+                primaries.append(pred * np.exp(1.0j * np.angle(centre)).astype(np.complex64))
+            else:
+                primaries.append(mask * centre)
         high_end = None if found.high_end is None else found.high_end[:, :, ctx : ctx + b - a]
-        return self._split(centre, primary, high_end)
+        return self._combined(centre, primaries, high_end)
 
-    def tail(self, source: InputStream) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    def tail(self, source: InputStream) -> StemFrames:
         """Each stem's frames after the song, masked like its last frame (see synthesis.synthesise_tail)."""
         n = self.analyser.frames
-        extra: Frames = self.analyser.analyse(source, n, n + tail_frame_count(self.settings.preset, n,
-                                                                                self.analyser.top_length),
-                                              beyond_end=True)
-        assert self.last_mask is not None
-        return self._split(extra.spec, self.last_mask * extra.spec, extra.high_end)
+        count = tail_frame_count(self.settings.preset, n, self.analyser.top_length)
+        extra: Frames = self.analyser.analyse(source, n, n + count, beyond_end=True)
+        return self._combined(extra.spec, [m * extra.spec for m in self.last_masks], extra.high_end)
 
 
 def _normalisation(analyser: Analyser, source: InputStream, block: int) -> float:
@@ -193,7 +217,7 @@ def separate(settings: Settings, open_source: Opener, sinks: dict[str, Sink], *,
         n_in, rate_in, channels_in = reader.frames, reader.sample_rate, reader.channels
         output_rate = output_rate or rate_in
         analyser = Analyser(preset, n_in, rate_in, settings.high_end != "none")
-        n_frames, runner = analyser.frames, WindowRunner(settings.network)
+        n_frames, runner = analyser.frames, WindowRunner(settings.members[0].network)
         block = block_frames(preset, runner.roi, BLOCK_SECONDS if block_seconds is None else block_seconds)
         whole = settings.needs_whole_song or n_frames <= block
         block = max(n_frames, 1) if whole else block
@@ -202,12 +226,14 @@ def separate(settings: Settings, open_source: Opener, sinks: dict[str, Sink], *,
                          1 if channels_in == 1 else 2)
         head_need, edge_first = output.synth.edge_frames()
         needs_edges = bool(output.synth.fft_levels) and not whole
-        keep_from = analyser.input_start(edge_first - runner.context, n_frames + runner.context) if needs_edges else 0
+        context = max(WindowRunner(m.network).context for m in settings.members)
+        keep_from = analyser.input_start(edge_first - context, n_frames + context) if needs_edges else 0
         source = InputStream(reader, keep_from if needs_edges or whole else None)
-        pieces = _Stems(settings, analyser, stems, _normalisation(analyser, source, block))
-        edges = pieces.frames(source, WindowRunner(settings.network), edge_first, n_frames, lambda n: None
-                              ) if needs_edges else {}
-    total, done = settings.network.count_windows(n_frames), 0
+        coef = _normalisation(analyser, source, block)
+        edges = _Stems(settings, analyser, stems, coef).frames(source, edge_first, n_frames, lambda n: None
+                                                               ) if needs_edges else {}
+    pieces = _Stems(settings, analyser, stems, coef)
+    total, done = settings.count_windows(n_frames), 0
 
     def step(n: int) -> None:
         nonlocal done
@@ -219,7 +245,7 @@ def separate(settings: Settings, open_source: Opener, sinks: dict[str, Sink], *,
         source = InputStream(reader, 0 if whole else None)
         for a in range(0, n_frames, block):
             b = min(a + block, n_frames)
-            output.append(pieces.frames(source, runner, a, b, step))
+            output.append(pieces.frames(source, a, b, step))
             if edges and b >= min(head_need, n_frames):
                 output.fill_edges(edges, edge_first)
                 edges = {}
