@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from uvr_cli.cli.common import (EXIT_CODES_HELP, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, LOSSY_FORMATS, STEMS,
-                                BitDepth, Format, HighEnd, StemChoice, closed_pipe_exit, emit, fail, say,
+                                Backend, BitDepth, Format, HighEnd, StemChoice, closed_pipe_exit, emit, fail, say,
                                 stdout_closed)
 from uvr_cli.errors import UsageError, UvrError
 
@@ -95,7 +95,8 @@ def _separate_one(separator: "Separator", job: "Job", options: dict, settings: d
     from uvr_cli import __version__
     from uvr_cli.io.outputs import write_records
 
-    record = _record(job, status="error", redone_because=job.redo, agg_applied=settings["agg"] is not None)
+    record = _record(job, status="error", redone_because=job.redo, agg_applied=settings["agg"] is not None,
+                     models=[info.path.name for info in separator.members_info], ensemble=settings["ensemble"])
     file_bar = None
     try:
         if job.redo and not quiet:
@@ -210,7 +211,8 @@ def _print_records(records: Iterable[dict], as_json: bool, to_stdout: bool, prog
 def separate(
     ctx: typer.Context,
     inputs: list[str] = typer.Argument(..., help="Audio files, folders (searched recursively), quoted glob patterns such as 'songs/**/*.flac', or - for standard input."),
-    model: Optional[str] = typer.Option(None, "-m", "--model", help="Weight file (.pth), the name of a downloaded model (see `uvr models`), or default (the bundled model, also used without -m)."),
+    model: Optional[list[str]] = typer.Option(None, "-m", "--model", help="Weight file (.pth), the name of a downloaded model (see `uvr models`), or default (the bundled model, also used without -m). Repeat -m for an ensemble."),
+    ensemble: str = typer.Option("avg", "--ensemble", help="How an ensemble's stems combine: avg (of the waves), max or min (per-bin magnitude), or VOCALS/INSTRUMENTAL such as max/min."),
     params: Optional[str] = typer.Option(None, "--params", help="Band preset name (e.g. 4band_v2; `uvr presets` lists them) or JSON path; needed only for unrecognised files."),
     agg: float = typer.Option(10, "--agg", help="Aggressiveness 0-100; RVC semantics: mask exponent 1+N/100 above the first band (1+N/300 below). 10 is RVC's default. CascadedNet models ignore it."),
     out: str = typer.Option(".", "-o", "--out", help="Output folder (created if needed), or - to write one stem to standard output (needs --stem)."),
@@ -229,6 +231,7 @@ def separate(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Windows per network call (default: 1 on the CPU, 8 on a GPU; more is faster on a GPU and needs more memory)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option("auto", "--precision", help="auto (fp32 on CPU, fp16 on GPU), fp32, fp16 or bf16."),
+    backend: Backend = typer.Option("torch", "--backend", help="What runs the network: torch, or onnxruntime (the onnx extra; the network is exported once, about a minute, and cached)."),
     jobs_count: int = typer.Option(1, "-j", "--jobs", help="Worker processes, each with its own model and a share of the cores: faster for many short files."),
     shard: Optional[str] = typer.Option(None, "--shard", help="K/N: process only share K of N of the inputs (by a hash of each path), to spread a corpus over N machines or jobs."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per input on stdout instead of output paths."),
@@ -242,7 +245,8 @@ def separate(
     """
     from uvr_cli.catalog.models import resolve_model
     from uvr_cli.catalog.registry import uvr_model_hash
-    from uvr_cli.io.jobs import STDIN, expand_inputs, parse_shard, plan_outputs, select_shard
+    from uvr_cli.engine.ensemble import parse as ensemble_algorithms
+    from uvr_cli.io.jobs import STDIN, expand_inputs, model_label, parse_shard, plan_outputs, select_shard
 
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
@@ -255,12 +259,16 @@ def separate(
             raise UsageError("- reads audio from standard input, which is a terminal; pipe audio into uvr")
         stems = list(STEMS) if stem.value == "all" else [stem.value]
         jobs = expand_inputs(inputs)
-        plan_outputs(jobs, out_dir=out, template=name, stems=stems, model=Path(model).stem if model else "default",
-                     agg=agg, ext=fmt.value)
+        models = model or [None]
+        if len(models) > 1:
+            ensemble_algorithms(ensemble)  # a usage error before any work
+        plan_outputs(jobs, out_dir=out, template=name, stems=stems, model=model_label(models), agg=agg, ext=fmt.value)
         if shard is not None:  # after planning, so that name collisions are found across the whole corpus
             jobs = select_shard(jobs, *parse_shard(shard))
-        model_path = resolve_model(model)
-        settings = {"model": uvr_model_hash(model_path), "params": _params_key(params), "primary": primary or "auto",
+        model_paths = [resolve_model(m) for m in models]
+        settings = {"model": "+".join(uvr_model_hash(p) for p in model_paths),
+                    "ensemble": ensemble if len(models) > 1 else None,
+                    "params": _params_key(params), "primary": primary or "auto",
                     "agg": agg, "tta": tta, "post_process": post_process, "high_end": high_end.value,
                     "window": window, "precision": precision, "format": fmt.value, "bit_depth": depth or "input",
                     "sample_rate": rate, "bitrate": (bitrate or "default") if fmt.value in LOSSY_FORMATS else None,
@@ -274,9 +282,10 @@ def separate(
     agg_given = source is not None and source.name == "COMMANDLINE"
     results: Iterator[dict] = iter(())
     if work:
-        separator_options = dict(model=model_path, params=params, agg=agg, tta=tta, high_end=high_end.value,
+        separator_options = dict(model=model_paths if len(model_paths) > 1 else model_paths[0], ensemble=ensemble,
+                                 params=params, agg=agg, tta=tta, high_end=high_end.value,
                                  post_process=post_process, primary=primary, window=window, batch_size=batch_size,
-                                 device=device, precision=precision)
+                                 device=device, precision=precision, backend=backend.value)
         separator = _load(separator_options, lambda rate_now: _check_output_options(
             fmt.value, depth, rate_now, bitrate, out, as_json) if rate == "model" else None)
         settings = _report_model(separator, settings, agg_given, verbose, quiet)

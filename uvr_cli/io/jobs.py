@@ -93,6 +93,12 @@ def check_template(template: str) -> None:
         raise UsageError(f"--name {template!r}: unknown field {{{sorted(unknown)[0]}}}; use {sorted(TEMPLATE_FIELDS)}")
 
 
+def model_label(models: list[str | None]) -> str:
+    """{model} in output names: the weight file's stem ('default' for the bundled model), 'ensemble-A+B' for several."""
+    labels = ["default" if m is None else Path(m).stem for m in models]
+    return labels[0] if len(labels) == 1 else "ensemble-" + "+".join(labels)
+
+
 def render_name(template: str, *, name: str, stem: str, model: str, agg: float, ext: str, folder: str = ".") -> str:
     """Fill a --name template; {dir} is '.' for inputs named directly, so '{dir}/...' stays relative."""
     return template.format(name=name, stem=stem, model=model, agg=f"{agg:g}", ext=ext, dir=folder)
