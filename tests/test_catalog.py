@@ -238,7 +238,9 @@ def test_a_broken_test_catalogue_is_reported(env):
 
 
 def test_only_the_catalogue_opens_network_connections():
-    pattern = re.compile(r"^\s*(?:import|from)\s+(?:urllib|http|socket|ssl|requests|ftplib)\b", re.MULTILINE)
+    # urllib.parse only handles strings; every other import here can open a connection
+    pattern = re.compile(r"^\s*(?:import|from)\s+(?:urllib(?!\.parse\b)|http|socket|ssl|requests|ftplib)\b",
+                         re.MULTILINE)
     package = ROOT / "uvr_cli"
     users = sorted(p.relative_to(package).as_posix() for p in package.rglob("*.py")
                    if pattern.search(p.read_text(encoding="utf-8")))
