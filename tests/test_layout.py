@@ -12,8 +12,10 @@ ALLOWED = {
     "engine": {"errors", "catalog"},
     "io": {"errors"},
     "separator": {"errors", "catalog", "engine", "io"},
+    "chain": {"errors", "catalog", "engine", "io", "separator"},
     "training": {"errors", "catalog", "engine", "io", "separator"},
-    "cli": {"errors", "catalog", "engine", "io", "separator", "training"},
+    "cli": {"errors", "catalog", "engine", "io", "separator", "chain", "training"},
+    "compat": {"errors", "catalog", "io", "separator"},  # drop-ins for other projects' APIs (RVC's uvr5)
     "root": {"errors", "separator"},  # uvr_cli/__init__.py: the version, the errors and the lazy Separator
     "entry": {"cli"},  # uvr_cli/__main__.py
 }

@@ -23,6 +23,7 @@ from uvr_cli.cli.common import (EXIT_CODES_HELP, EXIT_INTERRUPTED, EXIT_OK, EXIT
 from uvr_cli.errors import UsageError, UvrError
 
 if TYPE_CHECKING:
+    from uvr_cli.chain import Chain
     from uvr_cli.io.jobs import Job
     from uvr_cli.separator import Separator
 
@@ -212,6 +213,7 @@ def separate(
     ctx: typer.Context,
     inputs: list[str] = typer.Argument(..., help="Audio files, folders (searched recursively), quoted glob patterns such as 'songs/**/*.flac', or - for standard input."),
     model: Optional[list[str]] = typer.Option(None, "-m", "--model", help="Weight file (.pth), the name of a downloaded model (see `uvr models`), or default (the bundled model, also used without -m). Repeat -m for an ensemble."),
+    then: Optional[list[str]] = typer.Option(None, "--then", help="MODEL[:STEM]: run MODEL on STEM (default vocals) of the step before, in the same run; repeatable. A step's stems are named after what each side holds, e.g. vocals-no-echo and vocals-echo."),
     ensemble: str = typer.Option("avg", "--ensemble", help="How an ensemble's stems combine: avg (of the waves), max or min (per-bin magnitude), or VOCALS/INSTRUMENTAL such as max/min."),
     params: Optional[str] = typer.Option(None, "--params", help="Band preset name (e.g. 4band_v2; `uvr presets` lists them) or JSON path; needed only for unrecognised files."),
     agg: float = typer.Option(10, "--agg", help="Aggressiveness 0-100; RVC semantics: mask exponent 1+N/100 above the first band (1+N/300 below). 10 is RVC's default. CascadedNet models ignore it."),
@@ -262,12 +264,25 @@ def separate(
         models = model or [None]
         if len(models) > 1:
             ensemble_algorithms(ensemble)  # a usage error before any work
+        model_paths = [resolve_model(m) for m in models]
+        separator_options = dict(model=model_paths if len(model_paths) > 1 else model_paths[0], ensemble=ensemble,
+                                 params=params, agg=agg, tta=tta, high_end=high_end.value,
+                                 post_process=post_process, primary=primary, window=window, batch_size=batch_size,
+                                 device=device, precision=precision, backend=backend.value)
+        check_rate = functools.partial(_check_model_rate, fmt.value, depth, rate, bitrate, out, as_json)
+        steps = [_then_step(text) for text in then or []]
+        separator = None
+        if steps:  # a chain's stem names come from its models: load them before planning
+            if jobs_count > 1 or stem.value != "all":
+                raise UsageError("--then runs one process and writes every stem of the chain: leave out -j and --stem")
+            separator = _load(separator_options, check_rate, steps)
+            stems = separator.stems
         plan_outputs(jobs, out_dir=out, template=name, stems=stems, model=model_label(models), agg=agg, ext=fmt.value)
         if shard is not None:  # after planning, so that name collisions are found across the whole corpus
             jobs = select_shard(jobs, *parse_shard(shard))
-        model_paths = [resolve_model(m) for m in models]
         settings = {"model": "+".join(uvr_model_hash(p) for p in model_paths),
                     "ensemble": ensemble if len(models) > 1 else None,
+                    "then": [f"{uvr_model_hash(path)}:{split}" for path, split in steps] or None,
                     "params": _params_key(params), "primary": primary or "auto",
                     "agg": agg, "tta": tta, "post_process": post_process, "high_end": high_end.value,
                     "window": window, "precision": precision, "format": fmt.value, "bit_depth": depth or "input",
@@ -282,13 +297,8 @@ def separate(
     agg_given = source is not None and source.name == "COMMANDLINE"
     results: Iterator[dict] = iter(())
     if work:
-        separator_options = dict(model=model_paths if len(model_paths) > 1 else model_paths[0], ensemble=ensemble,
-                                 params=params, agg=agg, tta=tta, high_end=high_end.value,
-                                 post_process=post_process, primary=primary, window=window, batch_size=batch_size,
-                                 device=device, precision=precision, backend=backend.value)
-        separator = _load(separator_options, lambda rate_now: _check_output_options(
-            fmt.value, depth, rate_now, bitrate, out, as_json) if rate == "model" else None)
-        settings = _report_model(separator, settings, agg_given, verbose, quiet)
+        separator = separator or _load(separator_options, check_rate, steps)
+        settings = _report_model(getattr(separator, "first", separator), settings, agg_given, verbose, quiet)
         options = dict(fmt=fmt.value, bit_depth=depth, sample_rate=rate, bitrate=bitrate)
         task = functools.partial(_separate_one, options=options, settings=settings, verbose=verbose, quiet=quiet)
         streams = out == STDIN or any(job.source == STDIN for job in jobs)
@@ -315,13 +325,33 @@ def separate(
 separate.__doc__ = f"{separate.__doc__}\n    {EXIT_CODES_HELP}\n"
 
 
-def _load(separator_options: dict, check_rate) -> "Separator":
-    """Import torch and load the model, once every check that needs neither has passed."""
+def _then_step(text: str) -> tuple[Path, str]:
+    """--then MODEL[:STEM] -> the model's file and the stem it splits (vocals unless named)."""
+    from uvr_cli.catalog.models import resolve_model
+
+    model, _, split = text.rpartition(":") if ":" in text and "/" not in text.rpartition(":")[2] else (text, "", "")
+    return resolve_model(model), split or "vocals"
+
+
+def _check_model_rate(fmt: str, depth: str | None, rate: str | int, bitrate: str | None, out: str, as_json: bool,
+                      model_rate: int) -> None:
+    """With --sample-rate model, the output checks once the model's rate is known."""
+    if rate == "model":
+        _check_output_options(fmt, depth, model_rate, bitrate, out, as_json)
+
+
+def _load(separator_options: dict, check_rate, steps: list[tuple[Path, str]]) -> "Separator | Chain":
+    """Import torch and load the model (and a chain's further models), once every check that needs neither passed."""
     try:
+        from uvr_cli.chain import Chain, Step
         from uvr_cli.separator import Separator
 
         separator = Separator(**separator_options)
         check_rate(separator.model_sample_rate)
+        if steps:
+            further = [Step(Separator(**{**separator_options, "model": path, "ensemble": "avg"}), split)
+                       for path, split in steps]
+            return Chain(separator, further)
         return separator
     except UvrError as exc:
         raise fail(exc)
