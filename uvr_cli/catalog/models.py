@@ -24,6 +24,7 @@ from pathlib import Path
 from uvr_cli import __version__
 from uvr_cli.errors import ModelError, UsageError, UvrError
 from uvr_cli.catalog.registry import registry, uvr_model_hash
+from uvr_cli.catalog.scores import published_scores
 
 CATALOG_ENV = "UVR_CATALOG"
 CACHE_ENV = "UVR_MODEL_DIR"
@@ -324,26 +325,30 @@ def _range_start(response: HTTPResponse) -> int | None:
 
 
 def listing() -> dict:
-    """What `uvr models` shows: the bundled model, every catalogue entry, and other .pth files in the cache."""
+    """What `uvr models` shows: the bundled model, every catalogue entry (with its published scores, if any), and
+    other .pth files in the cache."""
     folder = cache_dir()
     entries = load_catalog()
+    scores = published_scores()
     default = bundled_default()
     described = resources.files("uvr_models") / "default.json"
     about = json.loads(described.read_text(encoding="utf-8")) if described.is_file() else {}
     rows = [{"name": BUNDLED_NAME, "file": default.name, "bundled": True, "installed": default.is_file(),
              "path": str(default) if default.is_file() else None, "family": about.get("architecture"),
              "params": about.get("params"), "primary_stem": about.get("primary_stem"),
-             "size_bytes": default.stat().st_size if default.is_file() else None}]
+             "size_bytes": default.stat().st_size if default.is_file() else None, "scores": []}]
     known = set()
     for entry in entries:
         cached = (folder / entry.file).is_file()
         known.add(entry.file)
-        row = {**asdict(entry), "cached": cached, "path": str(folder / entry.file) if cached else None}
+        row = {**asdict(entry), "cached": cached, "path": str(folder / entry.file) if cached else None,
+               "scores": [asdict(score) for score in scores.get(entry.file.lower(), [])]}
         if cached:  # the file at hand tells its size where the catalogue does not
             row["size_bytes"] = (folder / entry.file).stat().st_size
         rows.append(row)
     if folder.is_dir():
         for extra in sorted(p for p in folder.glob("*.pth") if p.is_file() and p.name not in known):
             rows.append({"name": extra.stem, "file": extra.name, "cached": True, "path": str(extra),
-                         "size_bytes": extra.stat().st_size, "source": "found in the cache, not in the catalogue"})
+                         "size_bytes": extra.stat().st_size, "source": "found in the cache, not in the catalogue",
+                         "scores": []})
     return {"cache_dir": str(folder), "models": rows}

@@ -47,8 +47,12 @@ def models(
     ctx: typer.Context,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (cache_dir, models) instead of a table."),
 ) -> None:
-    """List the bundled model ("default") and every known UVR5 VR model: architecture, preset, primary stem, size,
-    cached.
+    """List the bundled model ("default") and every known UVR5 VR model: architecture, preset, primary stem,
+    published scores, size, cached.
+
+    SCORE is a published quality figure for the vocals / instrumental stems (e.g. SDR in dB), with its source named
+    below the table and in --json ("scores": stem, metric, unit, value, aggregate, source, url); '-' where no public
+    source has one.
 
     The cache is the folder named by UVR_MODEL_DIR, else ~/.cache/uvr (the platform's cache folder). Sizes are
     those of the files at hand, else the catalogue's where it knows them.
@@ -64,17 +68,40 @@ def models(
     if as_json:
         emit(json.dumps(data, indent=1))
         return
-    rows = [("NAME", "ARCHITECTURE", "PRESET", "PRIMARY STEM", "SIZE", "LOCAL")]
+    rows = [("NAME", "ARCHITECTURE", "PRESET", "PRIMARY STEM", "SCORE VOC/INST", "SIZE", "LOCAL")]
     for m in data["models"]:
         if m.get("bundled"):
             rows.append((m["name"], m["family"] or "-", m["params"] or "-", m["primary_stem"] or "-",
-                         size_text(m["size_bytes"]), "bundled" if m["installed"] else "not installed"))
+                         _score_cell(m["scores"]), size_text(m["size_bytes"]),
+                         "bundled" if m["installed"] else "not installed"))
             continue
         arch = ", ".join(x for x in (m.get("family"), m.get("capacity")) if x) or "?"
         rows.append((m["name"], arch, m.get("params") or "?", m.get("primary_stem") or "?",
-                     size_text(m.get("size_bytes")), "cached" if m["cached"] else "-"))
+                     _score_cell(m.get("scores", [])), size_text(m.get("size_bytes")),
+                     "cached" if m["cached"] else "-"))
     _table(rows)
+    for line in _score_sources(data["models"]):
+        emit(line)
     emit(f"cache: {data['cache_dir']}")
+
+
+def _score_cell(scores: list[dict]) -> str:
+    """'vocals/instrumental' figures of the first source that has any, e.g. '8.10/13.43 SDR'; '-' for none."""
+    if not scores:
+        return "-"
+    first = [s for s in scores if s["url"] == scores[0]["url"] and s["metric"] == scores[0]["metric"]]
+    value = {s["stem"]: f"{s['value']:.2f}" for s in first}
+    return f"{value.get('vocals', '-')}/{value.get('instrumental', '-')} {scores[0]['metric']}"
+
+
+def _score_sources(models: list[dict]) -> list[str]:
+    """One line per source behind the SCORE column: what the figures are and who published them, where."""
+    seen: dict[tuple[str, ...], None] = {}
+    for m in models:
+        for s in m.get("scores", [])[:1]:
+            seen[(s["metric"], s["unit"], s["aggregate"], s["source"], s["url"])] = None
+    return [f"score: {metric} ({unit}) of the vocals/instrumental stems, {aggregate}; from {source}:\n  {url}"
+            for metric, unit, aggregate, source, url in seen]
 
 
 @models_app.command("download")
