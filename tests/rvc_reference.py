@@ -116,14 +116,14 @@ def wave_to_spectrogram(wave, hop_length, n_fft, mid_side=False, mid_side_b2=Fal
 
 
 def combine_spectrograms(specs: dict, mp: dict) -> np.ndarray:
-    l = min(specs[d].shape[2] for d in specs)
-    spec_c = np.zeros((2, mp["bins"] + 1, l), dtype=np.complex64)
+    n_frames = min(specs[d].shape[2] for d in specs)
+    spec_c = np.zeros((2, mp["bins"] + 1, n_frames), dtype=np.complex64)
     offset = 0
     bands_n = len(mp["band"])
     for d in range(1, bands_n + 1):
         bp = mp["band"][d]
         h = bp["crop_stop"] - bp["crop_start"]
-        spec_c[:, offset:offset + h, :l] = specs[d][:, bp["crop_start"]:bp["crop_stop"], :l]
+        spec_c[:, offset:offset + h, :n_frames] = specs[d][:, bp["crop_start"]:bp["crop_stop"], :n_frames]
         offset += h
     if offset > mp["bins"]:
         raise ValueError("Too much bins")

@@ -20,8 +20,8 @@ from uvr_cli.engine.checkpoint import (
     network_from_state_dict,
     read_state_dict,
 )
-from uvr_cli.errors import ModelError
 from uvr_cli.engine.nets import AsppNetSpec, CascadedNetSpec
+from uvr_cli.errors import ModelError
 
 LISTINGS = sorted((DATA / "uvr-statedicts").glob("*.tsv"))  # UVR5's own key/shape/dtype listings
 ASPP_BINS = 64  # any multiple of 64 runs every ASPP variant; small keeps the forward pass fast

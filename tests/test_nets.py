@@ -7,7 +7,6 @@ import torch
 
 import rvc_reference as ref
 from conftest import random_uvr_state
-from uvr_cli.errors import ModelError
 from uvr_cli.engine.nets import (
     Aggressiveness,
     AsppNetSpec,
@@ -17,6 +16,7 @@ from uvr_cli.engine.nets import (
     MaskNetwork,
     build_network,
 )
+from uvr_cli.errors import ModelError
 
 # Float32 CPU against float32 CPU; the two implementations may order some sums differently.
 RTOL, ATOL = 1e-4, 1e-5
