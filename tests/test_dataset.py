@@ -8,41 +8,43 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from uvr_cli.training import dataset as ds
+from uvr_cli.training import accompaniment, dataset as ds, vocals
 from uvr_cli.errors import UsageError
 
 TIMGM = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")
 
 
 def test_midi_file_is_a_format0_smf() -> None:
-    data = ds.midi_file([(0.0, bytes([0x90, 60, 100])), (1.0, bytes([0x80, 60, 0]))], bpm=120)
+    data = accompaniment.midi_file([(0.0, bytes([0x90, 60, 100])), (1.0, bytes([0x80, 60, 0]))], bpm=120)
     assert data[:4] == b"MThd" and data[8:10] == b"\x00\x00" and data[14:18] == b"MTrk"
     assert data.endswith(b"\x00\xff\x2f\x00")
-    assert ds._vlq(0x80) == b"\x81\x00" and ds._vlq(480) == b"\x83\x60"
+    assert accompaniment._vlq(0x80) == b"\x81\x00" and accompaniment._vlq(480) == b"\x83\x60"
 
 
 def test_melody_stays_in_range_and_key() -> None:
     rng = np.random.default_rng(0)
-    song = ds.random_song(rng, 10.0)
-    f0 = ds.melody_f0(song, rng, 2000, 57, 69)
+    song = accompaniment.random_song(rng, 10.0)
+    f0 = vocals.melody_f0(song, rng, 2000, 57, 69)
     midi = 69 + 12 * np.log2(f0 / 440)
     assert midi.min() > 57 - 3 and midi.max() < 69 + 2
 
 
 def test_formant_warp_moves_the_peak() -> None:
     sp = np.exp(-((np.arange(513) - 100) ** 2) / 50.0)[None, :] + 1e-6
-    assert np.argmax(ds.warp_envelope(sp, 1.2)[0]) == 120
-    assert np.argmax(ds.warp_envelope(sp, 0.8)[0]) == 80
+    assert np.argmax(vocals.warp_envelope(sp, 1.2)[0]) == 120
+    assert np.argmax(vocals.warp_envelope(sp, 0.8)[0]) == 80
 
 
 def _fake_voices(folder: Path) -> Path:
-    """Short harmonic 'singing' clips under the six names the synthesiser expects."""
+    """1.5 s harmonic 'singing' clips under the six names the synthesiser expects; the last one at 22.05 kHz."""
     folder.mkdir()
-    t = np.arange(int(1.5 * 44100)) / 44100
-    for i, name in enumerate(ds.TRAIN_VOICES + ds.VALIDATION_VOICES):
-        phase = 2 * np.pi * np.cumsum(180 + 40 * i + 10 * np.sin(2 * np.pi * 5 * t)) / 44100
+    names = ds.TRAIN_VOICES + ds.VALIDATION_VOICES
+    for i, name in enumerate(names):
+        rate = 22050 if i == len(names) - 1 else 44100
+        t = np.arange(int(1.5 * rate)) / rate
+        phase = 2 * np.pi * np.cumsum(180 + 40 * i + 10 * np.sin(2 * np.pi * 5 * t)) / rate
         wave = sum(0.2 / k * np.sin(k * phase) for k in range(1, 8)) * np.minimum(1, 10 * t)
-        sf.write(folder / f"{name}.wav", wave.astype(np.float32), 44100)
+        sf.write(folder / f"{name}.wav", wave.astype(np.float32), rate)
     return folder
 
 
@@ -50,7 +52,7 @@ def _fake_voices(folder: Path) -> Path:
                     reason="needs apt packages fluidsynth, timgm6mb-soundfont and espeak-ng")
 def test_synth_writes_matching_stems_and_credits(tmp_path: Path) -> None:
     try:
-        ds.import_pyworld()
+        vocals.import_pyworld()
     except UsageError:
         pytest.skip("needs pyworld (pip install pyworld)")
     out = tmp_path / "set"
@@ -60,7 +62,7 @@ def test_synth_writes_matching_stems_and_credits(tmp_path: Path) -> None:
     for split, count in (("train", 1), ("validation", 3)):
         for i in range(count):
             stems = {k: sf.read(out / split / k / f"{i:04d}.flac")[0] for k in ("mixtures", "instruments", "vocals")}
-            assert stems["mixtures"].shape[1] == 2
+            assert stems["mixtures"].shape == (int((3.0 if split == "train" else 1.5) * 44100), 2)
             np.testing.assert_allclose(stems["mixtures"], stems["instruments"] + stems["vocals"], atol=1e-4)
             assert np.abs(stems["instruments"]).max() > 0.01 and np.abs(stems["vocals"]).max() > 0.01
     assert "CC BY 4.0" in (out / "CREDITS.md").read_text()

@@ -16,39 +16,23 @@ Each vocal then gets EQ, reverb, level automation and sometimes a double. Output
 """
 from __future__ import annotations
 
-import importlib.metadata
 import math
 import os
 import shutil
-import subprocess
-import sys
-import tempfile
-import types
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.signal
 import soundfile as sf
 
+from uvr_cli.engine.resample import resample
 from uvr_cli.errors import UsageError
+from uvr_cli.training.accompaniment import RATE, find_soundfont, random_song, render_accompaniment
+from uvr_cli.training.vocals import VoiceSource, espeak_voice, load_real_voices, vocal_track
 
-RATE = 44100
 SONG_SECONDS = 30.0
-FRAME_MS = 5.0
 TRAIN_VOICES = ("vocadito_1", "vocalset_female1_straight", "vocalset_male1_vibrato")
 VALIDATION_VOICES = ("vocadito_10", "vocadito_14", "vocalset_female1_vibrato")
-SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/TimGM6mb.sf2")
-ESPEAK_LANGUAGES = ("en", "es", "it", "de", "fr", "pt", "pl", "fi", "sw", "id", "nl", "ro", "hu", "cs", "tr")
-SYLLABLE_ONSETS = ("", "l", "m", "n", "d", "t", "s", "r", "b", "k", "v", "h", "sh", "w", "y", "p", "g", "f")
-SYLLABLE_VOWELS = ("a", "e", "i", "o", "u", "ai", "ou", "ee", "oo", "ah")
-# GM programs (0-based) for each role; choirs and synth voices (52-54, 85) are left out: they would read as vocals.
-BASS_PROGRAMS = tuple(range(32, 40))
-CHORD_PROGRAMS = (0, 1, 2, 4, 5, 16, 17, 18, 19, 24, 25, 26, 27, 29, 30, 48, 49, 50, 51, 61, 62, 88, 89, 90, 92, 94)
-LEAD_PROGRAMS = (0, 6, 8, 11, 12, 13, 21, 22, 40, 41, 56, 57, 60, 64, 65, 66, 68, 71, 73, 80, 81, 105, 110)
-SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10), "dorian": (0, 2, 3, 5, 7, 9, 10)}
-PROGRESSIONS = ((0, 4, 5, 3), (0, 5, 3, 4), (0, 3, 4, 4), (5, 3, 0, 4), (0, 0, 3, 4), (0, 6, 5, 4), (1, 4, 0, 0))
 
 CREDITS = """# Credits for this generated data set
 
@@ -69,361 +53,12 @@ Made by `uvr dataset synth` (seed {seed}). Every stem is generated; these are th
 """
 
 
-def import_pyworld() -> types.ModuleType:
-    """Import pyworld, whose __init__ still needs the pkg_resources that setuptools >= 81 no longer ships."""
-    try:
-        import pyworld
-    except ModuleNotFoundError as exc:
-        if exc.name != "pkg_resources":
-            raise UsageError("pyworld is not installed: pip install pyworld") from None
-        shim = types.ModuleType("pkg_resources")
-        shim.get_distribution = lambda name: types.SimpleNamespace(version=importlib.metadata.version(name))
-        sys.modules["pkg_resources"] = shim
-        try:
-            import pyworld
-        finally:
-            del sys.modules["pkg_resources"]
-    return pyworld
-
-
-def find_soundfont(path: str | None) -> Path:
-    """The given soundfont, else the first installed GM soundfont; UsageError if none."""
-    candidates = [path] if path else list(SOUNDFONTS)
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    raise UsageError(f"no General MIDI soundfont found ({', '.join(candidates)}): apt-get install fluid-soundfont-gm")
-
 
 def require_tools(*names: str) -> None:
+    """UsageError naming the command-line tools that are not on PATH."""
     missing = [n for n in names if shutil.which(n) is None]
     if missing:
         raise UsageError(f"{', '.join(missing)} not found: apt-get install {' '.join(missing)}")
-
-
-# --- accompaniment -------------------------------------------------------------------------------------
-
-
-def _vlq(value: int) -> bytes:
-    out = [value & 0x7F]
-    value >>= 7
-    while value:
-        out.append(0x80 | (value & 0x7F))
-        value >>= 7
-    return bytes(reversed(out))
-
-
-def midi_file(events: list[tuple[float, bytes]], bpm: float, ppq: int = 480) -> bytes:
-    """A format-0 Standard MIDI File from (time in beats, raw message) events."""
-    tempo = round(60_000_000 / bpm)
-    track = bytearray(b"\x00\xff\x51\x03" + tempo.to_bytes(3, "big"))
-    last = 0
-    for beat, message in sorted(events, key=lambda e: (e[0], e[1][0] & 0xF0 != 0x80)):
-        tick = max(0, round(beat * ppq))
-        track += _vlq(tick - last) + message
-        last = tick
-    track += b"\x00\xff\x2f\x00"
-    return b"MThd" + (6).to_bytes(4, "big") + (0).to_bytes(2, "big") + (1).to_bytes(2, "big") + ppq.to_bytes(2, "big") \
-        + b"MTrk" + len(track).to_bytes(4, "big") + bytes(track)
-
-
-@dataclass(frozen=True)
-class Song:
-    """The musical frame a song's parts share."""
-
-    bpm: float
-    key: int  # MIDI note of the tonic, octave 4
-    scale: tuple[int, ...]
-    progression: tuple[int, ...]
-    bars: int
-
-    def chord_root(self, bar: int) -> int:
-        degree = self.progression[bar % len(self.progression)]
-        return self.key + self.scale[degree % 7]
-
-    def chord(self, bar: int) -> list[int]:
-        degree = self.progression[bar % len(self.progression)]
-        return [self.key + self.scale[(degree + k) % 7] + 12 * ((degree + k) // 7) for k in (0, 2, 4)]
-
-    def scale_notes(self, low: int, high: int) -> list[int]:
-        return [n for n in range(low, high + 1) if (n - self.key) % 12 in self.scale]
-
-
-def random_song(rng: np.random.Generator, seconds: float) -> Song:
-    bpm = float(rng.uniform(70, 160))
-    bars = max(1, math.ceil(seconds / (4 * 60 / bpm)))
-    scale = SCALES[rng.choice(list(SCALES))]
-    return Song(bpm, int(rng.integers(55, 67)), scale, PROGRESSIONS[rng.integers(len(PROGRESSIONS))], bars)
-
-
-def _note(events: list, channel: int, beat: float, length: float, pitch: int, velocity: int) -> None:
-    pitch = int(np.clip(pitch, 0, 127))
-    velocity = int(np.clip(velocity, 1, 127))
-    events.append((beat, bytes([0x90 | channel, pitch, velocity])))
-    events.append((beat + length, bytes([0x80 | channel, pitch, 0])))
-
-
-def arrangement(song: Song, rng: np.random.Generator) -> list[tuple[float, bytes]]:
-    """Drums, bass, chords and a lead line, each present with some probability, with their programs and levels."""
-    events: list[tuple[float, bytes]] = []
-    swing = float(rng.choice([0.0, 0.0, 0.08, 0.16]))
-    parts = {"drums": rng.random() < 0.85, "bass": rng.random() < 0.9, "chords": True, "lead": rng.random() < 0.6,
-             "arp": rng.random() < 0.35}
-    for channel, (role, programs) in enumerate(
-        (("bass", BASS_PROGRAMS), ("chords", CHORD_PROGRAMS), ("lead", LEAD_PROGRAMS), ("arp", CHORD_PROGRAMS))
-    ):
-        if parts[role]:
-            events.append((0.0, bytes([0xC0 | channel, int(rng.choice(programs))])))
-            events.append((0.0, bytes([0xB0 | channel, 7, int(rng.integers(70, 120))])))
-            events.append((0.0, bytes([0xB0 | channel, 10, int(rng.integers(24, 104))])))
-    events.append((0.0, bytes([0xB9, 7, int(rng.integers(70, 120))])))
-    kick_pattern = [0, 2] if rng.random() < 0.6 else [0, 1.5, 2.5]
-    hat_step = float(rng.choice([0.5, 0.25, 1.0]))
-    chord_rhythm = [(0, 4)] if rng.random() < 0.4 else [(b, 1) for b in range(4)] if rng.random() < 0.5 else [(0, 1.5), (1.5, 2.5)]
-    bass_rhythm = [(0, 2), (2, 2)] if rng.random() < 0.5 else [(b / 2, 0.5) for b in range(8)]
-    for bar in range(song.bars):
-        t0 = 4.0 * bar
-        root, chord = song.chord_root(bar), song.chord(bar)
-        if parts["drums"]:
-            for b in kick_pattern:
-                _note(events, 9, t0 + b, 0.25, 36, rng.integers(90, 127))
-            for b in (1, 3):
-                _note(events, 9, t0 + b, 0.25, int(rng.choice([38, 40, 39])), rng.integers(80, 120))
-            for i in range(int(4 / hat_step)):
-                b = i * hat_step + (swing if i % 2 else 0.0)
-                _note(events, 9, t0 + b, 0.1, int(rng.choice([42, 42, 44, 46])), rng.integers(50, 100))
-            if bar % 4 == 3 and rng.random() < 0.5:
-                _note(events, 9, t0 + 3.5, 0.25, int(rng.choice([49, 57, 45, 47, 50])), 110)
-        if parts["bass"]:
-            for b, length in bass_rhythm:
-                pitch = root - 24 + (7 if rng.random() < 0.2 else 0)
-                _note(events, 0, t0 + b, length * 0.9, pitch, rng.integers(80, 120))
-        for b, length in chord_rhythm:
-            for pitch in chord:
-                _note(events, 1, t0 + b, length * 0.95, pitch - 12 * int(rng.random() < 0.3), rng.integers(55, 100))
-        if parts["lead"]:
-            notes = song.scale_notes(song.key + 5, song.key + 24)
-            b = 0.0
-            while b < 4:
-                length = float(rng.choice([0.5, 1.0, 1.0, 2.0]))
-                if rng.random() < 0.75:
-                    _note(events, 2, t0 + b, length * 0.9, int(rng.choice(notes)), rng.integers(60, 110))
-                b += length
-        if parts["arp"]:
-            for i in range(8):
-                _note(events, 3, t0 + i / 2, 0.45, chord[i % 3] + 12, rng.integers(50, 90))
-    return events
-
-
-def render_accompaniment(song: Song, rng: np.random.Generator, soundfont: Path, seconds: float) -> np.ndarray:
-    """Render a random arrangement with fluidsynth: (2, RATE*seconds) float32."""
-    with tempfile.TemporaryDirectory(prefix="uvr-synth-") as tmp:
-        mid, wav = Path(tmp) / "song.mid", Path(tmp) / "song.wav"
-        mid.write_bytes(midi_file(arrangement(song, rng), song.bpm))
-        cmd = ["fluidsynth", "-ni", "-q", "-g", "0.5", "-r", str(RATE), "-F", str(wav), "-O", "float", str(soundfont),
-               str(mid)]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-        if done.returncode != 0 or not wav.is_file():
-            raise UsageError(f"fluidsynth failed: {done.stderr.strip()[:200]}")
-        audio, _ = sf.read(wav, dtype="float32", always_2d=True)
-    return fit(audio.T, int(seconds * RATE))
-
-
-def fit(wave: np.ndarray, length: int) -> np.ndarray:
-    """Trim or zero-pad the last axis to `length`."""
-    if wave.shape[-1] >= length:
-        return wave[..., :length]
-    return np.pad(wave, [(0, 0)] * (wave.ndim - 1) + [(0, length - wave.shape[-1])])
-
-
-# --- vocals ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class VoiceSource:
-    """WORLD parameters of one source recording (frames of FRAME_MS)."""
-
-    name: str
-    rate: int
-    f0: np.ndarray
-    sp: np.ndarray
-    ap: np.ndarray
-
-    @property
-    def voiced(self) -> np.ndarray:
-        return self.f0 > 0
-
-
-def analyse_voice(name: str, wave: np.ndarray, rate: int) -> VoiceSource:
-    """WORLD analysis (DIO + StoneMask, CheapTrick, D4C)."""
-    pw = import_pyworld()
-    x = np.ascontiguousarray(wave, dtype=np.float64)
-    f0, t = pw.dio(x, rate, frame_period=FRAME_MS, f0_floor=60.0, f0_ceil=1100.0)
-    f0 = pw.stonemask(x, f0, t, rate)
-    return VoiceSource(name, rate, f0, pw.cheaptrick(x, f0, t, rate), pw.d4c(x, f0, t, rate))
-
-
-def load_real_voices(folder: Path, names: tuple[str, ...], cache: Path | None) -> list[VoiceSource]:
-    """Analyse the named clips of `folder` (cached as .npz in `cache`)."""
-    sources = []
-    for name in names:
-        path = folder / f"{name}.wav"
-        if not path.is_file():
-            raise UsageError(f"{path}: missing (the real CC BY voices, see --voices)")
-        cached = cache / f"{name}.world.npz" if cache else None
-        if cached and cached.is_file():
-            data = np.load(cached)
-            sources.append(VoiceSource(name, int(data["rate"]), data["f0"], data["sp"], data["ap"]))
-            continue
-        wave, rate = sf.read(path, dtype="float64", always_2d=True)
-        source = analyse_voice(name, wave.mean(axis=1), rate)
-        if cached:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(cached, rate=source.rate, f0=source.f0, sp=source.sp, ap=source.ap)
-        sources.append(source)
-    return sources
-
-
-def espeak_voice(rng: np.random.Generator, words: int = 8) -> VoiceSource:
-    """A random espeak-ng voice (language, variant, speed) saying random syllables, analysed with WORLD."""
-    variants = _espeak_variants()
-    voice = f"{rng.choice(ESPEAK_LANGUAGES)}+{rng.choice(variants)}" if variants else str(rng.choice(ESPEAK_LANGUAGES))
-    text = " ".join(
-        "".join(str(rng.choice(SYLLABLE_ONSETS)) + str(rng.choice(SYLLABLE_VOWELS)) for _ in range(rng.integers(1, 4)))
-        for _ in range(words)
-    )
-    with tempfile.TemporaryDirectory(prefix="uvr-espeak-") as tmp:
-        wav = Path(tmp) / "say.wav"
-        cmd = ["espeak-ng", "-v", voice, "-s", str(int(rng.integers(80, 150))), "-g", "2", "-w", str(wav), text]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-        if done.returncode != 0 or not wav.is_file():
-            raise UsageError(f"espeak-ng failed: {done.stderr.strip()[:200]}")
-        wave, rate = sf.read(wav, dtype="float64")
-    return analyse_voice(f"espeak:{voice}", wave, rate)
-
-
-_VARIANTS: list[str] | None = None
-
-
-def _espeak_variants() -> list[str]:
-    global _VARIANTS
-    if _VARIANTS is None:
-        out = subprocess.run(["espeak-ng", "--voices=variant"], capture_output=True, text=True).stdout.splitlines()[1:]
-        _VARIANTS = [line.split()[-1].split("/")[-1] for line in out if line.strip()]
-        _VARIANTS = [v for v in _VARIANTS if v.lower() not in ("whisper", "klatt4")]
-    return _VARIANTS
-
-
-def melody_f0(song: Song, rng: np.random.Generator, n_frames: int, low: int, high: int) -> np.ndarray:
-    """A sung F0 contour in Hz over `n_frames`: scale notes with portamento, scoops, vibrato and drift."""
-    frame_s = FRAME_MS / 1000
-    beat_s = 60 / song.bpm
-    notes = song.scale_notes(low, high)
-    pitch = np.empty(n_frames)
-    i, current = 0, float(rng.choice(notes))
-    while i < n_frames:
-        length = max(1, int(float(rng.choice([0.5, 0.5, 1, 1, 1.5, 2, 3])) * beat_s / frame_s))
-        step = int(rng.choice([-2, -1, -1, 0, 1, 1, 2, 3, -3]))
-        idx = int(np.clip(np.searchsorted(notes, current) + step, 0, len(notes) - 1))
-        current = float(notes[idx])
-        seg = np.full(min(length, n_frames - i), current)
-        if rng.random() < 0.3:  # scoop up into the note
-            scoop = min(len(seg), int(0.08 / frame_s))
-            seg[:scoop] -= np.linspace(rng.uniform(0.5, 2), 0, scoop)
-        pitch[i : i + len(seg)] = seg
-        i += len(seg)
-    glide = max(1, int(rng.uniform(0.01, 0.06) / frame_s))
-    pitch = scipy.signal.lfilter([1 / glide], [1, 1 / glide - 1], pitch, zi=[pitch[0] * (1 - 1 / glide)])[0]
-    t = np.arange(n_frames) * frame_s
-    vib_depth = rng.uniform(0.0, 0.6)  # semitones
-    vibrato = vib_depth * np.sin(2 * np.pi * rng.uniform(4.5, 7) * t + rng.uniform(0, 6)) * np.clip(t % 2.0, 0, 1)
-    drift = np.cumsum(rng.normal(0, 0.01, n_frames))
-    drift -= scipy.signal.savgol_filter(drift, min(n_frames // 2 * 2 - 1, 401), 1) if n_frames > 5 else 0
-    return 440.0 * 2 ** ((pitch + vibrato + drift + rng.normal(0, 0.03, n_frames) - 69) / 12)
-
-
-def warp_envelope(sp: np.ndarray, factor: float) -> np.ndarray:
-    """Shift formants by `factor` (>1 higher, 'female'; <1 lower, 'male') by resampling the envelope's axis."""
-    bins = np.arange(sp.shape[1])
-    return np.stack([np.interp(bins / factor, bins, row, right=row[-1]) for row in sp])
-
-
-def sing(source: VoiceSource, song: Song, rng: np.random.Generator, seconds: float) -> np.ndarray:
-    """One sung phrase of about `seconds` from `source`: new timing, melody, formants and breathiness, at RATE."""
-    pw = import_pyworld()
-    n_out = max(8, int(seconds * 1000 / FRAME_MS))
-    speed = rng.uniform(0.6, 1.4)
-    span = min(len(source.f0) - 1, int(n_out * speed))
-    start = int(rng.integers(0, max(1, len(source.f0) - span)))
-    idx = np.clip(np.round(start + np.linspace(0, span, n_out)).astype(int), 0, len(source.f0) - 1)
-    formant = float(np.exp(rng.uniform(np.log(0.8), np.log(1.25))))
-    voiced = source.voiced[idx]
-    base = 48 + int(round(12 * np.log2(formant) * 2)) + int(rng.integers(-3, 8))
-    f0 = melody_f0(song, rng, n_out, base, base + int(rng.integers(9, 17))) * voiced
-    sp = warp_envelope(source.sp[idx], formant)
-    sp *= np.exp(np.linspace(0, rng.uniform(-2, 2), sp.shape[1]))[None, :]  # spectral tilt
-    ap = np.clip(source.ap[idx], 1e-6, 1.0) ** rng.uniform(0.4, 1.6)  # breathy (<1) ... pressed (>1)
-    y = pw.synthesize(np.ascontiguousarray(f0), np.ascontiguousarray(sp), np.ascontiguousarray(ap), source.rate,
-                      FRAME_MS)
-    if source.rate != RATE:
-        y = scipy.signal.resample_poly(y, RATE, source.rate)
-    return y.astype(np.float32)
-
-
-def _peq(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A random peaking EQ band (+-6 dB) and a gentle high-pass."""
-    freq, gain, q = rng.uniform(200, 8000), rng.uniform(-6, 6), rng.uniform(0.5, 2)
-    a = 10 ** (gain / 40)
-    w = 2 * np.pi * freq / RATE
-    alpha = np.sin(w) / (2 * q)
-    b = [1 + alpha * a, -2 * np.cos(w), 1 - alpha * a]
-    den = [1 + alpha / a, -2 * np.cos(w), 1 - alpha / a]
-    wave = scipy.signal.lfilter(b, den, wave)
-    hp = scipy.signal.butter(2, rng.uniform(60, 150), "highpass", fs=RATE, output="sos")
-    return scipy.signal.sosfilt(hp, wave)
-
-
-def _reverb(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Stereo reverb from exponentially decaying noise; (n,) -> (2, n)."""
-    rt = rng.uniform(0.2, 2.0)
-    n = int(rt * RATE)
-    decay = np.exp(-6.9 * np.arange(n) / n)
-    wet = rng.uniform(0.0, 0.35)
-    out = []
-    for _ in range(2):
-        ir = rng.standard_normal(n) * decay
-        ir /= np.sqrt(np.sum(ir**2))
-        out.append(wave + wet * scipy.signal.fftconvolve(wave, ir)[: len(wave)])
-    return np.stack(out)
-
-
-def vocal_track(sources: list[VoiceSource], song: Song, rng: np.random.Generator, seconds: float,
-                espeak: Callable[[], VoiceSource] | None) -> np.ndarray:
-    """Phrases with rests from one voice per song (sometimes two), then EQ, reverb, double and level: (2, n)."""
-    n = int(seconds * RATE)
-    dry = np.zeros(n)
-    pick = lambda: sources[rng.integers(len(sources))] if (espeak is None or rng.random() < 0.55) else espeak()  # noqa: E731
-    voice = pick()
-    t = rng.uniform(0, 2)
-    while t < seconds - 0.5:
-        if rng.random() < 0.15:
-            voice = pick()
-        length = min(rng.uniform(1.5, 6.0), seconds - t)
-        phrase = sing(voice, song, rng, length)
-        start = int(t * RATE)
-        fade = np.minimum(1, np.minimum(np.arange(len(phrase)), np.arange(len(phrase))[::-1]) / 441)
-        seg = phrase * fade
-        dry[start : start + len(seg)] += seg[: n - start]
-        t += length + rng.uniform(0.2, 2.5)
-    dry = _peq(dry, rng)
-    if rng.random() < 0.3:  # double: a delayed, slightly detuned copy (linear-interpolated speed change)
-        copy = np.interp(np.arange(n) * (1 + rng.uniform(-0.003, 0.003)), np.arange(n), dry, right=0.0)
-        dry = dry + 0.5 * np.roll(copy, int(rng.integers(200, 1500)))
-    wave = _reverb(dry, rng)
-    pan = rng.uniform(-0.3, 0.3)
-    wave *= np.array([[1 - pan], [1 + pan]])
-    level = np.interp(np.arange(n), np.linspace(0, n, 6), rng.uniform(0.6, 1.2, 6))
-    return (wave * level).astype(np.float32)
 
 
 def _peak_normalise(stems: dict[str, np.ndarray], vocal_db: float) -> dict[str, np.ndarray]:
@@ -437,10 +72,28 @@ def _peak_normalise(stems: dict[str, np.ndarray], vocal_db: float) -> dict[str, 
 
 
 def write_song(root: Path, index: int, stems: dict[str, np.ndarray]) -> None:
+    """Each stem as ROOT/KIND/NNNN.flac, 24 bit."""
     for kind, wave in stems.items():
         folder = root / kind
         folder.mkdir(parents=True, exist_ok=True)
         sf.write(folder / f"{index:04d}.flac", np.ascontiguousarray(wave.T), RATE, subtype="PCM_24")
+
+
+def _validation_set(root: Path, voice_dir: Path, seed: int, soundfont: Path, mixes: int) -> int:
+    """The held-out voices, unchanged but for the rate, each over `mixes` held-out accompaniments; returns the clip count."""
+    rng = np.random.default_rng([seed, 1])  # held-out accompaniment: a stream of its own
+    index = 0
+    for name in VALIDATION_VOICES:
+        wave, rate = sf.read(voice_dir / f"{name}.wav", dtype="float32", always_2d=True)
+        wave = resample(wave.T, rate, RATE, "polyphase").T
+        for _ in range(mixes):
+            seconds = len(wave) / RATE
+            song = random_song(rng, seconds)
+            inst = render_accompaniment(song, rng, soundfont, seconds)
+            voc = np.repeat(wave.mean(axis=1)[None], 2, axis=0)
+            write_song(root, index, _peak_normalise({"instruments": inst, "vocals": voc}, 0.0))
+            index += 1
+    return index
 
 
 def synthesise_dataset(out: str | os.PathLike, hours: float, seed: int, voices: str | os.PathLike,
@@ -468,19 +121,7 @@ def synthesise_dataset(out: str | os.PathLike, hours: float, seed: int, voices: 
         write_song(root / "train", i, _peak_normalise({"instruments": inst, "vocals": voc}, rng.uniform(-8, 4)))
         if on_song:
             on_song(i + 1, n_songs)
-    val_rng = np.random.default_rng([seed, 1])  # held-out accompaniment: a stream of its own
-    index = 0
-    for name in VALIDATION_VOICES:
-        wave, rate = sf.read(voice_dir / f"{name}.wav", dtype="float32", always_2d=True)
-        if rate != RATE:
-            wave = scipy.signal.resample_poly(wave, RATE, rate, axis=0)
-        for _ in range(validation_mixes):
-            seconds = len(wave) / RATE
-            song = random_song(val_rng, seconds)
-            inst = render_accompaniment(song, val_rng, sf2, seconds)
-            voc = np.repeat(wave.mean(axis=1)[None], 2, axis=0)
-            write_song(root / "validation", index, _peak_normalise({"instruments": inst, "vocals": voc}, 0.0))
-            index += 1
+    validation_clips = _validation_set(root / "validation", voice_dir, seed, sf2, validation_mixes)
     (root / "CREDITS.md").write_text(CREDITS.format(seed=seed, soundfont=sf2.name), encoding="utf-8")
-    return {"songs": n_songs, "seconds": n_songs * song_seconds, "validation_clips": index,
+    return {"songs": n_songs, "seconds": n_songs * song_seconds, "validation_clips": validation_clips,
             "real_voices": [s.name for s in train_sources], "espeak_voices": sorted(espeak_names)}

@@ -28,139 +28,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 import torch.nn.functional as F
 
-from uvr_cli.engine.analysis import analyse
-from uvr_cli.engine.device import precision_context, resolve_device
-from uvr_cli.errors import UsageError
-from uvr_cli.training.evaluate import evaluate, find_clips, separator_estimator, weighted_means
-from uvr_cli.engine.nets import AsppNetSpec, CascadedNetSpec, MaskNetwork, build_network
 from uvr_cli.catalog.presets import BandPreset, load_preset
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a run; stored in state.pt so that a resumed run uses the same settings."""
-
-    dataset: str
-    out: str
-    preset: str = "4band_v2"
-    arch: str = "aspp"  # "aspp" (CascadedASPPNet) or "cascaded" (v5.1 CascadedNet)
-    ch: int = 16  # ASPP width (16/32/64), or CascadedNet nout
-    batch: int = 4
-    cropsize: int = 256  # frames per patch; a multiple of 16
-    lr: float = 1e-3
-    min_lr: float = 1e-4
-    epoch_steps: int = 100
-    max_steps: int = 0  # 0: no limit
-    max_minutes: float = 0.0  # 0: no limit
-    save_every: int = 20
-    mixup_rate: float = 0.25
-    other_vocal_rate: float = 0.5  # a vocal from another song than the instrumental
-    inst_only_rate: float = 0.05
-    vocal_gain_db: tuple[float, float] = (-9.0, 6.0)
-    precision: str = "auto"  # auto: bf16 autocast; fp32
-    device: str = "auto"
-    seed: int = 0
-    validate: bool = True
-    extra: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Song:
-    """One training song: its stem files and length in samples."""
-
-    instruments: Path
-    vocals: Path | None  # None: vocals = mixture - instruments
-    mixture: Path
-    frames: int
-
-
-def find_songs(folder: Path) -> list[Song]:
-    """Pairs in ``folder/{mixtures,instruments}`` (and ``vocals``) matched by file name stem."""
-    from uvr_cli.training.evaluate import _by_stem
-
-    if not (folder / "mixtures").is_dir() or not (folder / "instruments").is_dir():
-        raise UsageError(f"{folder}: needs mixtures/ and instruments/ folders (uvr dataset synth writes them)")
-    mix, inst = _by_stem(folder / "mixtures"), _by_stem(folder / "instruments")
-    voc = _by_stem(folder / "vocals") if (folder / "vocals").is_dir() else {}
-    songs = []
-    for name in sorted(set(mix) & set(inst)):
-        info = sf.info(str(inst[name]))
-        if info.samplerate != sf.info(str(mix[name])).samplerate:
-            raise UsageError(f"{mix[name]}: its rate differs from {inst[name]}")
-        songs.append(Song(inst[name], voc.get(name), mix[name], info.frames))
-    if not songs:
-        raise UsageError(f"{folder}: no mixture/instrumental pairs")
-    return songs
-
-
-class PatchSampler:
-    """Random (mixture, instrumental) magnitude patches, built from the stems at random levels."""
-
-    def __init__(self, songs: list[Song], preset: BandPreset, cfg: TrainConfig, rng: np.random.Generator) -> None:
-        self.songs, self.preset, self.cfg, self.rng = songs, preset, cfg, rng
-        self.samples = (cfg.cropsize - 1) * preset.top.hl
-        self._rate_checked = False
-
-    def _read(self, path: Path, start: int) -> np.ndarray:
-        data, rate = sf.read(str(path), start=start, frames=self.samples, dtype="float32", always_2d=True)
-        if rate != self.preset.sr:
-            raise UsageError(f"{path}: {rate} Hz, but preset {self.preset.name} runs at {self.preset.sr} Hz")
-        data = np.repeat(data, 2, axis=1) if data.shape[1] == 1 else data[:, :2]
-        return spectral_fit(data.T, self.samples)
-
-    def _segment(self, song: Song, vocals: bool) -> np.ndarray:
-        start = int(self.rng.integers(0, max(1, song.frames - self.samples)))
-        if not vocals:
-            return self._read(song.instruments, start)
-        if song.vocals is not None:
-            return self._read(song.vocals, start)
-        return self._read(song.mixture, start) - self._read(song.instruments, start)
-
-    def pair(self) -> tuple[np.ndarray, np.ndarray]:
-        """One normalised (X, y) magnitude pair, each (2, bins+1, cropsize)."""
-        cfg, rng = self.cfg, self.rng
-        i = int(rng.integers(len(self.songs)))
-        inst = self._segment(self.songs[i], vocals=False)
-        j = int(rng.integers(len(self.songs))) if rng.random() < cfg.other_vocal_rate else i
-        voc = self._segment(self.songs[j], vocals=True) * 10 ** (rng.uniform(*cfg.vocal_gain_db) / 20)
-        if rng.random() < cfg.inst_only_rate:
-            voc[:] = 0
-        if rng.random() < 0.5:
-            inst, voc = inst[::-1], voc[::-1]
-        if rng.random() < 0.02:
-            inst, voc = np.repeat(inst.mean(0, keepdims=True), 2, 0), np.repeat(voc.mean(0, keepdims=True), 2, 0)
-        y_spec = analyse(inst.T, self.preset.sr, self.preset).spec  # the separation's own analysis
-        x_spec = y_spec + analyse(voc.T, self.preset.sr, self.preset).spec
-        x, y = np.abs(x_spec), np.abs(y_spec)
-        coef = max(float(x.max()), float(y.max()), 1e-8)
-        return x / coef, y / coef
-
-    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        pairs = [self.pair() for _ in range(self.cfg.batch)]
-        x = np.stack([p[0] for p in pairs])
-        y = np.stack([p[1] for p in pairs])
-        if self.cfg.mixup_rate > 0:
-            for k in range(len(x)):
-                if self.rng.random() < self.cfg.mixup_rate:
-                    lam = self.rng.beta(1.0, 1.0)
-                    other = (k + 1) % len(x)
-                    x[k] = lam * x[k] + (1 - lam) * x[other]
-                    y[k] = lam * y[k] + (1 - lam) * y[other]
-        return torch.from_numpy(x), torch.from_numpy(y)
-
-
-def spectral_fit(wave: np.ndarray, length: int) -> np.ndarray:
-    """Zero-pad a (2, n) segment that ran past the end of its file."""
-    if wave.shape[-1] >= length:
-        return wave[:, :length]
-    return np.pad(wave, ((0, 0), (0, length - wave.shape[-1])))
+from uvr_cli.engine.device import precision_context, resolve_device
+from uvr_cli.engine.nets import AsppNetSpec, CascadedNetSpec, MaskNetwork, build_network
+from uvr_cli.errors import UsageError
+from uvr_cli.training.config import TrainConfig
+from uvr_cli.training.evaluate import evaluate, find_clips, separator_estimator, weighted_means
+from uvr_cli.training.patches import PatchSampler, find_songs
 
 
 def make_network(cfg: TrainConfig, preset: BandPreset) -> MaskNetwork:
+    """The network `cfg.arch` asks for, sized for the preset's bins."""
     if cfg.arch == "aspp":
         spec = AsppNetSpec(ch=cfg.ch, branches=5)
     elif cfg.arch == "cascaded":
@@ -213,18 +94,87 @@ class StopRequested(Exception):
     """Raised inside the loop after SIGINT/SIGTERM once the state is saved."""
 
 
-def train(cfg: TrainConfig, log: Callable[[str], None] = print, progress: bool = True) -> dict:
-    """Run (or continue) training; returns the last log record."""
+@dataclass
+class TrainingRun:
+    """A run's model, optimiser, scheduler, sampler and counters: everything state.pt holds."""
+
+    cfg: TrainConfig
+    out: Path
+    device: torch.device
+    model: MaskNetwork
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
+    rng: np.random.Generator
+    sampler: PatchSampler
+    step: int = 0
+    epoch: int = 0
+    best: float = -math.inf
+    history: list[dict] = field(default_factory=list)
+
+    def save_state(self) -> None:
+        """Write OUT/state.pt, from which a later run in the same folder continues."""
+        save_atomic({"config": asdict(self.cfg), "model": self.model.state_dict(),
+                     "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                     "step": self.step, "epoch": self.epoch, "best": self.best, "history": self.history,
+                     "numpy_rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                     "python_rng": random.getstate()}, self.out / "state.pt")
+
+    def load_state(self, saved: dict) -> None:
+        """Continue from a state.pt (as `save_state` wrote it): weights, optimiser, counters and RNGs."""
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        self.step, self.epoch, self.best, self.history = saved["step"], saved["epoch"], saved["best"], saved["history"]
+        self.rng.bit_generator.state = saved["numpy_rng"]
+        torch.set_rng_state(saved["torch_rng"])
+        random.setstate(saved["python_rng"])
+
+    def train_step(self) -> float:
+        """One optimiser step on a fresh batch; returns its loss."""
+        x, y = self.sampler.batch()
+        x, y = x.to(self.device), y.to(self.device)
+        if self.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(self.cfg, self.device):
+            outputs = self.model(x)
+        loss = loss_fn(outputs, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        return loss.item()
+
+    def finish_epoch(self, losses: list[float], log: Callable[[str], None]) -> None:
+        """Validate (`end_epoch`), step the scheduler on the score, and log the record to log.jsonl and `log`."""
+        self.epoch += 1
+        record = end_epoch(self.model, self.cfg, self.device, self.out, self.step, self.epoch, float(np.mean(losses)),
+                           self.best)
+        if "val_si_sdr" in record:
+            self.scheduler.step(record["val_si_sdr"])
+            self.best = max(self.best, record["val_si_sdr"])
+        self.history.append(record)
+        with (self.out / "log.jsonl").open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+        log(json.dumps(record))
+        self.model.train()
+
+
+def _resume(cfg: TrainConfig, state_path: Path, log: Callable[[str], None]) -> tuple[TrainConfig, dict | None]:
+    """The saved state of an earlier run in the same folder, and its config with this run's limits and device."""
+    if not state_path.is_file():
+        return cfg, None
+    saved = torch.load(state_path, map_location="cpu", weights_only=False)
+    keep = {k: v for k, v in asdict(cfg).items() if k in ("max_steps", "max_minutes", "device", "validate", "save_every")}
+    log(f"resuming {state_path.parent} at step {saved['step']} (epoch {saved['epoch']})")
+    return TrainConfig(**{**saved["config"], **keep}), saved
+
+
+def set_up(cfg: TrainConfig, log: Callable[[str], None]) -> TrainingRun:
+    """A new run from `cfg`, or the one saved in its output folder, continued."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    state_path = out / "state.pt"
     device = resolve_device(cfg.device)
-    resumed = None
-    if state_path.is_file():
-        resumed = torch.load(state_path, map_location="cpu", weights_only=False)
-        keep = {k: v for k, v in asdict(cfg).items() if k in ("max_steps", "max_minutes", "device", "validate", "save_every")}
-        cfg = TrainConfig(**{**resumed["config"], **keep})
-        log(f"resuming {out} at step {resumed['step']} (epoch {resumed['epoch']})")
+    cfg, saved = _resume(cfg, out / "state.pt", log)
     if cfg.cropsize % 16:
         raise UsageError(f"--cropsize {cfg.cropsize} must be a multiple of 16")
     preset = load_preset(cfg.preset)
@@ -238,89 +188,89 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, progress: bool =
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
-    step, epoch, best, history = 0, 0, -math.inf, []
-    if resumed:
-        model.load_state_dict(resumed["model"])
-        optimizer.load_state_dict(resumed["optimizer"])
-        scheduler.load_state_dict(resumed["scheduler"])
-        step, epoch, best, history = resumed["step"], resumed["epoch"], resumed["best"], resumed["history"]
-        rng.bit_generator.state = resumed["numpy_rng"]
-        torch.set_rng_state(resumed["torch_rng"])
-        random.setstate(resumed["python_rng"])
-    sampler = PatchSampler(songs, preset, cfg, rng)
+    run = TrainingRun(cfg, out, device, model, optimizer, scheduler, rng, PatchSampler(songs, preset, cfg, rng))
+    if saved:
+        run.load_state(saved)
+    return run
 
-    def save_state() -> None:
-        save_atomic({"config": asdict(cfg), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "step": step, "epoch": epoch, "best": best,
-                     "history": history, "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                     "python_rng": random.getstate()}, state_path)
 
+class Progress:
+    """A tqdm bar, or without one a log line every 10 steps; it also times the run for --max-minutes."""
+
+    def __init__(self, run: TrainingRun, log: Callable[[str], None], bar: bool) -> None:
+        self.log, self.first = log, run.step
+        self.bar = None
+        if bar:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=run.cfg.max_steps or None, initial=run.step, unit="step", file=sys.stderr,
+                            dynamic_ncols=True)
+        self.started = time.monotonic()
+
+    def limit_reached(self, run: TrainingRun) -> bool:
+        cfg = run.cfg
+        if cfg.max_steps and run.step >= cfg.max_steps:
+            return True
+        return bool(cfg.max_minutes and time.monotonic() - self.started > cfg.max_minutes * 60)
+
+    def update(self, run: TrainingRun, losses: list[float]) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{np.mean(losses[-20:]):.5f}", epoch=run.epoch,
+                                 lr=run.optimizer.param_groups[0]["lr"])
+        elif run.step % 10 == 0:
+            per_step = (time.monotonic() - self.started) / (run.step - self.first)
+            self.log(f"step {run.step} loss {np.mean(losses[-10:]):.5f} ({per_step:.1f} s/step)")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_epoch(run: TrainingRun, progress: Progress, stop: dict[str, int], log: Callable[[str], None]) -> bool:
+    """Steps to the end of the epoch (saving every save_every); False when a limit ended the run first."""
+    losses: list[float] = []
+    while not progress.limit_reached(run):
+        losses.append(run.train_step())
+        progress.update(run, losses)
+        epoch_ended = run.step % run.cfg.epoch_steps == 0
+        if epoch_ended:
+            run.finish_epoch(losses, log)
+        if run.step % run.cfg.save_every == 0:
+            run.save_state()
+        if stop["signal"]:
+            raise StopRequested
+        if epoch_ended:
+            return True
+    return False
+
+
+def train(cfg: TrainConfig, log: Callable[[str], None] = print, progress: bool = True) -> dict:
+    """Run (or continue) training; returns the last log record."""
+    run = set_up(cfg, log)
     stop = {"signal": 0}
 
     def on_signal(signum: int, frame: object) -> None:
         stop["signal"] = signum
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.max_steps or None, initial=step, unit="step", file=sys.stderr, dynamic_ncols=True)
-    started, first = time.monotonic(), step
-    record: dict = history[-1] if history else {}
+    meter = Progress(run, log, progress)
     try:
-        model.train()
-        losses: list[float] = []
-        while True:
-            if cfg.max_steps and step >= cfg.max_steps:
-                break
-            if cfg.max_minutes and time.monotonic() - started > cfg.max_minutes * 60:
-                break
-            x, y = sampler.batch()
-            x, y = x.to(device), y.to(device)
-            if device.type == "cpu":
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(cfg, device):
-                outputs = model(x)
-            loss = loss_fn(outputs, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            losses.append(loss.item())
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.5f}", epoch=epoch, lr=optimizer.param_groups[0]["lr"])
-            elif step % 10 == 0:
-                log(f"step {step} loss {np.mean(losses[-10:]):.5f} ({(time.monotonic() - started) / (step - first):.1f} s/step)")
-            if step % cfg.epoch_steps == 0:
-                epoch += 1
-                record = end_epoch(model, cfg, device, out, step, epoch, float(np.mean(losses)), best)
-                losses = []
-                if "val_si_sdr" in record:
-                    scheduler.step(record["val_si_sdr"])
-                    best = max(best, record["val_si_sdr"])
-                history.append(record)
-                with (out / "log.jsonl").open("a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(record) + "\n")
-                log(json.dumps(record))
-                model.train()
-            if step % cfg.save_every == 0:
-                save_state()
-            if stop["signal"]:
-                raise StopRequested
+        run.model.train()
+        while run_epoch(run, meter, stop, log):
+            pass
     except StopRequested:
-        log(f"signal {stop['signal']}: state saved at step {step}; run the same command to continue")
+        log(f"signal {stop['signal']}: state saved at step {run.step}; run the same command to continue")
     finally:
-        if bar is not None:
-            bar.close()
+        meter.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
-    save_state()
-    torch.save(fp16_state_dict(model), out / "last.pth")
-    if not (out / "best.pth").exists():
-        torch.save(fp16_state_dict(model), out / "best.pth")
-    return {**record, "step": step, "stopped_by_signal": stop["signal"]}
+    run.save_state()
+    torch.save(fp16_state_dict(run.model), run.out / "last.pth")
+    if not (run.out / "best.pth").exists():
+        torch.save(fp16_state_dict(run.model), run.out / "best.pth")
+    record = run.history[-1] if run.history else {}
+    return {**record, "step": run.step, "stopped_by_signal": stop["signal"]}
 
 
 def end_epoch(model: MaskNetwork, cfg: TrainConfig, device: torch.device, out: Path, step: int, epoch: int,
