@@ -1,24 +1,21 @@
 """One run of the reference pipeline, as RVC's UVR5 tab does it, for the benchmark's baseline rows.
 
-usage: reference_job.py [--device cuda] [--half] WEIGHTS PRESET_JSON AGG OUTDIR INPUT [INPUT ...]
+usage: python -m benchmarks.reference_job [--device cuda] [--half] WEIGHTS PRESET_JSON AGG OUTDIR INPUT [INPUT ...]
 
 Each input is separated with the test suite's independent re-implementation of RVC's code path
-(tests/rvc_reference.py: librosa front end, one window per network call, unfused NCHW network), and both stems are
+(reference/rvc.py: librosa front end, one window per network call, unfused NCHW network), and both stems are
 written as 16-bit WAV the way RVC writes them. The model is loaded once per process, as RVC does. On a GPU RVC's
 default is --half (is_half: an fp16 model and fp16 windows).
 """
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from rvc_reference import AudioPre  # noqa: E402
+from reference.rvc import AudioPre
 
 
 def main() -> None:

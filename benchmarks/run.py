@@ -74,7 +74,7 @@ def run_child(argv: list[str], stdin: Path | None = None) -> tuple[float, float]
     start = time.perf_counter()
     env = {**os.environ, **({"UVR_BENCH_STDIN": str(stdin)} if stdin else {})}
     proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=env)
+                            env=env, cwd=ROOT)  # from the project root, where `-m benchmarks.reference_job` is found
     out, err = proc.communicate()
     wall = time.perf_counter() - start
     peak_kib, code = map(int, out.split()) if proc.returncode == 0 else (0, proc.returncode)
@@ -119,7 +119,7 @@ def uvr_separate(inputs: list[Path], weights: Path, preset: str, out: Path, *ext
 
 
 def reference_job(inputs: list[Path], weights: Path, preset: str, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, str(ROOT / "benchmarks" / "reference_job.py"), *extra, str(weights),
+    return [sys.executable, "-m", "benchmarks.reference_job", *extra, str(weights),
             str(PRESETS / f"{preset}.json"), "10", str(out), *map(str, inputs)]
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import Tensor
 
-import rvc_reference as ref
+from reference import rvc as ref
 from conftest import DATA
 from uvr_cli.catalog.registry import HASH_TAIL_BYTES, uvr_model_hash
 from uvr_cli.engine.checkpoint import (

@@ -1,4 +1,4 @@
-"""The test-only reference (tests/rvc_reference.py) against outputs of the original UVR5 code in shared/conformance.
+"""The test-only reference (reference/rvc.py) against outputs of the original UVR5 code in shared/conformance.
 
 These are the only tests that need the shared data folder (../shared beside the checkout, or $UVR_SHARED); they
 skip without it. They anchor the rest of the suite: test_nets.py and test_reference_pipeline.py compare uvr with
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-import rvc_reference as ref
+from reference import rvc as ref
 from conftest import DATA, ROOT
 
 pytestmark = pytest.mark.slow

@@ -15,7 +15,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from uvr_cli.engine import spectral
+from uvr_cli.engine.analysis import analyse
+from uvr_cli.engine.synthesis import synthesise
 from uvr_cli.io.decode import read_audio
 from uvr_cli.engine.checkpoint import network_from_state_dict, read_state_dict
 from uvr_cli.errors import AudioError, ModelError
@@ -131,8 +132,8 @@ def tone_mixes(draw: st.DrawFn, rate: int, noisy: bool) -> np.ndarray:
 
 def _round_trip_snr_db(preset_name: str, wave: np.ndarray) -> float:
     preset = load_preset(preset_name)
-    analysis = spectral.analyse(wave, preset.sr, preset, keep_high_end=True)
-    back = spectral.synthesise(analysis.spec, preset, analysis.high_end)
+    analysis = analyse(wave.T, preset.sr, preset, keep_high_end=True)
+    back = synthesise(analysis.spec, preset, analysis.high_end)
     # The synthesis is up to one hop short of the input (as in the reference); compare what it covers, less two
     # hops of the top band at either end: the abrupt start has energy up to the Nyquist bin, which the crop
     # drops, and at the end the resamplers see the missing tail.

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-import rvc_reference as ref
+from reference import rvc as ref
 from conftest import random_uvr_state
 from uvr_cli.engine.nets import (
     Aggressiveness,
@@ -32,7 +32,7 @@ LAYOUTS = [
 
 @pytest.mark.parametrize(("spec", "bins"), LAYOUTS, ids=str)
 def test_networks_compute_what_the_reference_networks_compute(spec: AsppNetSpec | CascadedNetSpec, bins: int) -> None:
-    """On the same fp16 weights, against tests/rvc_reference.py's networks (RVC's eval-mode predict): ``predict``,
+    """On the same fp16 weights, against reference/rvc.py's networks (RVC's eval-mode predict): ``predict``,
     with RVC's aggressiveness for the ASPP nets and ``predict_mask`` for CascadedNet."""
     state = random_uvr_state(spec, bins, seed=7)
     ours = build_network(spec, bins)

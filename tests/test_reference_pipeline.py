@@ -1,4 +1,4 @@
-"""Our real CLI against an independent re-implementation of the reference pipeline (tests/rvc_reference.py).
+"""Our real CLI against an independent re-implementation of the reference pipeline (reference/rvc.py).
 
 This file runs `uvr separate` exactly as shared/conformance/check.py does, over a matrix that covers every
 network family and capacity, the band presets, aggressiveness, TTA, mono and non-44.1 kHz input, on
@@ -22,7 +22,7 @@ import pytest
 import scipy.signal
 import soundfile as sf
 
-import rvc_reference as ref
+from reference import rvc as ref
 from conftest import DATA, ROOT, save_random_checkpoint, uvr_command
 from uvr_cli.engine.nets import AsppNetSpec, CascadedNetSpec
 

@@ -9,13 +9,13 @@ import librosa
 import numpy as np
 import pytest
 
-from uvr_cli.engine import spectral
-from uvr_cli.errors import ModelError
+from reference import rvc as rvc_reference
 from uvr_cli.catalog.presets import list_presets, load_preset
+from uvr_cli.engine import spectral
+from uvr_cli.engine.analysis import analyse
 from uvr_cli.engine.resample import fft_resample, poly_resample, resample
-
-sys.path.insert(0, str(Path(__file__).parent))
-import rvc_reference  # noqa: E402
+from uvr_cli.engine.synthesis import synthesise
+from uvr_cli.errors import ModelError
 
 RNG = np.random.default_rng(7)
 STEREO = (RNG.standard_normal((2, 22050)) * 0.1).astype(np.float32)
@@ -69,10 +69,10 @@ def test_fft_resampler_is_scipy_resample(n, num):
 
 def test_separating_does_not_import_scipy_signal():
     """scipy.signal drags in most of scipy: ~65 MB resident and ~2 s of start-up for every process."""
-    code = ("import sys, numpy as np; import uvr_cli.cli.main, uvr_cli.engine.streaming; from uvr_cli.catalog.presets import load_preset; "
-            "from uvr_cli.engine import spectral; p = load_preset('4band_v2'); "
-            "a = spectral.analyse(np.zeros((2, 44100), np.float32), 44100, p, True); "
-            "spectral.synthesise(a.spec, p); print('scipy.signal' in sys.modules)")
+    code = ("import sys, numpy as np; import uvr_cli.cli.main, uvr_cli.engine.pipeline; "
+            "from uvr_cli.catalog.presets import load_preset; from uvr_cli.engine import analysis, synthesis; "
+            "p = load_preset('4band_v2'); a = analysis.analyse(np.zeros((44100, 2), np.float32), 44100, p, True); "
+            "synthesis.synthesise(a.spec, p); print('scipy.signal' in sys.modules)")
     import subprocess
 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -101,7 +101,7 @@ def test_filters_are_the_reference_ramps():
 def test_combined_spectrogram_and_synthesis_match_the_reference(preset, tmp_path):
     p = load_preset(preset)
     mp = rvc_reference.load_params(Path(__file__).parents[1] / "models" / "presets" / f"{preset}.json")
-    analysis = spectral.analyse(STEREO, 44100, p, keep_high_end=True)
+    analysis = analyse(STEREO.T, 44100, p, keep_high_end=True)
     waves = {len(p.bands): STEREO}
     specs = {}
     for d in range(len(p.bands), 0, -1):
@@ -116,7 +116,7 @@ def test_combined_spectrogram_and_synthesis_match_the_reference(preset, tmp_path
     extra = rvc_reference.mirroring(half, analysis.high_end, mp)
     height = analysis.high_end.shape[1]
     want = rvc_reference.cmb_spectrogram_to_wave(half, mp, height, extra).T
-    got = spectral.synthesise(half, p, spectral.mirror_high_end(half, analysis.high_end, p))
+    got = synthesise(half, p, spectral.mirror_high_end(half, analysis.high_end, p))
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
@@ -149,6 +149,7 @@ def test_broken_presets_are_refused_with_the_preset_named(tmp_path, change, mess
     assert "broken" in str(err.value)
 
 
-def test_unknown_preset_names_list_the_shipped_ones():
-    with pytest.raises(ModelError, match="4band_v2"):
-        load_preset("5band_imaginary")
+def test_unknown_preset_names_suggest_the_closest_shipped_ones():
+    with pytest.raises(ModelError, match="did you mean 4band_v3, 4band_v2") as err:
+        load_preset("4band_v9")
+    assert "1band_sr16000_hl512" not in str(err.value)  # the closest few, not all 26

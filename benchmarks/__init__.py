@@ -1,0 +1,1 @@
+"""Speed and memory measurements (run from the project root: python benchmarks/run.py)."""
