@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from uvr_cli.training import accompaniment, dataset as ds, vocals
 from uvr_cli.errors import UsageError
+from uvr_cli.training import accompaniment, vocals
+from uvr_cli.training import dataset as ds
 
 TIMGM = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")
 

@@ -9,8 +9,8 @@ import pytest
 import soundfile as sf
 
 from conftest import run_uvr
-from uvr_cli.training import evaluate as ev
 from uvr_cli.errors import UsageError
+from uvr_cli.training import evaluate as ev
 
 RATE = 16000
 

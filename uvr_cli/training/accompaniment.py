@@ -112,7 +112,8 @@ def arrangement(song: Song, rng: np.random.Generator) -> list[tuple[float, bytes
     events.append((0.0, bytes([0xB9, 7, int(rng.integers(70, 120))])))
     kick_pattern = [0, 2] if rng.random() < 0.6 else [0, 1.5, 2.5]
     hat_step = float(rng.choice([0.5, 0.25, 1.0]))
-    chord_rhythm = [(0, 4)] if rng.random() < 0.4 else [(b, 1) for b in range(4)] if rng.random() < 0.5 else [(0, 1.5), (1.5, 2.5)]
+    chord_rhythm = ([(0, 4)] if rng.random() < 0.4 else [(b, 1) for b in range(4)] if rng.random() < 0.5
+                    else [(0, 1.5), (1.5, 2.5)])
     bass_rhythm = [(0, 2), (2, 2)] if rng.random() < 0.5 else [(b / 2, 0.5) for b in range(8)]
     for bar in range(song.bars):
         t0 = 4.0 * bar

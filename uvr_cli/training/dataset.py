@@ -80,7 +80,8 @@ def write_song(root: Path, index: int, stems: dict[str, np.ndarray]) -> None:
 
 
 def _validation_set(root: Path, voice_dir: Path, seed: int, soundfont: Path, mixes: int) -> int:
-    """The held-out voices, unchanged but for the rate, each over `mixes` held-out accompaniments; returns the clip count."""
+    """The held-out voices, unchanged but for the rate, each over `mixes` held-out accompaniments; returns the
+    clip count."""
     rng = np.random.default_rng([seed, 1])  # held-out accompaniment: a stream of its own
     index = 0
     for name in VALIDATION_VOICES:

@@ -164,7 +164,8 @@ def _resume(cfg: TrainConfig, state_path: Path, log: Callable[[str], None]) -> t
     if not state_path.is_file():
         return cfg, None
     saved = torch.load(state_path, map_location="cpu", weights_only=False)
-    keep = {k: v for k, v in asdict(cfg).items() if k in ("max_steps", "max_minutes", "device", "validate", "save_every")}
+    per_run = ("max_steps", "max_minutes", "device", "validate", "save_every")  # what a resumed run may change
+    keep = {k: v for k, v in asdict(cfg).items() if k in per_run}
     log(f"resuming {state_path.parent} at step {saved['step']} (epoch {saved['epoch']})")
     return TrainConfig(**{**saved["config"], **keep}), saved
 
