@@ -1,9 +1,9 @@
 """The test-only reference (reference/rvc.py) against outputs of the original UVR5 code in shared/conformance.
 
-These are the only tests that need the shared data folder (../shared beside the checkout, or $UVR_SHARED); they
-skip without it. They anchor the rest of the suite: test_nets.py and test_reference_pipeline.py compare uvr with
-this reference on weights made from seeds, so the reference itself must compute what the original code computed.
-Our CLI against the same outputs is shared/conformance/check.py, which CI runs directly.
+They need the shared data folder (../shared beside the checkout, or $UVR_SHARED), so they live outside the test
+suite, which runs without it; CI runs them (`pytest reference`) beside shared/conformance/check.py. They anchor the
+suite: tests/test_nets.py and tests/test_reference_pipeline.py compare uvr with this reference on weights made from
+seeds, so the reference itself must compute what the original code computed.
 """
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ import pytest
 import torch
 
 from reference import rvc as ref
-from conftest import DATA, ROOT
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "data"
 
 pytestmark = pytest.mark.slow
 
