@@ -52,6 +52,19 @@ def test_loss_weights_main_and_aux_outputs() -> None:
     assert loss_fn(outputs, y).item() == pytest.approx(0.8 + 0.1 * 2 + 0.1 * 4)
 
 
+def test_the_same_seed_trains_the_same_weights(dataset: Path, tmp_path: Path) -> None:
+    """--seed fixes the starting weights too, not only the patches: two runs end with equal tensors."""
+    torch.set_num_threads(1)
+    states = []
+    for name in ("a", "b", "c"):
+        seed = 4 if name == "c" else 3
+        train(_config(dataset, tmp_path / name, max_steps=1, validate=False, seed=seed), log=lambda _: None,
+              progress=False)
+        states.append(torch.load(tmp_path / name / "state.pt", weights_only=False)["model"])
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    assert not all(torch.equal(states[0][k], states[2][k]) for k in states[0])
+
+
 def test_train_resume_and_load_with_separate(dataset: Path, tmp_path: Path) -> None:
     torch.set_num_threads(1)
     run = tmp_path / "run"

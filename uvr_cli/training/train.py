@@ -180,6 +180,8 @@ def set_up(cfg: TrainConfig, log: Callable[[str], None]) -> TrainingRun:
         raise UsageError(f"--cropsize {cfg.cropsize} must be a multiple of 16")
     preset = load_preset(cfg.preset)
     songs = find_songs(Path(cfg.dataset) / "train")
+    torch.manual_seed(cfg.seed)  # before the network is built: the same --seed gives the same starting weights
+    random.seed(cfg.seed)
     model = make_network(cfg, preset).to(device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
@@ -187,8 +189,6 @@ def set_up(cfg: TrainConfig, log: Callable[[str], None]) -> TrainingRun:
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.9, patience=6,
                                                            threshold=1e-6, min_lr=cfg.min_lr)
     rng = np.random.default_rng(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
     run = TrainingRun(cfg, out, device, model, optimizer, scheduler, rng, PatchSampler(songs, preset, cfg, rng))
     if saved:
         run.load_state(saved)
