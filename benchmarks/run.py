@@ -1,13 +1,14 @@
 """Speed, memory and fidelity of uvr against the reference pipeline, side by side on this machine.
 
 usage: python benchmarks/run.py [--seconds 60] [--long-minutes 10] [--clips 200] [--reference-clips 20]
-                                [--rows main,families,batch,long,clips,gpu] [--device cuda] [--markdown FILE]
+                                [--rows main,families,batch,long,ensemble,clips,gpu] [--device cuda] [--markdown FILE]
 
 Every row runs in its own child process (the real `uvr` CLI, or benchmarks/reference_job.py for the reference),
 so its wall time includes start-up and model loading and its peak RSS is the child's own (os.wait4, through a
 small launcher: see `run_child`). Fidelity is the SNR of each row's stems against uvr's exact fp32 output.
 Weights are random (speed and memory do not depend on their values) in the real layouts: ch32 5-branch at
 4band_v2 is the HP-class (HP2/HP5, 1_HP..4_HP) network, ch16 the SP class, CascadedNet nout48 the De-Echo class.
+In the ensemble rows the speed column compares the one ensemble run with the two single-model runs it replaces.
 Runs worth keeping go into benchmarks/RESULTS.md with their date, machine and command.
 """
 from __future__ import annotations
@@ -196,6 +197,31 @@ def long_rows(cache: Path, minutes: float) -> list[Row]:
     return rows
 
 
+def ensemble_rows(cache: Path, seconds: float) -> list[Row]:
+    """Two models in one run against two runs: the ensemble pays for both networks but one decode and analysis.
+    SNR: the average ensemble against the mean of the two single-model outputs."""
+    song = song_excerpt(cache, seconds)
+    models = [make_checkpoint(cache, "ch32")[0], ROOT / "models" / "default.pth"]
+    rows, singles = [], []
+    for weights in models:
+        out = cache / f"out_single_{weights.stem}"
+        wall, peak = run_child(uvr_separate([song], weights, "4band_v2", out))
+        rows.append(Row(f"uvr fp32, {weights.stem} alone", seconds, wall, peak))
+        singles.append(out)
+    out = cache / "out_ensemble"
+    wall, peak = run_child([*uvr_separate([song], models[0], "4band_v2", out), "-m", str(models[1]), "--ensemble",
+                            "avg"])
+    mean_dir = cache / "out_single_mean"
+    mean_dir.mkdir(exist_ok=True)
+    for path in sorted(singles[0].glob("*.wav")):
+        a, rate = sf.read(path, dtype="float64")
+        b, _ = sf.read(singles[1] / path.name, dtype="float64")
+        sf.write(mean_dir / path.name, (a + b) / 2, rate, subtype="FLOAT")
+    rows.append(Row("uvr fp32, both as one --ensemble avg run", seconds, wall, peak, stem_snr(mean_dir, out),
+                    rows[0].wall_s + rows[1].wall_s))
+    return rows
+
+
 def clip_folder(cache: Path, clips: int) -> Path:
     """`clips` 3 s excerpts of the song, 16-bit WAV."""
     folder = cache / f"clips_{clips}"
@@ -299,6 +325,8 @@ def main() -> None:
         groups.append(lambda: main_rows(cache, args.seconds, rows_wanted))
     if "long" in rows_wanted:
         groups.append(lambda: long_rows(cache, args.long_minutes))
+    if "ensemble" in rows_wanted:
+        groups.append(lambda: ensemble_rows(cache, args.seconds))
     if "clips" in rows_wanted:
         groups.append(lambda: clip_rows(cache, args.clips, args.reference_clips))
     if "gpu" in rows_wanted:
