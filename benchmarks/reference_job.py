@@ -7,6 +7,7 @@ Each input is separated with the test suite's independent re-implementation of R
 written as 16-bit WAV the way RVC writes them. The model is loaded once per process, as RVC does. On a GPU RVC's
 default is --half (is_half: an fp16 model and fp16 windows).
 """
+
 from __future__ import annotations
 
 import argparse

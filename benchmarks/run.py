@@ -11,6 +11,7 @@ Weights are random (speed and memory do not depend on their values) in the real 
 In the ensemble rows the speed column compares the one ensemble run with the two single-model runs it replaces.
 Runs worth keeping go into benchmarks/RESULTS.md with their date, machine and command.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,8 +75,9 @@ def run_child(argv: list[str], stdin: Path | None = None) -> tuple[float, float]
     """
     start = time.perf_counter()
     env = {**os.environ, **({"UVR_BENCH_STDIN": str(stdin)} if stdin else {})}
-    proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=env, cwd=ROOT)  # from the project root, where `-m benchmarks.reference_job` is found
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _LAUNCHER, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT
+    )  # from the project root, where `-m benchmarks.reference_job` is found
     out, err = proc.communicate()
     wall = time.perf_counter() - start
     peak_kib, code = map(int, out.split()) if proc.returncode == 0 else (0, proc.returncode)
@@ -115,13 +117,40 @@ def song_excerpt(cache: Path, seconds: float) -> Path:
 
 
 def uvr_separate(inputs: list[Path], weights: Path, preset: str, out: Path, *extra: str) -> list[str]:
-    return [*UVR, "separate", *map(str, inputs), "-m", str(weights), "--params", preset, "--agg", "10", "-o", str(out),
-            "--overwrite", "-q", "--format", "wav", "--bit-depth", "32f", *extra]
+    return [
+        *UVR,
+        "separate",
+        *map(str, inputs),
+        "-m",
+        str(weights),
+        "--params",
+        preset,
+        "--agg",
+        "10",
+        "-o",
+        str(out),
+        "--overwrite",
+        "-q",
+        "--format",
+        "wav",
+        "--bit-depth",
+        "32f",
+        *extra,
+    ]
 
 
 def reference_job(inputs: list[Path], weights: Path, preset: str, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "benchmarks.reference_job", *extra, str(weights),
-            str(PRESETS / f"{preset}.json"), "10", str(out), *map(str, inputs)]
+    return [
+        sys.executable,
+        "-m",
+        "benchmarks.reference_job",
+        *extra,
+        str(weights),
+        str(PRESETS / f"{preset}.json"),
+        "10",
+        str(out),
+        *map(str, inputs),
+    ]
 
 
 def snr(ref: Path, est: Path) -> float:
@@ -159,8 +188,9 @@ def main_rows(cache: Path, seconds: float, rows: set[str]) -> list[Row]:
         for batch in (2, 4):
             out = cache / f"out_b{batch}"
             wall, peak = run_child(uvr_separate([song], weights, preset, out, "--batch-size", str(batch)))
-            result.append(Row(f"uvr fp32 batch {batch}, ch32", seconds, wall, peak, stem_snr(exact, out),
-                              fp32.baseline_wall_s))
+            result.append(
+                Row(f"uvr fp32 batch {batch}, ch32", seconds, wall, peak, stem_snr(exact, out), fp32.baseline_wall_s)
+            )
     if "families" in rows:
         for kind in ("ch16", "nout48"):
             w, p = make_checkpoint(cache, kind)
@@ -184,11 +214,15 @@ def long_rows(cache: Path, minutes: float) -> list[Row]:
     wav = song_excerpt(cache, length)
     wall, peak = run_child(uvr_separate([wav], weights, preset, cache / "out_long"))
     rows.append(Row(f"uvr fp32, bundled model, {minutes:g} min WAV", length, wall, peak))
-    wall, peak = run_child([*uvr_separate([Path("-")], weights, preset, cache / "out_long"), "--name",
-                            "stdin_{stem}.{ext}"], stdin=wav)
+    wall, peak = run_child(
+        [*uvr_separate([Path("-")], weights, preset, cache / "out_long"), "--name", "stdin_{stem}.{ext}"], stdin=wav
+    )
     rows.append(Row(f"uvr fp32, bundled model, {minutes:g} min WAV on standard input", length, wall, peak))
-    for fmt, codec in (("mp3", ["-c:a", "libmp3lame", "-b:a", "192k"]), ("ogg", ["-c:a", "libvorbis", "-q:a", "5"]),
-                       ("m4a", ["-c:a", "aac", "-b:a", "192k"])):
+    for fmt, codec in (
+        ("mp3", ["-c:a", "libmp3lame", "-b:a", "192k"]),
+        ("ogg", ["-c:a", "libvorbis", "-q:a", "5"]),
+        ("m4a", ["-c:a", "aac", "-b:a", "192k"]),
+    ):
         encoded = wav.with_suffix(f".{fmt}")
         if not encoded.exists():
             subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(wav), *codec, str(encoded)], check=True)
@@ -209,16 +243,25 @@ def ensemble_rows(cache: Path, seconds: float) -> list[Row]:
         rows.append(Row(f"uvr fp32, {weights.stem} alone", seconds, wall, peak))
         singles.append(out)
     out = cache / "out_ensemble"
-    wall, peak = run_child([*uvr_separate([song], models[0], "4band_v2", out), "-m", str(models[1]), "--ensemble",
-                            "avg"])
+    wall, peak = run_child(
+        [*uvr_separate([song], models[0], "4band_v2", out), "-m", str(models[1]), "--ensemble", "avg"]
+    )
     mean_dir = cache / "out_single_mean"
     mean_dir.mkdir(exist_ok=True)
     for path in sorted(singles[0].glob("*.wav")):
         a, rate = sf.read(path, dtype="float64")
         b, _ = sf.read(singles[1] / path.name, dtype="float64")
         sf.write(mean_dir / path.name, (a + b) / 2, rate, subtype="FLOAT")
-    rows.append(Row("uvr fp32, both as one --ensemble avg run", seconds, wall, peak, stem_snr(mean_dir, out),
-                    rows[0].wall_s + rows[1].wall_s))
+    rows.append(
+        Row(
+            "uvr fp32, both as one --ensemble avg run",
+            seconds,
+            wall,
+            peak,
+            stem_snr(mean_dir, out),
+            rows[0].wall_s + rows[1].wall_s,
+        )
+    )
     return rows
 
 
@@ -246,8 +289,16 @@ def clip_rows(cache: Path, clips: int, reference_clips: int) -> list[Row]:
         ref_wall += wall
         ref_peak = max(ref_peak, peak)
     per_clip = ref_wall / len(files[:reference_clips])
-    rows = [Row(f"reference once per file, {clips} x 3 s (timed {reference_clips})", 3.0 * clips, per_clip * clips,
-                ref_peak, None, per_clip * clips)]
+    rows = [
+        Row(
+            f"reference once per file, {clips} x 3 s (timed {reference_clips})",
+            3.0 * clips,
+            per_clip * clips,
+            ref_peak,
+            None,
+            per_clip * clips,
+        )
+    ]
     wall, peak = run_child(uvr_separate([folder], weights, preset, cache / "out_clips"))
     rows.append(Row(f"uvr one run over the folder, {clips} x 3 s", 3.0 * clips, wall, peak, None, per_clip * clips))
     # two workers with one thread each; the peak is the largest single process (os.wait4 counts reaped children)
@@ -256,8 +307,9 @@ def clip_rows(cache: Path, clips: int, reference_clips: int) -> list[Row]:
     return rows
 
 
-def gpu_rows(cache: Path, seconds: float, long_minutes: float, clips: int, reference_clips: int, device: str
-             ) -> list[Row]:
+def gpu_rows(
+    cache: Path, seconds: float, long_minutes: float, clips: int, reference_clips: int, device: str
+) -> list[Row]:
     """A CUDA GPU: the reference as RVC runs it there (fp16 model, one window per call) against uvr's batched
     windows in each precision. Fidelity is against uvr's exact fp32 output on the CPU."""
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -267,41 +319,71 @@ def gpu_rows(cache: Path, seconds: float, long_minutes: float, clips: int, refer
     exact = cache / "out_fp32"
     wall, peak = run_child(uvr_separate([song], weights, preset, exact, "--device", "cpu"))
     cpu_row = Row(f"uvr cpu fp32 exact, ch32 {preset}", seconds, wall, peak, float("inf"))
-    ref_wall, ref_peak = run_child(reference_job([song], weights, preset, cache / "out_ref_gpu", "--device", device,
-                                                 "--half"))
-    rows = [Row(f"reference (RVC path) {device} fp16, ch32 {preset}", seconds, ref_wall, ref_peak, None, ref_wall),
-            cpu_row]
+    ref_wall, ref_peak = run_child(
+        reference_job([song], weights, preset, cache / "out_ref_gpu", "--device", device, "--half")
+    )
+    rows = [
+        Row(f"reference (RVC path) {device} fp16, ch32 {preset}", seconds, ref_wall, ref_peak, None, ref_wall),
+        cpu_row,
+    ]
     for precision, batch in (("fp32", 8), ("fp16", 1), ("fp16", 8), ("fp16", 16), ("bf16", 8)):
         out = cache / f"out_gpu_{precision}_b{batch}"
-        wall, peak = run_child(uvr_separate([song], weights, preset, out, "--device", device, "--precision", precision,
-                                            "--batch-size", str(batch)))
-        rows.append(Row(f"uvr {device} {precision} batch {batch}, ch32 {preset}", seconds, wall, peak,
-                        stem_snr(exact, out), ref_wall))
+        wall, peak = run_child(
+            uvr_separate(
+                [song], weights, preset, out, "--device", device, "--precision", precision, "--batch-size", str(batch)
+            )
+        )
+        rows.append(
+            Row(
+                f"uvr {device} {precision} batch {batch}, ch32 {preset}",
+                seconds,
+                wall,
+                peak,
+                stem_snr(exact, out),
+                ref_wall,
+            )
+        )
     long_song = song_excerpt(cache, long_minutes * 60)
-    wall, peak = run_child(uvr_separate([long_song], weights, preset, cache / "out_gpu_long", "--device", device,
-                                        "--precision", "fp16"))
+    wall, peak = run_child(
+        uvr_separate([long_song], weights, preset, cache / "out_gpu_long", "--device", device, "--precision", "fp16")
+    )
     rows.append(Row(f"uvr {device} fp16 batch 8, ch32, {long_minutes:g} min input", long_minutes * 60, wall, peak))
     folder = clip_folder(cache, clips)
     files = sorted(folder.glob("*.wav"))[:reference_clips]
-    timed = [run_child(reference_job([path], weights, preset, cache / "out_clips_ref_gpu", "--device", device,
-                                     "--half")) for path in files]
+    timed = [
+        run_child(reference_job([path], weights, preset, cache / "out_clips_ref_gpu", "--device", device, "--half"))
+        for path in files
+    ]
     per_file = sum(wall for wall, _ in timed) / len(files) * clips
-    rows.append(Row(f"reference once per file, {device} fp16, ch32, {clips} x 3 s (timed {len(files)})", 3.0 * clips,
-                    per_file, max(peak for _, peak in timed), None, per_file))
-    wall, peak = run_child(uvr_separate([folder], weights, preset, cache / "out_clips_gpu", "--device", device,
-                                        "--precision", "fp16"))
-    rows.append(Row(f"uvr {device} fp16 one run over the folder, ch32, {clips} x 3 s", 3.0 * clips, wall, peak,
-                    None, per_file))
+    rows.append(
+        Row(
+            f"reference once per file, {device} fp16, ch32, {clips} x 3 s (timed {len(files)})",
+            3.0 * clips,
+            per_file,
+            max(peak for _, peak in timed),
+            None,
+            per_file,
+        )
+    )
+    wall, peak = run_child(
+        uvr_separate([folder], weights, preset, cache / "out_clips_gpu", "--device", device, "--precision", "fp16")
+    )
+    rows.append(
+        Row(f"uvr {device} fp16 one run over the folder, ch32, {clips} x 3 s", 3.0 * clips, wall, peak, None, per_file)
+    )
     return rows
 
 
 def table(rows: list[Row]) -> str:
-    lines = ["| run | audio s | wall s | realtime factor | speed vs reference | peak RSS MB | SNR vs fp32 dB |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| run | audio s | wall s | realtime factor | speed vs reference | peak RSS MB | SNR vs fp32 dB |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         snr_text = "-" if r.snr_db is None else ("exact" if r.snr_db == float("inf") else f"{r.snr_db:.1f}")
-        lines.append(f"| {r.name} | {r.audio_s:g} | {r.wall_s:.1f} | {r.rtf:.3f} | {r.speedup} | {r.peak_mb:.0f} | "
-                     f"{snr_text} |")
+        lines.append(
+            f"| {r.name} | {r.audio_s:g} | {r.wall_s:.1f} | {r.rtf:.3f} | {r.speedup} | {r.peak_mb:.0f} | {snr_text} |"
+        )
     return "\n".join(lines)
 
 
@@ -311,8 +393,11 @@ def main() -> None:
     ap.add_argument("--long-minutes", type=float, default=10)
     ap.add_argument("--clips", type=int, default=200)
     ap.add_argument("--reference-clips", type=int, default=20, help="clips the reference is timed on (extrapolated)")
-    ap.add_argument("--rows", default="main,families,batch,long,clips",
-                    help="comma-separated; 'gpu' adds the GPU rows (not in the default: it needs a CUDA GPU)")
+    ap.add_argument(
+        "--rows",
+        default="main,families,batch,long,clips",
+        help="comma-separated; 'gpu' adds the GPU rows (not in the default: it needs a CUDA GPU)",
+    )
     ap.add_argument("--device", default="cuda", help="device of the gpu rows")
     ap.add_argument("--cache", default=None, help="folder for weights, inputs and outputs (default: a temp dir)")
     ap.add_argument("--markdown", default=None, help="also write the table to this file")
@@ -330,10 +415,13 @@ def main() -> None:
     if "clips" in rows_wanted:
         groups.append(lambda: clip_rows(cache, args.clips, args.reference_clips))
     if "gpu" in rows_wanted:
-        groups.append(lambda: gpu_rows(cache, args.seconds, args.long_minutes, args.clips, args.reference_clips,
-                                       args.device))
-    header = (f"{date.today()} on {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-              f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+        groups.append(
+            lambda: gpu_rows(cache, args.seconds, args.long_minutes, args.clips, args.reference_clips, args.device)
+        )
+    header = (
+        f"{date.today()} on {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
     if "gpu" in rows_wanted and torch.cuda.is_available():
         header += f", GPU {torch.cuda.get_device_name()}"
     rows: list[Row] = []

@@ -5,6 +5,7 @@ usage: python examples/spectrograms.py [SONG] [-m WEIGHTS] [-o PNG]
 Needs matplotlib (`pip install matplotlib`), which uvr itself does not use. The stems come from the same
 `uvr_cli.Separator` the CLI runs, with its defaults (the bundled model unless -m is given).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,15 @@ def main() -> None:
     duration = audio.samples.shape[0] / audio.sample_rate
     fig, axes = plt.subplots(len(specs), 1, figsize=(8, 6.5), sharex=True, constrained_layout=True)
     for ax, (name, spec) in zip(axes, specs.items()):
-        image = ax.imshow(spec - loudest, origin="lower", aspect="auto", cmap="magma", vmin=FLOOR_DB, vmax=0,
-                          extent=(0, duration, 0, TOP_HZ / 1000))
+        image = ax.imshow(
+            spec - loudest,
+            origin="lower",
+            aspect="auto",
+            cmap="magma",
+            vmin=FLOOR_DB,
+            vmax=0,
+            extent=(0, duration, 0, TOP_HZ / 1000),
+        )
         ax.set_ylabel("kHz")
         ax.set_title(f"{name} — {Path(args.song).name}" if name == "input" else name, loc="left", fontsize=10)
     axes[-1].set_xlabel("seconds")

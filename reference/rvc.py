@@ -18,6 +18,7 @@ their 7-branch and GUI-only 6-branch/enc5 siblings; ``layers_new.py``/``nets_new
 ``forward``/``predict``. Nothing here imports uvr_cli, so a test comparing the two is a real cross-check;
 test_conformance.py checks this file against the reference outputs of the original code (shared/conformance).
 """
+
 from __future__ import annotations
 
 import json
@@ -39,6 +40,7 @@ WINDOW_SIZE = 512  # RVC's data["window_size"]; the CLI exposes it as --window
 
 # --- ModelParameters (lib_v5/model_param_init.py) ----------------------------------------------------
 
+
 def load_params(path: str | Path) -> dict:
     """A band preset as ModelParameters reads it: integer band keys, absent flags False, n_bins -> bins."""
     raw = json.loads(Path(path).read_text())
@@ -52,6 +54,7 @@ def load_params(path: str | Path) -> dict:
 
 
 # --- librosa 0.9.2 load/resample ----------------------------------------------------------------------
+
 
 def fix_length(y: np.ndarray, size: int) -> np.ndarray:
     n = y.shape[-1]
@@ -91,15 +94,18 @@ def load(path: str | Path, sr: int, res_type: str) -> np.ndarray:
 
 # --- spec_utils.py ------------------------------------------------------------------------------------
 
+
 def stft(y: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:
-    return librosa.stft(y, n_fft=n_fft, hop_length=hop_length, win_length=n_fft, window="hann",
-                        center=True, pad_mode="constant")
+    return librosa.stft(
+        y, n_fft=n_fft, hop_length=hop_length, win_length=n_fft, window="hann", center=True, pad_mode="constant"
+    )
 
 
 def istft(spec: np.ndarray, hop_length: int) -> np.ndarray:
     n_fft = 2 * (spec.shape[0] - 1)
-    return librosa.istft(spec, hop_length=hop_length, win_length=n_fft, n_fft=n_fft, window="hann",
-                         center=True, length=None)
+    return librosa.istft(
+        spec, hop_length=hop_length, win_length=n_fft, n_fft=n_fft, window="hann", center=True, length=None
+    )
 
 
 def wave_to_spectrogram(wave, hop_length, n_fft, mid_side=False, mid_side_b2=False, reverse=False):
@@ -111,8 +117,9 @@ def wave_to_spectrogram(wave, hop_length, n_fft, mid_side=False, mid_side_b2=Fal
         left, right = np.add(wave[1], wave[0] * 0.5), np.subtract(wave[0], wave[1] * 0.5)
     else:
         left, right = wave[0], wave[1]
-    return np.asfortranarray([stft(np.asfortranarray(left), n_fft, hop_length),
-                              stft(np.asfortranarray(right), n_fft, hop_length)])
+    return np.asfortranarray(
+        [stft(np.asfortranarray(left), n_fft, hop_length), stft(np.asfortranarray(right), n_fft, hop_length)]
+    )
 
 
 def combine_spectrograms(specs: dict, mp: dict) -> np.ndarray:
@@ -123,7 +130,7 @@ def combine_spectrograms(specs: dict, mp: dict) -> np.ndarray:
     for d in range(1, bands_n + 1):
         bp = mp["band"][d]
         h = bp["crop_stop"] - bp["crop_start"]
-        spec_c[:, offset:offset + h, :n_frames] = specs[d][:, bp["crop_start"]:bp["crop_stop"], :n_frames]
+        spec_c[:, offset : offset + h, :n_frames] = specs[d][:, bp["crop_start"] : bp["crop_stop"], :n_frames]
         offset += h
     if offset > mp["bins"]:
         raise ValueError("Too much bins")
@@ -153,14 +160,14 @@ def fft_hp_filter(spec, bin_start, bin_stop):
     for b in range(bin_start, bin_stop, -1):
         g -= 1 / (bin_start - bin_stop)
         spec[:, b, :] = g * spec[:, b, :]
-    spec[:, 0:bin_stop + 1, :] *= 0
+    spec[:, 0 : bin_stop + 1, :] *= 0
     return spec
 
 
 def mirroring(spec_m: np.ndarray, input_high_end: np.ndarray, mp: dict) -> np.ndarray:
     """RVC's "mirroring" high-end process (the only one its UVR5 tab uses)."""
     start = mp["pre_filter_start"]
-    mirror = np.flip(np.abs(spec_m[:, start - 10 - input_high_end.shape[1]:start - 10, :]), 1)
+    mirror = np.flip(np.abs(spec_m[:, start - 10 - input_high_end.shape[1] : start - 10, :]), 1)
     mirror = mirror * np.exp(1.0j * np.angle(input_high_end))
     return np.where(np.abs(input_high_end) <= np.abs(mirror), input_high_end, mirror)
 
@@ -187,12 +194,12 @@ def cmb_spectrogram_to_wave(spec_m, mp, extra_bins_h=None, extra_bins=None):
         # FIX (vr-reference.md §3.4): np.zeros, where RVC has the uninitialised np.ndarray
         spec_s = np.zeros((2, bp["n_fft"] // 2 + 1, spec_m.shape[2]), dtype=complex)
         h = bp["crop_stop"] - bp["crop_start"]
-        spec_s[:, bp["crop_start"]:bp["crop_stop"], :] = spec_m[:, offset:offset + h, :]
+        spec_s[:, bp["crop_start"] : bp["crop_stop"], :] = spec_m[:, offset : offset + h, :]
         offset += h
         if d == bands_n:  # the top band
             if extra_bins_h:
                 max_bin = bp["n_fft"] // 2
-                spec_s[:, max_bin - extra_bins_h:max_bin, :] = extra_bins[:, :extra_bins_h, :]
+                spec_s[:, max_bin - extra_bins_h : max_bin, :] = extra_bins[:, :extra_bins_h, :]
             if bp["hpf_start"] > 0:
                 spec_s = fft_hp_filter(spec_s, bp["hpf_start"], bp["hpf_stop"] - 1)
             top = spectrogram_to_wave(spec_s, bp["hl"], *flags)
@@ -212,11 +219,13 @@ def cmb_spectrogram_to_wave(spec_m, mp, extra_bins_h=None, extra_bins=None):
 
 # --- the networks: lib_v5 layers.py/nets.py (CascadedASPPNet) and layers_new.py/nets_new.py (CascadedNet) ---
 
+
 class Conv2DBNActiv(nn.Module):
     def __init__(self, nin, nout, ksize=3, stride=1, pad=1, dilation=1, activ=nn.ReLU):
         super().__init__()
-        self.conv = nn.Sequential(nn.Conv2d(nin, nout, ksize, stride, pad, dilation, bias=False),
-                                  nn.BatchNorm2d(nout), activ())
+        self.conv = nn.Sequential(
+            nn.Conv2d(nin, nout, ksize, stride, pad, dilation, bias=False), nn.BatchNorm2d(nout), activ()
+        )
 
     def forward(self, x):
         return self.conv(x)
@@ -225,8 +234,12 @@ class Conv2DBNActiv(nn.Module):
 class SeperableConv2DBNActiv(nn.Module):
     def __init__(self, nin, nout, ksize=3, stride=1, pad=1, dilation=1, activ=nn.ReLU):
         super().__init__()
-        self.conv = nn.Sequential(nn.Conv2d(nin, nin, ksize, stride, pad, dilation, groups=nin, bias=False),
-                                  nn.Conv2d(nin, nout, 1, bias=False), nn.BatchNorm2d(nout), activ())
+        self.conv = nn.Sequential(
+            nn.Conv2d(nin, nin, ksize, stride, pad, dilation, groups=nin, bias=False),
+            nn.Conv2d(nin, nout, 1, bias=False),
+            nn.BatchNorm2d(nout),
+            activ(),
+        )
 
     def forward(self, x):
         return self.conv(x)
@@ -239,7 +252,7 @@ def crop_center(h1, h2):
     if h1.size(3) < h2.size(3):
         raise ValueError("h1 is narrower than h2")
     start = (h1.size(3) - h2.size(3)) // 2
-    return h1[:, :, :, start:start + h2.size(3)]
+    return h1[:, :, :, start : start + h2.size(3)]
 
 
 class EncoderV4(nn.Module):
@@ -346,7 +359,7 @@ class CascadedASPPNet(nn.Module):
 
     def forward(self, x, aggressiveness=None):
         mix = x.detach()
-        x = x.clone()[:, :, :self.max_bin]
+        x = x.clone()[:, :, : self.max_bin]
         bandw = x.size(2) // 2
         aux1 = torch.cat([self.stg1_low_band_net(x[:, :, :bandw]), self.stg1_high_band_net(x[:, :, bandw:])], dim=2)
         aux2 = self.stg2_full_band_net(self.stg2_bridge(torch.cat([x, aux1], dim=1)))
@@ -360,7 +373,7 @@ class CascadedASPPNet(nn.Module):
         return mask * mix
 
     def predict(self, x_mag, aggressiveness=None):
-        return self.forward(x_mag, aggressiveness)[:, :, :, self.offset:-self.offset]
+        return self.forward(x_mag, aggressiveness)[:, :, :, self.offset : -self.offset]
 
 
 class EncoderV51(nn.Module):
@@ -460,18 +473,20 @@ class CascadedNet(nn.Module):
         self.max_bin = n_fft // 2
         self.output_bin = n_fft // 2 + 1
         nin_lstm = self.max_bin // 2
-        self.stg1_low_band_net = nn.Sequential(BaseNet(2, nout // 2, nin_lstm // 2, nout_lstm),
-                                               Conv2DBNActiv(nout // 2, nout // 4, 1, 1, 0))
+        self.stg1_low_band_net = nn.Sequential(
+            BaseNet(2, nout // 2, nin_lstm // 2, nout_lstm), Conv2DBNActiv(nout // 2, nout // 4, 1, 1, 0)
+        )
         self.stg1_high_band_net = BaseNet(2, nout // 4, nin_lstm // 2, nout_lstm // 2)
-        self.stg2_low_band_net = nn.Sequential(BaseNet(nout // 4 + 2, nout, nin_lstm // 2, nout_lstm),
-                                               Conv2DBNActiv(nout, nout // 2, 1, 1, 0))
+        self.stg2_low_band_net = nn.Sequential(
+            BaseNet(nout // 4 + 2, nout, nin_lstm // 2, nout_lstm), Conv2DBNActiv(nout, nout // 2, 1, 1, 0)
+        )
         self.stg2_high_band_net = BaseNet(nout // 4 + 2, nout // 2, nin_lstm // 2, nout_lstm // 2)
         self.stg3_full_band_net = BaseNet(3 * nout // 4 + 2, nout, nin_lstm, nout_lstm)
         self.out = nn.Conv2d(nout, 2, 1, bias=False)
         self.aux_out = nn.Conv2d(3 * nout // 4, 2, 1, bias=False)
 
     def forward(self, x):
-        x = x[:, :, :self.max_bin]
+        x = x[:, :, : self.max_bin]
         bandw = x.size(2) // 2
         l1_in, h1_in = x[:, :, :bandw], x[:, :, bandw:]
         l1, h1 = self.stg1_low_band_net(l1_in), self.stg1_high_band_net(h1_in)
@@ -483,10 +498,10 @@ class CascadedNet(nn.Module):
         return F.pad(mask, (0, 0, 0, self.output_bin - mask.size(2)), mode="replicate")
 
     def predict_mask(self, x):
-        return self.forward(x)[:, :, :, self.offset:-self.offset]
+        return self.forward(x)[:, :, :, self.offset : -self.offset]
 
     def predict(self, x_mag, aggressiveness=None):
-        return (x_mag * self.forward(x_mag))[:, :, :, self.offset:-self.offset]
+        return (x_mag * self.forward(x_mag))[:, :, :, self.offset : -self.offset]
 
 
 def load_model(path: str | Path, bins: int) -> nn.Module:
@@ -510,7 +525,9 @@ def model_for_state(state: dict, bins: int) -> nn.Module:
     model.load_state_dict(state)  # strict; copying into the float32 parameters upcasts fp16 files
     return model.eval()
 
+
 # --- utils.py: make_padding / inference ---------------------------------------------------------------
+
 
 def make_padding(width, cropsize, offset):
     left = offset
@@ -521,8 +538,9 @@ def make_padding(width, cropsize, offset):
     return left, right, roi_size
 
 
-def predict(model, x: np.ndarray, aggressiveness: dict | None, device: str = "cpu", is_half: bool = False
-            ) -> np.ndarray:
+def predict(
+    model, x: np.ndarray, aggressiveness: dict | None, device: str = "cpu", is_half: bool = False
+) -> np.ndarray:
     """``model.predict(x, aggressiveness)`` for a batch of one window. On a GPU RVC moves each window there and,
     with ``is_half``, runs the fp16 model on an fp16 window."""
     xt = torch.from_numpy(np.ascontiguousarray(x)).to(device)
@@ -538,7 +556,7 @@ def inference(X_spec, model, aggressiveness, tta, window_size=WINDOW_SIZE, devic
         preds = []
         for i in range(n_window):
             start = i * roi_size
-            window = X_mag_pad[None, :, :, start:start + window_size]
+            window = X_mag_pad[None, :, :, start : start + window_size]
             preds.append(predict(model, window, aggressiveness, device, is_half)[0])
         return np.concatenate(preds, axis=2)
 
@@ -556,18 +574,27 @@ def inference(X_spec, model, aggressiveness, tta, window_size=WINDOW_SIZE, devic
         pad_r += roi_size // 2
         n_window += 1
         X_mag_pad = np.pad(X_mag_pre, ((0, 0), (0, 0), (pad_l, pad_r)), mode="constant")
-        pred_tta = _execute(X_mag_pad, roi_size, n_window)[:, :, roi_size // 2:][:, :, :n_frame]
+        pred_tta = _execute(X_mag_pad, roi_size, n_window)[:, :, roi_size // 2 :][:, :, :n_frame]
         return (pred + pred_tta) * 0.5 * coef, X_mag, np.exp(1.0j * X_phase)
     return pred * coef, X_mag, np.exp(1.0j * X_phase)
 
 
 # --- vr.py: AudioPre._path_audio_ -----------------------------------------------------------------------
 
+
 class AudioPre:
     """RVC's AudioPre/AudioPreDeEcho with the preset and weights given; ``separate`` returns the stems."""
 
-    def __init__(self, model_path: str | Path, params_path: str | Path, agg: float, tta: bool = False,
-                 window_size: int = WINDOW_SIZE, device: str = "cpu", is_half: bool = False):
+    def __init__(
+        self,
+        model_path: str | Path,
+        params_path: str | Path,
+        agg: float,
+        tta: bool = False,
+        window_size: int = WINDOW_SIZE,
+        device: str = "cpu",
+        is_half: bool = False,
+    ):
         self.mp = load_params(params_path)
         self.model = load_model(model_path, self.mp["bins"]).to(device)
         if is_half:
@@ -592,19 +619,22 @@ class AudioPre:
                 X_wave[d] = X_wave[d][:2]
             else:
                 X_wave[d] = resample(X_wave[d + 1], mp["band"][d + 1]["sr"], bp["sr"], bp["res_type"])
-            X_spec_s[d] = wave_to_spectrogram(X_wave[d], bp["hl"], bp["n_fft"],
-                                              mp["mid_side"], mp["mid_side_b2"], mp["reverse"])
+            X_spec_s[d] = wave_to_spectrogram(
+                X_wave[d], bp["hl"], bp["n_fft"], mp["mid_side"], mp["mid_side_b2"], mp["reverse"]
+            )
             if d == bands_n:  # high_end_process "mirroring"
                 input_high_end_h = (bp["n_fft"] // 2 - bp["crop_stop"]) + (
-                    mp["pre_filter_stop"] - mp["pre_filter_start"])
-                input_high_end = X_spec_s[d][:, bp["n_fft"] // 2 - input_high_end_h:bp["n_fft"] // 2, :]
+                    mp["pre_filter_stop"] - mp["pre_filter_start"]
+                )
+                input_high_end = X_spec_s[d][:, bp["n_fft"] // 2 - input_high_end_h : bp["n_fft"] // 2, :]
 
         X_spec_m = combine_spectrograms(X_spec_s, mp)
         aggressiveness = None
         if isinstance(self.model, CascadedASPPNet):  # nets_new.CascadedNet.predict ignores it
             aggressiveness = {"value": float(self.agg / 100), "split_bin": mp["band"][1]["crop_stop"]}
-        pred, _, X_phase = inference(X_spec_m, self.model, aggressiveness, self.tta,
-                                     self.window_size, self.device, self.is_half)
+        pred, _, X_phase = inference(
+            X_spec_m, self.model, aggressiveness, self.tta, self.window_size, self.device, self.is_half
+        )
         y_spec_m = pred * X_phase
         v_spec_m = X_spec_m - y_spec_m
 

@@ -5,6 +5,7 @@ suite, which runs without it; CI runs them (`pytest reference`) beside shared/co
 suite: tests/test_nets.py and tests/test_reference_pipeline.py compare uvr with this reference on weights made from
 seeds, so the reference itself must compute what the original code computed.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,15 +36,23 @@ def conformance() -> Path:
 
 # (weights, vector file, output name -> the reference call that makes it)
 NETWORK_VECTORS = {
-    "cascadednet_nout16": ("cascadednet_nout16_bins1024_fp16.pth", "V0_net_new16.npz", {
-        "predict": lambda net, x: net.predict(x),
-        "mask": lambda net, x: net.predict_mask(x),
-    }),
-    "cascaded_aspp_ch16": ("cascaded_aspp_ch16_fp16.pth", "V0_net_seed.npz", {
-        "predict": lambda net, x: net.predict(x),
-        # RVC's default: agg 10 -> value 0.1, split at 4band_v2's band[1].crop_stop
-        "predict_agg": lambda net, x: net.predict(x, {"value": 0.1, "split_bin": 85}),
-    }),
+    "cascadednet_nout16": (
+        "cascadednet_nout16_bins1024_fp16.pth",
+        "V0_net_new16.npz",
+        {
+            "predict": lambda net, x: net.predict(x),
+            "mask": lambda net, x: net.predict_mask(x),
+        },
+    ),
+    "cascaded_aspp_ch16": (
+        "cascaded_aspp_ch16_fp16.pth",
+        "V0_net_seed.npz",
+        {
+            "predict": lambda net, x: net.predict(x),
+            # RVC's default: agg 10 -> value 0.1, split at 4band_v2's band[1].crop_stop
+            "predict_agg": lambda net, x: net.predict(x, {"value": 0.1, "split_bin": 85}),
+        },
+    ),
 }
 
 
@@ -59,15 +68,16 @@ def test_reference_networks_reproduce_the_original_outputs(conformance: Path, na
 
 def snr_db(r: np.ndarray, e: np.ndarray) -> float:
     noise = np.sum((r - e) ** 2)
-    return float("inf") if noise == 0 else float(10 * np.log10(np.sum(r ** 2) / noise))
+    return float("inf") if noise == 0 else float(10 * np.log10(np.sum(r**2) / noise))
 
 
 @pytest.mark.parametrize("index", [0, 1], ids=["V1-ch16-1band", "V2-ch16-4band_v2-tta"])
 def test_reference_pipeline_reproduces_the_conformance_stems(conformance: Path, index: int) -> None:
     """Whole separations, at >= 100 dB: the CLI is held to 50 dB against the same stems."""
     vec = json.loads((conformance / "manifest.json").read_text())["vectors"][index]
-    pipeline = ref.AudioPre(conformance / vec["weights"], DATA / "modelparams" / f"{vec['params']}.json",
-                            vec["agg"], vec["tta"])
+    pipeline = ref.AudioPre(
+        conformance / vec["weights"], DATA / "modelparams" / f"{vec['params']}.json", vec["agg"], vec["tta"]
+    )
     got = pipeline.separate(conformance / vec["input"])
     for stem, key in (("instrumental", "primary"), ("vocals", "other")):
         want = np.load(conformance / vec["expect"][stem])

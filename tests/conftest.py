@@ -1,4 +1,5 @@
 """Shared fixtures: test weights made from seeds, test data, and how to run the real `uvr` command."""
+
 from __future__ import annotations
 
 import shutil
@@ -22,8 +23,9 @@ def uvr_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "uvr_cli"]
 
 
-def run_uvr(*args: str, input: bytes | None = None, cwd: Path | None = None, timeout: float = 300
-            ) -> subprocess.CompletedProcess:
+def run_uvr(
+    *args: str, input: bytes | None = None, cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
     """Run the real CLI as a user would, capturing bytes."""
     return subprocess.run([*uvr_command(), *args], input=input, capture_output=True, cwd=cwd, timeout=timeout)
 
@@ -71,8 +73,9 @@ def ch16_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def cascadednet_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-weight CascadedNet nout 16 checkpoint for 1024 bins (UVR-DeNoise-Lite's layout) in fp16."""
     folder = tmp_path_factory.mktemp("weights-cascadednet")
-    return save_random_checkpoint(folder / "cascadednet_nout16_bins1024_fp16.pth", CascadedNetSpec(16, 128, 1024),
-                                  1024, seed=1016)
+    return save_random_checkpoint(
+        folder / "cascadednet_nout16_bins1024_fp16.pth", CascadedNetSpec(16, 128, 1024), 1024, seed=1016
+    )
 
 
 def tone_mix(seconds: float = 2.0, rate: int = 44100, channels: int = 2, seed: int = 0) -> np.ndarray:

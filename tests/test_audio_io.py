@@ -3,6 +3,7 @@ exact lengths whatever way an input comes in, and the temporary files that takes
 
 Small generated audio only; the ffmpeg tests skip when ffmpeg is not installed.
 """
+
 from __future__ import annotations
 
 import errno
@@ -34,8 +35,9 @@ from uvr_cli.io.encode import (
 
 ROOT = Path(__file__).resolve().parents[1]
 RATE = 8000
-needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None,
-                                  reason="ffmpeg is not installed (apt-get install ffmpeg to run this)")
+needs_ffmpeg = pytest.mark.skipif(
+    shutil.which("ffmpeg") is None, reason="ffmpeg is not installed (apt-get install ffmpeg to run this)"
+)
 
 # Reads argv[1] ("-" = stdin), writes argv[2] ("-" = stdout) as argv[3] at depth argv[4]; errors as the CLI shows them.
 PIPE_SCRIPT = """
@@ -67,8 +69,15 @@ def wav_bytes(samples: np.ndarray, rate: int = RATE, subtype: str = "PCM_16") ->
 
 
 def run_pipe(*args: str, input: bytes | None = None, stdout=subprocess.PIPE) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", PIPE_SCRIPT, *args], input=input, stdout=stdout,
-                          stderr=subprocess.PIPE, cwd=ROOT, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", PIPE_SCRIPT, *args],
+        input=input,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -86,19 +95,23 @@ def deny(monkeypatch: pytest.MonkeyPatch, path: Path, mode: int) -> None:
     """Take permissions away from `path`; as root (which ignores them) make open() fail as it would."""
     path.chmod(mode)
     if os.access(path, os.R_OK if mode == 0 else os.W_OK):
+
         def refusing_open(file, *args, **kwargs):
             if Path(file) == path or Path(file).parent == path:
                 raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(file))
             return open(file, *args, **kwargs)
+
         monkeypatch.setattr(decode, "open", refusing_open, raising=False)
         monkeypatch.setattr(encode, "open", refusing_open, raising=False)
 
 
 # --- round trips -----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("channels", [1, 2, 6])
-@pytest.mark.parametrize(("fmt", "depth", "bits"), [("wav", "16", 16), ("wav", "24", 24), ("flac", "16", 16),
-                                                   ("flac", "24", 24)])
+@pytest.mark.parametrize(
+    ("fmt", "depth", "bits"), [("wav", "16", 16), ("wav", "24", 24), ("flac", "16", 16), ("flac", "24", 24)]
+)
 def test_integer_round_trip_quantises_within_one_lsb(tmp_path, fmt, depth, bits, channels):
     """Read back, every sample is on the 2**(bits-1) grid and less than 1 LSB from what was written."""
     x = noise(channels=channels)
@@ -128,9 +141,16 @@ def test_float_round_trip_is_exact_and_unclipped(tmp_path, channels):
     np.testing.assert_array_equal(audio.samples, x)
 
 
-@pytest.mark.parametrize(("fmt", "subtype", "channels"), [("ogg", "VORBIS", 1), ("ogg", "VORBIS", 2),
-                                                          ("ogg", "VORBIS", 6), ("mp3", "MPEG_LAYER_III", 1),
-                                                          ("mp3", "MPEG_LAYER_III", 2)])
+@pytest.mark.parametrize(
+    ("fmt", "subtype", "channels"),
+    [
+        ("ogg", "VORBIS", 1),
+        ("ogg", "VORBIS", 2),
+        ("ogg", "VORBIS", 6),
+        ("mp3", "MPEG_LAYER_III", 1),
+        ("mp3", "MPEG_LAYER_III", 2),
+    ],
+)
 def test_lossy_round_trip_ignores_bit_depth(tmp_path, fmt, subtype, channels):
     rate, frames = 44100, 22050
     x = tone(frames, channels, rate)
@@ -139,12 +159,13 @@ def test_lossy_round_trip_ignores_bit_depth(tmp_path, fmt, subtype, channels):
     assert report.subtype == subtype == audio.subtype
     assert audio.sample_rate == rate and audio.samples.shape[1] == channels
     assert abs(audio.samples.shape[0] - frames) <= 2 * 1152
-    rms = float(np.sqrt(np.mean(audio.samples ** 2)))
+    rms = float(np.sqrt(np.mean(audio.samples**2)))
     assert rms == pytest.approx(0.5 / np.sqrt(2), rel=0.1)
 
 
-@pytest.mark.parametrize("path_and_kwargs", [("x.wav", {}), ("x.flac", {}), ("x.ogg", {}),
-                                             ("x.wav", {"subtype": "FLOAT"})])
+@pytest.mark.parametrize(
+    "path_and_kwargs", [("x.wav", {}), ("x.flac", {}), ("x.ogg", {}), ("x.wav", {"subtype": "FLOAT"})]
+)
 def test_read_gives_exactly_soundfiles_float32(tmp_path, path_and_kwargs):
     """The separation must match a reference that loaded audio with soundfile.read(dtype="float32")."""
     name, kwargs = path_and_kwargs
@@ -175,6 +196,7 @@ def test_long_input_is_encoded_in_blocks(tmp_path, monkeypatch):
 
 # --- clipping and NaN/Inf --------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(("fmt", "depth"), [("wav", "16"), ("wav", "24"), ("flac", "16"), ("flac", "24")])
 def test_beyond_full_scale_is_clipped_never_wrapped(tmp_path, fmt, depth):
     x = np.zeros((100, 2), np.float32)
@@ -189,8 +211,10 @@ def test_beyond_full_scale_is_clipped_never_wrapped(tmp_path, fmt, depth):
     np.testing.assert_array_equal(x, original)  # the caller's samples are left alone
 
 
-@pytest.mark.parametrize(("fmt", "depth", "limit"), [("wav", "16", 1.0), ("flac", "24", 1.0), ("ogg", None, 1.0),
-                                                   ("mp3", None, 1.0), ("wav", "32f", 1.5)])
+@pytest.mark.parametrize(
+    ("fmt", "depth", "limit"),
+    [("wav", "16", 1.0), ("flac", "24", 1.0), ("ogg", None, 1.0), ("mp3", None, 1.0), ("wav", "32f", 1.5)],
+)
 def test_encoder_never_sees_samples_beyond_full_scale(tmp_path, monkeypatch, fmt, depth, limit):
     """libsndfile before 1.1 wraps +1.5 around to a negative integer, so we clip before it sees the data."""
     peaks = []
@@ -253,6 +277,7 @@ def test_any_samples_come_back_clipped_or_zeroed(x):
 
 # --- standard input and output ---------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(("fmt", "depth"), [("wav", "16"), ("wav", "32f"), ("flac", "24"), ("mp3", None)])
 def test_stdin_to_stdout(tmp_path, fmt, depth):
     x = noise(channels=2, seed=3)
@@ -311,8 +336,10 @@ def test_named_pipe_input_is_copied(tmp_path):
 
 # --- atomic writes and write errors ----------------------------------------------------------------
 
-def break_encoder_after_first_block(monkeypatch: pytest.MonkeyPatch, error: BaseException, folder: Path,
-                                    seen: list[str]) -> None:
+
+def break_encoder_after_first_block(
+    monkeypatch: pytest.MonkeyPatch, error: BaseException, folder: Path, seen: list[str]
+) -> None:
     """Make soundfile's write raise `error` on its second block, noting the files in `folder` then."""
     monkeypatch.setattr(encode, "_BLOCK_FRAMES", 1000)
     real_write = sf.SoundFile.write
@@ -371,8 +398,7 @@ def test_file_size_limit_from_the_kernel_is_an_error(tmp_path, fmt):
     script = (
         "import resource, signal, numpy as np\n"
         "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
-        "resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))\n"
-        + PIPE_SCRIPT
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))\n" + PIPE_SCRIPT
     )
     sf.write(tmp_path / "in.wav", noise(frames=40000), RATE)
     command = [sys.executable, "-c", script, str(tmp_path / "in.wav"), str(tmp_path / f"out.{fmt}"), fmt, "16"]
@@ -425,13 +451,17 @@ def test_parent_that_is_a_file_is_an_error(tmp_path):
 
 # --- format and depth combinations -----------------------------------------------------------------
 
-@pytest.mark.parametrize(("fmt", "depth", "rate", "channels", "words"), [
-    ("flac", "32f", RATE, 2, ["flac", "32f"]),
-    ("wav", "8", RATE, 2, ["8"]),
-    ("aiff", None, RATE, 2, ["aiff"]),
-    ("mp3", None, 44100, 3, ["mp3", "3 channels"]),
-    ("mp3", None, 96000, 2, ["mp3", "96000"]),
-])
+
+@pytest.mark.parametrize(
+    ("fmt", "depth", "rate", "channels", "words"),
+    [
+        ("flac", "32f", RATE, 2, ["flac", "32f"]),
+        ("wav", "8", RATE, 2, ["8"]),
+        ("aiff", None, RATE, 2, ["aiff"]),
+        ("mp3", None, 44100, 3, ["mp3", "3 channels"]),
+        ("mp3", None, 96000, 2, ["mp3", "96000"]),
+    ],
+)
 def test_impossible_outputs_are_usage_errors(tmp_path, fmt, depth, rate, channels, words):
     with pytest.raises(UsageError) as info:
         write_audio(tmp_path / "out.x", noise(channels=channels), rate, fmt, depth)
@@ -439,28 +469,55 @@ def test_impossible_outputs_are_usage_errors(tmp_path, fmt, depth, rate, channel
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize(("fmt", "depth", "subtype"), [
-    ("wav", None, "PCM_16"), ("wav", "24", "PCM_24"), ("WAV", "32f", "FLOAT"), ("flac", None, "PCM_16"),
-    ("flac", "24", "PCM_24"), ("ogg", "32f", "VORBIS"), ("mp3", "16", "MPEG_LAYER_III"),
-])
+@pytest.mark.parametrize(
+    ("fmt", "depth", "subtype"),
+    [
+        ("wav", None, "PCM_16"),
+        ("wav", "24", "PCM_24"),
+        ("WAV", "32f", "FLOAT"),
+        ("flac", None, "PCM_16"),
+        ("flac", "24", "PCM_24"),
+        ("ogg", "32f", "VORBIS"),
+        ("mp3", "16", "MPEG_LAYER_III"),
+    ],
+)
 def test_output_subtype(fmt, depth, subtype):
     assert output_subtype(fmt, depth, 44100, 2) == subtype
 
 
-@pytest.mark.parametrize("samples", [np.zeros((2, 3, 4), np.float32), np.zeros((10, 0), np.float32),
-                                     np.zeros((10, 2), np.int16)])
+@pytest.mark.parametrize(
+    "samples", [np.zeros((2, 3, 4), np.float32), np.zeros((10, 0), np.float32), np.zeros((10, 2), np.int16)]
+)
 def test_malformed_sample_arrays_are_programming_errors(tmp_path, samples):
     with pytest.raises(ValueError):
         write_audio(tmp_path / "out.wav", samples, RATE, "wav", None)
 
 
 def test_audio_extensions_are_lower_case_without_dot():
-    assert {"wav", "flac", "ogg", "oga", "opus", "mp3", "m4a", "aac", "aiff", "aif", "wma", "mp4", "mkv",
-            "webm", "mov", "caf", "w64"} <= AUDIO_EXTENSIONS
+    assert {
+        "wav",
+        "flac",
+        "ogg",
+        "oga",
+        "opus",
+        "mp3",
+        "m4a",
+        "aac",
+        "aiff",
+        "aif",
+        "wma",
+        "mp4",
+        "mkv",
+        "webm",
+        "mov",
+        "caf",
+        "w64",
+    } <= AUDIO_EXTENSIONS
     assert all(ext == ext.lower() and not ext.startswith(".") for ext in AUDIO_EXTENSIONS)
 
 
 # --- read errors -----------------------------------------------------------------------------------
+
 
 def truncated(data: bytes, keep: float) -> bytes:
     return data[: int(len(data) * keep)]
@@ -472,17 +529,29 @@ def flac_bytes() -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize(("make", "cause"), [
-    (None, "No such file or directory"),
-    ("folder", "Is a directory"),
-    (b"", "the file is empty"),
-    (wav_bytes(noise(frames=0)), "it contains no audio frames"),
-    (b"this is not audio at all" * 20, "Format not recognised"),
-    (truncated(wav_bytes(noise()), 0.5), "the file is truncated"),
-    (wav_bytes(noise())[:40], "No 'data' chunk"),
-    (truncated(flac_bytes(), 0.5), "corrupt or truncated audio"),
-], ids=["missing", "folder", "empty", "zero-frames", "garbage", "truncated-wav-data", "truncated-wav-header",
-        "truncated-flac"])
+@pytest.mark.parametrize(
+    ("make", "cause"),
+    [
+        (None, "No such file or directory"),
+        ("folder", "Is a directory"),
+        (b"", "the file is empty"),
+        (wav_bytes(noise(frames=0)), "it contains no audio frames"),
+        (b"this is not audio at all" * 20, "Format not recognised"),
+        (truncated(wav_bytes(noise()), 0.5), "the file is truncated"),
+        (wav_bytes(noise())[:40], "No 'data' chunk"),
+        (truncated(flac_bytes(), 0.5), "corrupt or truncated audio"),
+    ],
+    ids=[
+        "missing",
+        "folder",
+        "empty",
+        "zero-frames",
+        "garbage",
+        "truncated-wav-data",
+        "truncated-wav-header",
+        "truncated-flac",
+    ],
+)
 def test_unreadable_inputs_are_one_line_audio_errors(tmp_path, make, cause):
     path = tmp_path / "my song.wav"
     if make == "folder":
@@ -523,9 +592,24 @@ def test_missing_ffmpeg_is_named_in_the_error(tmp_path):
 
 # --- ffmpeg fallback -------------------------------------------------------------------------------
 
+
 def ffmpeg_encode(source: Path, dest: Path, *options: str) -> Path:
-    subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", str(source), *options,
-                    "file:" + str(dest)], check=True, timeout=60)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            str(source),
+            *options,
+            "file:" + str(dest),
+        ],
+        check=True,
+        timeout=60,
+    )
     return dest
 
 
@@ -538,7 +622,7 @@ def test_ffmpeg_decodes_what_soundfile_cannot(tmp_path, name):
     assert (audio.sample_rate, audio.subtype, audio.source_format) == (22050, None, None)
     assert audio.samples.dtype == np.float32 and audio.samples.flags.c_contiguous
     assert audio.samples.shape[1] == 2 and abs(audio.samples.shape[0] - 22050) <= 2048
-    assert float(np.sqrt(np.mean(audio.samples ** 2))) == pytest.approx(0.5 / np.sqrt(2), rel=0.1)
+    assert float(np.sqrt(np.mean(audio.samples**2))) == pytest.approx(0.5 / np.sqrt(2), rel=0.1)
 
 
 @needs_ffmpeg
@@ -597,8 +681,12 @@ np.save(sys.argv[1], read_audio("-").samples)
 
 def ffmpeg_f32(path: Path) -> np.ndarray:
     """ffmpeg's own decoding of `path`, through a pipe: a reference independent of uvr's decoding code."""
-    done = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", "file:" + str(path), "-map", "0:a:0",
-                           "-f", "f32le", "-"], capture_output=True, check=True, timeout=60)
+    done = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-i", "file:" + str(path), "-map", "0:a:0", "-f", "f32le", "-"],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
     return np.frombuffer(done.stdout, np.float32).reshape(-1, 2)
 
 
@@ -608,16 +696,24 @@ def encodings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("encodings")
     t = np.arange(SOURCE_FRAMES) / SOURCE_RATE
     rng = np.random.default_rng(5)
-    x = np.stack([0.3 * np.sin(2 * np.pi * 330 * t) + 0.05 * rng.standard_normal(t.size),
-                  0.3 * np.sin(2 * np.pi * 550 * t) + 0.05 * rng.standard_normal(t.size)], axis=1)
+    x = np.stack(
+        [
+            0.3 * np.sin(2 * np.pi * 330 * t) + 0.05 * rng.standard_normal(t.size),
+            0.3 * np.sin(2 * np.pi * 550 * t) + 0.05 * rng.standard_normal(t.size),
+        ],
+        axis=1,
+    )
     files = {"wav": folder / "song.wav", "flac": folder / "song.flac", "ogg": folder / "song.ogg"}
     sf.write(files["wav"], x, SOURCE_RATE, "PCM_16")
     sf.write(files["flac"], x, SOURCE_RATE, "PCM_24")
     sf.write(files["ogg"], x, SOURCE_RATE, "VORBIS")
     if shutil.which("ffmpeg"):
-        made = {"mp3-cbr-header": ("-b:a", "128k"), "mp3-vbr-header": ("-q:a", "4"),
-                "mp3-cbr-no-header": ("-b:a", "128k", "-write_xing", "0"),
-                "mp3-vbr-no-header": ("-q:a", "4", "-write_xing", "0")}
+        made = {
+            "mp3-cbr-header": ("-b:a", "128k"),
+            "mp3-vbr-header": ("-q:a", "4"),
+            "mp3-cbr-no-header": ("-b:a", "128k", "-write_xing", "0"),
+            "mp3-vbr-no-header": ("-q:a", "4", "-write_xing", "0"),
+        }
         for name, options in made.items():
             files[name] = ffmpeg_encode(files["wav"], folder / f"{name}.mp3", "-c:a", "libmp3lame", *options)
         files["m4a"] = ffmpeg_encode(files["wav"], folder / "song.m4a", "-c:a", "aac")
@@ -658,8 +754,14 @@ def test_inputs_libsndfile_cannot_measure_are_decoded_by_ffmpeg(encodings, name)
 def test_file_stdin_and_fifo_give_the_same_samples(tmp_path, encodings, name):
     path = needs(encodings, name)
     from_file = read_audio(path)
-    done = subprocess.run([sys.executable, "-c", STDIN_SCRIPT, str(tmp_path / "stdin.npy")], input=path.read_bytes(),
-                          capture_output=True, cwd=ROOT, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", STDIN_SCRIPT, str(tmp_path / "stdin.npy")],
+        input=path.read_bytes(),
+        capture_output=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr.decode()
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
@@ -743,6 +845,7 @@ def test_a_headerless_mp3_needs_ffmpeg(encodings):
 
 # --- encoding: integers, bitrates, stems written together --------------------------------------------
 
+
 @pytest.mark.parametrize("bits", [16, 24])
 def test_wav_and_flac_hold_the_same_integers(tmp_path, bits):
     """Quantised by us: round(clip(x) * 2**(bits-1)), the top code clipped, whatever the container."""
@@ -762,8 +865,17 @@ def measured_kbps(path: Path, seconds: float) -> float:
     return path.stat().st_size * 8 / seconds / 1000
 
 
-@pytest.mark.parametrize(("rate", "bitrate", "kbps"), [(44100, None, 320), (44100, "128k", 128), (48000, "192000", 192),
-                                                     (22050, None, 160), (22050, "64k", 64), (11025, "32k", 32)])
+@pytest.mark.parametrize(
+    ("rate", "bitrate", "kbps"),
+    [
+        (44100, None, 320),
+        (44100, "128k", 128),
+        (48000, "192000", 192),
+        (22050, None, 160),
+        (22050, "64k", 64),
+        (11025, "32k", 32),
+    ],
+)
 def test_mp3_is_written_at_the_bitrate_asked_for(tmp_path, rate, bitrate, kbps):
     seconds = 4
     write_audio(tmp_path / "out.mp3", noise(frames=seconds * rate, peak=0.5), rate, "mp3", None, bitrate=bitrate)
@@ -783,11 +895,18 @@ def test_ogg_bitrate_sets_the_vorbis_quality(tmp_path):
     assert sizes["96k"] >= 96 * 0.9 and sizes["320k"] >= 320 * 0.9
 
 
-@pytest.mark.parametrize(("fmt", "rate", "bitrate", "words"), [
-    ("wav", 44100, "320k", ["wav", "lossless"]), ("flac", 44100, "320k", ["flac", "lossless"]),
-    ("mp3", 44100, "100k", ["96k", "112k"]), ("mp3", 22050, "320k", ["160k"]), ("ogg", 44100, "32k", ["64k"]),
-    ("mp3", 44100, "fast", ["320k"]), ("ogg", 44100, "1500", ["kbit/s"]),
-])
+@pytest.mark.parametrize(
+    ("fmt", "rate", "bitrate", "words"),
+    [
+        ("wav", 44100, "320k", ["wav", "lossless"]),
+        ("flac", 44100, "320k", ["flac", "lossless"]),
+        ("mp3", 44100, "100k", ["96k", "112k"]),
+        ("mp3", 22050, "320k", ["160k"]),
+        ("ogg", 44100, "32k", ["64k"]),
+        ("mp3", 44100, "fast", ["320k"]),
+        ("ogg", 44100, "1500", ["kbit/s"]),
+    ],
+)
 def test_impossible_bitrates_are_usage_errors(tmp_path, fmt, rate, bitrate, words):
     with pytest.raises(UsageError) as info:
         output_subtype(fmt, None, rate, 2, bitrate=bitrate)
@@ -797,7 +916,7 @@ def test_impossible_bitrates_are_usage_errors(tmp_path, fmt, rate, bitrate, word
 def test_stems_are_renamed_into_place_together(tmp_path):
     outputs = {"vocals": str(tmp_path / "v.flac"), "instrumental": str(tmp_path / "i.flac")}
     with open_stem_writers(outputs, RATE, 2, "flac", "24", 3000) as writers:
-        for stem, writer in writers.items():
+        for writer in writers.values():
             writer.write(noise(frames=1000))
             writer.write(noise(frames=2000, seed=1))
         assert spools(tmp_path) == sorted(spools(tmp_path)) and leftovers(tmp_path) != []
@@ -823,12 +942,14 @@ def test_only_one_stem_can_go_to_standard_output(tmp_path):
 
 def test_a_reader_that_goes_away_ends_the_writer_quietly_with_141(tmp_path):
     """`uvr ... -o - | head -c 100`: the CLI maps StdoutClosed to 141, as SIGPIPE would end a C tool."""
-    script = ("import sys, numpy as np\n"
-              "from uvr_cli.io.encode import StdoutClosed, write_audio\n"
-              "try:\n"
-              "    write_audio('-', np.zeros((441000, 2), np.float32), 44100, 'wav', '16')\n"
-              "except StdoutClosed as exc:\n"
-              "    sys.exit(exc.exit_code)\n")
+    script = (
+        "import sys, numpy as np\n"
+        "from uvr_cli.io.encode import StdoutClosed, write_audio\n"
+        "try:\n"
+        "    write_audio('-', np.zeros((441000, 2), np.float32), 44100, 'wav', '16')\n"
+        "except StdoutClosed as exc:\n"
+        "    sys.exit(exc.exit_code)\n"
+    )
     (tmp_path / "write.py").write_text(script)
     pipeline = f"'{sys.executable}' '{tmp_path / 'write.py'}' | head -c 100 >/dev/null; echo ${{PIPESTATUS[0]}}"
     done = subprocess.run(["bash", "-c", pipeline], capture_output=True, cwd=ROOT, timeout=60, check=False)

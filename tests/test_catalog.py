@@ -3,6 +3,7 @@
 Downloads run the real CLI against an HTTP server on 127.0.0.1 that this file starts (with Range support, and
 modes that cut a transfer short or ignore Range), through a test catalogue named by UVR_CATALOG.
 """
+
 from __future__ import annotations
 
 import json
@@ -77,8 +78,17 @@ def env(tmp_path: Path) -> dict:
 
 
 def write_catalog(env: dict, **entry: object) -> None:
-    base = {"name": "testnet", "file": "testnet.pth", "uvr_hash": None, "family": "CascadedNet", "capacity": None,
-            "params": "1band_sr44100_hl512", "primary_stem": "Instrumental", "size_bytes": None, "source": "test"}
+    base = {
+        "name": "testnet",
+        "file": "testnet.pth",
+        "uvr_hash": None,
+        "family": "CascadedNet",
+        "capacity": None,
+        "params": "1band_sr44100_hl512",
+        "primary_stem": "Instrumental",
+        "size_bytes": None,
+        "source": "test",
+    }
     Path(env["UVR_CATALOG"]).write_text(json.dumps({"models": [{**base, **entry}]}))
 
 
@@ -116,14 +126,18 @@ def test_download_verifies_hash_and_the_model_is_then_found_by_name(server, env,
     assert info.returncode == 0, info.stderr
     described = json.loads(info.stdout)
     assert described["path"] == str(cached)
-    assert (described["family"], described["capacity"], described["bins"]) == ("CascadedNet", {"nout": 16,
-                                                                                               "nout_lstm": 128}, 1024)
+    assert (described["family"], described["capacity"], described["bins"]) == (
+        "CascadedNet",
+        {"nout": 16, "nout_lstm": 128},
+        1024,
+    )
     assert described["catalogue_name"] == "testnet"
 
     song = Path(env["UVR_MODEL_DIR"]).parent / "song.wav"  # -m NAME in separate (an empty input: only the load runs)
     song.write_bytes(b"")
-    sep = uvr(env, "separate", str(song), "-m", "testnet", "--params", "1band_sr44100_hl512", "-o", str(song.parent),
-              "-v")
+    sep = uvr(
+        env, "separate", str(song), "-m", "testnet", "--params", "1band_sr44100_hl512", "-o", str(song.parent), "-v"
+    )
     assert sep.returncode == 1, sep.stderr
     assert f"uvr: model {cached}:" in sep.stderr and "song.wav" in sep.stderr.splitlines()[-1]
 
@@ -185,9 +199,11 @@ def test_server_gone_fails_cleanly(env):
     done = uvr(env, "models", "download", "testnet")
     assert done.returncode == 1
     assert done.stderr.splitlines() == [  # the way forward: the URL, and where a file fetched by hand belongs
-        f"uvr: testnet: cannot reach 127.0.0.1:{port}: Connection refused; or fetch http://127.0.0.1:{port}/testnet.pth "
-        f"by other means and run `uvr models add FILE`, which checks it and puts it at "
-        f"{Path(env['UVR_MODEL_DIR']) / 'testnet.pth'}"]
+        f"uvr: testnet: cannot reach 127.0.0.1:{port}: Connection refused; "
+        f"or fetch http://127.0.0.1:{port}/testnet.pth by other means "
+        "and run `uvr models add FILE`, which checks it and puts it at "
+        f"{Path(env['UVR_MODEL_DIR']) / 'testnet.pth'}"
+    ]
 
 
 def test_unknown_model_name_is_a_usage_error(env):
@@ -206,14 +222,23 @@ def test_models_lists_the_shipped_catalogue_and_the_cache(tmp_path):
     lines = table.stdout.splitlines()
     assert lines[0].split()[:2] == ["NAME", "ARCHITECTURE"]
     assert re.match(r"default\s+CascadedASPPNet.*4band_v2\s+Instrumental.*bundled$", lines[1])  # the shipped model
-    assert re.match(r"HP5_only_main_vocal\s+CascadedASPPNet.*4band_v2.*cached$", next(
-        line for line in lines if line.startswith("HP5_only_main_vocal")))
+    assert re.match(
+        r"HP5_only_main_vocal\s+CascadedASPPNet.*4band_v2.*cached$",
+        next(line for line in lines if line.startswith("HP5_only_main_vocal")),
+    )
     assert any(line.startswith("my_own") for line in lines)
     assert lines[-1] == f"cache: {tmp_path}"
     data = json.loads(uvr(env, "models", "--json").stdout)
     names = [m["name"] for m in data["models"]]
-    assert {"1_HP-UVR", "17_HP-Wind_Inst-UVR", "UVR-De-Echo-Normal", "HP2_all_vocals", "VR-DeEchoDeReverb",
-            "MGM_MAIN_v4", "my_own"} <= set(names)
+    assert {
+        "1_HP-UVR",
+        "17_HP-Wind_Inst-UVR",
+        "UVR-De-Echo-Normal",
+        "HP2_all_vocals",
+        "VR-DeEchoDeReverb",
+        "MGM_MAIN_v4",
+        "my_own",
+    } <= set(names)
 
 
 def test_shipped_catalogue_agrees_with_the_hash_table():
@@ -239,11 +264,15 @@ def test_a_broken_test_catalogue_is_reported(env):
 
 def test_only_the_catalogue_opens_network_connections():
     # urllib.parse only handles strings; every other import here can open a connection
-    pattern = re.compile(r"^\s*(?:import|from)\s+(?:urllib(?!\.parse\b)|http|socket|ssl|requests|ftplib)\b",
-                         re.MULTILINE)
+    pattern = re.compile(
+        r"^\s*(?:import|from)\s+(?:urllib(?!\.parse\b)|http|socket|ssl|requests|ftplib)\b", re.MULTILINE
+    )
     package = ROOT / "uvr_cli"
-    users = sorted(p.relative_to(package).as_posix() for p in package.rglob("*.py")
-                   if pattern.search(p.read_text(encoding="utf-8")))
+    users = sorted(
+        p.relative_to(package).as_posix()
+        for p in package.rglob("*.py")
+        if pattern.search(p.read_text(encoding="utf-8"))
+    )
     assert users == ["catalog/models.py"]
 
 
@@ -260,8 +289,11 @@ def test_info_describes_a_checkpoint(ch16_weights, tmp_path):
     assert done.returncode == 0, done.stderr
     fields = dict(line.split(":", 1) for line in done.stdout.splitlines())
     assert {k: v.strip() for k, v in fields.items() if k in ("bins", "recognised", "preset", "primary stem")} == {
-        "bins": "672 (from the preset)", "recognised": "catalogue file name (uvr models)", "preset": "4band_v2",
-        "primary stem": "Instrumental (the mask estimates the instrumental)"}
+        "bins": "672 (from the preset)",
+        "recognised": "catalogue file name (uvr models)",
+        "preset": "4band_v2",
+        "primary stem": "Instrumental (the mask estimates the instrumental)",
+    }
 
 
 def test_info_on_a_file_that_is_not_a_model_exits_3(tmp_path):
@@ -280,7 +312,8 @@ def test_models_add_checks_a_hand_fetched_file_and_copies_it_into_the_cache(env,
     assert refused.returncode == 1 and refused.stdout == ""
     assert refused.stderr.splitlines() == [
         f"uvr: {tmp_path / 'testnet.pth'}: not added as testnet: hash mismatch: the file's UVR hash is "
-        f"{uvr_model_hash(tmp_path / 'testnet.pth')}, the catalogue expects {uvr_model_hash(cascadednet_weights)}"]
+        f"{uvr_model_hash(tmp_path / 'testnet.pth')}, the catalogue expects {uvr_model_hash(cascadednet_weights)}"
+    ]
     assert not cache.exists() or not any(cache.iterdir())
 
     fetched = shutil.copy(cascadednet_weights, tmp_path / "download (1).pth")  # matched by hash, whatever its name
@@ -297,8 +330,9 @@ def test_models_add_checks_a_hand_fetched_file_and_copies_it_into_the_cache(env,
 
 
 def test_default_names_the_bundled_model(tmp_path):
-    info = subprocess.run([*uvr_command(), "info", "default", "--json"], capture_output=True, text=True,
-                          cwd=tmp_path, timeout=120)
+    info = subprocess.run(
+        [*uvr_command(), "info", "default", "--json"], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
     assert info.returncode == 0, info.stderr
     assert Path(json.loads(info.stdout)["path"]) == ROOT / "models/default.pth"
 
@@ -309,24 +343,44 @@ def test_presets_show_rate_bands_bins_and_hop(tmp_path):
     lines = table.stdout.splitlines()
     assert lines[0].split() == ["NAME", "RATE", "BANDS", "BINS", "HOP", "(per", "band)"]
     assert "4band_v2 44100 4 672 80/80/160/480" in [" ".join(line.split()) for line in lines]
-    listed = json.loads(subprocess.run([*uvr_command(), "presets", "--json"], capture_output=True, text=True,
-                                       timeout=120).stdout)
+    listed = json.loads(
+        subprocess.run([*uvr_command(), "presets", "--json"], capture_output=True, text=True, timeout=120).stdout
+    )
     assert [p["name"] for p in listed] == list_presets()
     assert next(p for p in listed if p["name"] == "4band_v2") == {
-        "name": "4band_v2", "sample_rate": 44100, "bands": 4, "bins": 672, "hop": [80, 80, 160, 480],
-        "band_rates": [7350, 7350, 14700, 44100]}
+        "name": "4band_v2",
+        "sample_rate": 44100,
+        "bands": 4,
+        "bins": 672,
+        "hop": [80, 80, 160, 480],
+        "band_rates": [7350, 7350, 14700, 44100],
+    }
 
 
-@pytest.mark.parametrize("params, message", [
-    ("4band_2", "unknown preset '4band_2': did you mean 4band_v2, 4band_v3 or 4band_v2_sn? (`uvr presets` lists "
-                "the 26 presets)"),
-    ("4band_v2", "cascadednet_nout16_bins1024_fp16.pth: the weights need a preset with 1024 bins, but 4band_v2 "
-                 "has 672; presets with 1024: 1band_sr16000_hl512, 1band_sr32000_hl512, 1band_sr33075_hl384, "
-                 "1band_sr44100_hl1024, 1band_sr44100_hl512, 1band_sr44100_hl512_cut"),
-])
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        (
+            "4band_2",
+            "unknown preset '4band_2': did you mean 4band_v2, 4band_v3 or 4band_v2_sn? (`uvr presets` lists "
+            "the 26 presets)",
+        ),
+        (
+            "4band_v2",
+            "cascadednet_nout16_bins1024_fp16.pth: the weights need a preset with 1024 bins, but 4band_v2 "
+            "has 672; presets with 1024: 1band_sr16000_hl512, 1band_sr32000_hl512, 1band_sr33075_hl384, "
+            "1band_sr44100_hl1024, 1band_sr44100_hl512, 1band_sr44100_hl512_cut",
+        ),
+    ],
+)
 def test_a_preset_that_does_not_fit_names_the_ones_that_might(tmp_path, cascadednet_weights, params, message):
     (tmp_path / "a.wav").write_bytes(b"RIFF")
-    proc = subprocess.run([*uvr_command(), "separate", "a.wav", "-m", str(cascadednet_weights), "--params", params],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    proc = subprocess.run(
+        [*uvr_command(), "separate", "a.wav", "-m", str(cascadednet_weights), "--params", params],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert proc.returncode == 3
     assert proc.stderr.splitlines() == [f"uvr: {message}"]

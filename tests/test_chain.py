@@ -1,4 +1,5 @@
 """Chains: `--then MODEL:STEM` gives what running MODEL on the step before's 32-bit float, model-rate stem gives."""
+
 from __future__ import annotations
 
 import json
@@ -22,19 +23,38 @@ def song(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_a_chain_equals_the_two_step_run(song: Path, ch16_weights: Path, tmp_path: Path):
-    proc = run_uvr("separate", str(song), "-m", str(DEFAULT), "--then", f"{ch16_weights}:vocals", *EXACT,
-                   "-o", str(tmp_path / "chain"), "--json")
+    proc = run_uvr(
+        "separate",
+        str(song),
+        "-m",
+        str(DEFAULT),
+        "--then",
+        f"{ch16_weights}:vocals",
+        *EXACT,
+        "-o",
+        str(tmp_path / "chain"),
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr.decode()
     outputs = json.loads(proc.stdout)["outputs"]
     assert sorted(outputs) == ["instrumental", "vocals-instrumental", "vocals-vocals"]
     first = run_uvr("separate", str(song), "-m", str(DEFAULT), *EXACT, "-o", str(tmp_path / "one"))
     assert first.returncode == 0, first.stderr.decode()
-    second = run_uvr("separate", str(tmp_path / "one" / "song_vocals.wav"), "-m", str(ch16_weights), *EXACT,
-                     "-o", str(tmp_path / "two"))
+    second = run_uvr(
+        "separate",
+        str(tmp_path / "one" / "song_vocals.wav"),
+        "-m",
+        str(ch16_weights),
+        *EXACT,
+        "-o",
+        str(tmp_path / "two"),
+    )
     assert second.returncode == 0, second.stderr.decode()
-    expected = {"instrumental": tmp_path / "one" / "song_instrumental.wav",
-                "vocals-vocals": tmp_path / "two" / "song_vocals_vocals.wav",
-                "vocals-instrumental": tmp_path / "two" / "song_vocals_instrumental.wav"}
+    expected = {
+        "instrumental": tmp_path / "one" / "song_instrumental.wav",
+        "vocals-vocals": tmp_path / "two" / "song_vocals_vocals.wav",
+        "vocals-instrumental": tmp_path / "two" / "song_vocals_instrumental.wav",
+    }
     for stem, path in expected.items():
         got, rate = sf.read(outputs[stem], dtype="float32")
         want, _ = sf.read(path, dtype="float32")

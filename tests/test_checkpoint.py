@@ -1,4 +1,5 @@
 """Weight files: reading, recognising every real UVR5 layout, and refusing broken or unsafe files."""
+
 from __future__ import annotations
 
 import hashlib
@@ -11,8 +12,8 @@ import pytest
 import torch
 from torch import Tensor
 
-from reference import rvc as ref
 from conftest import DATA
+from reference import rvc as ref
 from uvr_cli.catalog.registry import HASH_TAIL_BYTES, uvr_model_hash
 from uvr_cli.engine.checkpoint import (
     detect_spec,
@@ -207,7 +208,9 @@ def test_wrong_shape_is_reported(tmp_path: Path, small_state: dict[str, Tensor])
     state = dict(small_state)
     state["stg3_bridge.conv.0.weight"] = torch.zeros(16, 30, 1, 1)
     message = _error(_saved(tmp_path, state))
-    assert "shape mismatch" in message and "stg3_bridge.conv.0.weight [16, 30, 1, 1] (expected [16, 34, 1, 1])" in message
+    assert (
+        "shape mismatch" in message and "stg3_bridge.conv.0.weight [16, 30, 1, 1] (expected [16, 34, 1, 1])" in message
+    )
 
 
 def test_extra_and_missing_keys_are_reported(tmp_path: Path, small_state: dict[str, Tensor]) -> None:

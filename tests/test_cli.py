@@ -4,6 +4,7 @@ Separations are the expensive part (a random-weight ch16 net, one network call p
 shared and later tests reuse its outputs (reruns that skip, pipes, progress on a terminal). Usage errors are
 caught before torch is imported, so those tests cost a process start each.
 """
+
 from __future__ import annotations
 
 import io
@@ -29,8 +30,9 @@ ENV = dict(os.environ, OMP_NUM_THREADS="1")  # the test machine is shared: one t
 
 
 def uvr(*args: str, cwd: Path, stdin: bytes | None = None, **kwargs: object) -> subprocess.CompletedProcess:
-    return subprocess.run([*uvr_command(), *args], cwd=cwd, input=stdin, capture_output=True, env=ENV, timeout=300,
-                          **kwargs)
+    return subprocess.run(
+        [*uvr_command(), *args], cwd=cwd, input=stdin, capture_output=True, env=ENV, timeout=300, **kwargs
+    )
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +63,10 @@ def test_batch_goes_on_past_a_failed_input_and_exits_1(batch):
     a, b, missing = batch.records
     assert [r["input"] for r in batch.records] == ["songs/a.wav", "songs/sub/b.wav", "missing.wav"]
     assert a["status"] == b["status"] == "ok" and a["error"] is None
-    assert a["outputs"] == {"vocals": str(batch.root / "out/a_vocals.wav"),
-                            "instrumental": str(batch.root / "out/a_instrumental.wav")}
+    assert a["outputs"] == {
+        "vocals": str(batch.root / "out/a_vocals.wav"),
+        "instrumental": str(batch.root / "out/a_instrumental.wav"),
+    }
     assert a["duration_s"] == 1.0 and b["duration_s"] == 0.5
     assert a["wall_s"] > 0 and a["realtime_factor"] == pytest.approx(a["wall_s"] / 1.0, rel=0.01)
     assert missing["status"] == "error" and missing["outputs"] == {} and "missing.wav: no such file" in missing["error"]
@@ -104,25 +108,67 @@ def test_overwrite_redoes_an_input_found_by_our_own_glob(batch):
 
 
 def test_separation_options_reach_the_engine_and_the_output(batch):
-    proc = uvr("separate", "songs/a.wav", "--stem", "vocals", "-f", "flac", "--bit-depth", "16", "--sample-rate",
-               "32000", "--name", "{model}/{name}-{stem}-{agg}.{ext}", "--agg", "20", "--tta", "--post-process",
-               "--high-end", "none", "--primary", "vocals", "--precision", "fp32", "-v", "-o", "opts", *batch.model,
-               cwd=batch.root)
+    proc = uvr(
+        "separate",
+        "songs/a.wav",
+        "--stem",
+        "vocals",
+        "-f",
+        "flac",
+        "--bit-depth",
+        "16",
+        "--sample-rate",
+        "32000",
+        "--name",
+        "{model}/{name}-{stem}-{agg}.{ext}",
+        "--agg",
+        "20",
+        "--tta",
+        "--post-process",
+        "--high-end",
+        "none",
+        "--primary",
+        "vocals",
+        "--precision",
+        "fp32",
+        "-v",
+        "-o",
+        "opts",
+        *batch.model,
+        cwd=batch.root,
+    )
     assert proc.returncode == 0, proc.stderr
     written = batch.root / "opts/cascaded_aspp_ch16_fp16/a-vocals-20.flac"
     assert proc.stdout.decode().split() == [str(written)]
     assert visible(written.parent) == [written.name]  # --stem vocals: no instrumental
     info = sf.info(written)
-    assert (info.format, info.subtype, info.samplerate, info.channels, info.frames) == ("FLAC", "PCM_16", 32000, 2,
-                                                                                       32000)
+    assert (info.format, info.subtype, info.samplerate, info.channels, info.frames) == (
+        "FLAC",
+        "PCM_16",
+        32000,
+        2,
+        32000,
+    )
     stderr = proc.stderr.decode()
     assert "primary stem vocals" in stderr and "torch.float32" in stderr
     assert "agg 20, tta on, post-process on, high end none, window 448, batch size 8" in stderr
 
 
 def test_mp3_output_at_the_models_rate_for_a_mono_input(batch):
-    proc = uvr("separate", "songs/sub/b.wav", "--stem", "instrumental", "-f", "mp3", "--sample-rate", "model",
-               "-o", "mp3", *batch.model, cwd=batch.root)
+    proc = uvr(
+        "separate",
+        "songs/sub/b.wav",
+        "--stem",
+        "instrumental",
+        "-f",
+        "mp3",
+        "--sample-rate",
+        "model",
+        "-o",
+        "mp3",
+        *batch.model,
+        cwd=batch.root,
+    )
     assert proc.returncode == 0, proc.stderr
     info = sf.info(batch.root / "mp3/b_instrumental.mp3")
     assert (info.samplerate, info.channels) == (44100, 1)
@@ -133,10 +179,12 @@ def test_an_output_format_that_cannot_hold_the_input_fails_that_input_before_sep
     sf.write(batch.root / "hi.wav", tone_mix(0.2, rate=96000), 96000)
     proc = uvr("separate", "hi.wav", "-f", "mp3", "-o", "hi", *batch.model, cwd=batch.root)
     assert proc.returncode == 1
-    line, = proc.stderr.decode().splitlines()
-    assert "hi.wav" in line and line.endswith(": mp3 cannot store 96000 Hz audio (only 8000, 11025, 12000, 16000, "
-                                              "22050, 24000, 32000, 44100, 48000); choose wav, flac or ogg, or "
-                                              "another output sample rate"), line
+    (line,) = proc.stderr.decode().splitlines()
+    assert "hi.wav" in line and line.endswith(
+        ": mp3 cannot store 96000 Hz audio (only 8000, 11025, 12000, 16000, "
+        "22050, 24000, 32000, 44100, 48000); choose wav, flac or ogg, or "
+        "another output sample rate"
+    ), line
     assert not (batch.root / "hi").exists()
 
 
@@ -144,8 +192,9 @@ def test_stdin_to_stdout_in_a_pipeline(batch):
     """The README's `ffmpeg -i talk.mp4 -f wav - | uvr separate - --stem vocals -o - | ffmpeg -i - voice.mp3`."""
     args = [*uvr_command(), "separate", "-", "--stem", "vocals", "-o", "-", *batch.model]
     if not has_ffmpeg():  # the same path without ffmpeg: WAV bytes in, WAV bytes out
-        proc = subprocess.run(args, input=(batch.root / "songs/a.wav").read_bytes(), capture_output=True, env=ENV,
-                              timeout=300)
+        proc = subprocess.run(
+            args, input=(batch.root / "songs/a.wav").read_bytes(), capture_output=True, env=ENV, timeout=300
+        )
         assert proc.returncode == 0, proc.stderr
         assert sf.info(io.BytesIO(proc.stdout)).frames == 44100
         return
@@ -153,8 +202,9 @@ def test_stdin_to_stdout_in_a_pipeline(batch):
     voice = batch.root / "voice.mp3"
     quiet = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error"]
     decode = subprocess.Popen([*quiet, "-i", "songs/a.wav", "-f", "wav", "-"], cwd=batch.root, stdout=subprocess.PIPE)
-    separate = subprocess.Popen(args, cwd=batch.root, stdin=decode.stdout, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=ENV)
+    separate = subprocess.Popen(
+        args, cwd=batch.root, stdin=decode.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV
+    )
     encode = subprocess.Popen([*quiet, "-i", "-", str(voice)], cwd=batch.root, stdin=separate.stdout)
     decode.stdout.close()
     separate.stdout.close()
@@ -169,8 +219,14 @@ def test_stdin_to_stdout_in_a_pipeline(batch):
 def test_a_closed_stdout_ends_the_run_quietly(batch):
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before uvr prints anything, as with `| head -0`
-    proc = subprocess.run([*uvr_command(), "separate", "songs", "-o", "out", *batch.model], cwd=batch.root,
-                          stdout=write_end, stderr=subprocess.PIPE, env=ENV, timeout=300)
+    proc = subprocess.run(
+        [*uvr_command(), "separate", "songs", "-o", "out", *batch.model],
+        cwd=batch.root,
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        env=ENV,
+        timeout=300,
+    )
     os.close(write_end)
     assert proc.returncode == 141
     assert proc.stderr == b""
@@ -205,34 +261,43 @@ def test_progress_bars_appear_on_a_terminal_unless_quiet(batch, quiet):
     assert (b"all files" in shown and b"2/2" in shown) != quiet, shown
 
 
-@pytest.mark.parametrize("args, message", [
-    (["a.wav", "-o", "-"], "add --stem vocals or --stem instrumental"),
-    (["a.wav", "-o", "-", "--stem", "vocals", "--json"], "--json and -o -"),
-    (["a.wav", "-f", "flac", "--bit-depth", "32f"], "flac cannot store bit depth 32f"),
-    (["a.wav", "-f", "ogg", "--bit-depth", "24"], "ogg has no bit depth"),
-    (["a.wav", "-f", "mp3", "--sample-rate", "33075"], "mp3 cannot store 33075 Hz"),
-    (["a.wav", "--sample-rate", "fast"], "--sample-rate 'fast'"),
-    (["a.wav", "--name", "{title}.{ext}"], "unknown field {title}"),
-    (["x/a.wav", "y/a.wav"], "would both write"),
-    (["a.wav", "--stem", "drums"], "drums"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["a.wav", "-o", "-"], "add --stem vocals or --stem instrumental"),
+        (["a.wav", "-o", "-", "--stem", "vocals", "--json"], "--json and -o -"),
+        (["a.wav", "-f", "flac", "--bit-depth", "32f"], "flac cannot store bit depth 32f"),
+        (["a.wav", "-f", "ogg", "--bit-depth", "24"], "ogg has no bit depth"),
+        (["a.wav", "-f", "mp3", "--sample-rate", "33075"], "mp3 cannot store 33075 Hz"),
+        (["a.wav", "--sample-rate", "fast"], "--sample-rate 'fast'"),
+        (["a.wav", "--name", "{title}.{ext}"], "unknown field {title}"),
+        (["x/a.wav", "y/a.wav"], "would both write"),
+        (["a.wav", "--stem", "drums"], "drums"),
+    ],
+)
 def test_usage_errors_exit_2_before_any_work(tmp_path, args, message):
     for rel in ("a.wav", "x/a.wav", "y/a.wav"):
         (tmp_path / rel).parent.mkdir(exist_ok=True)
         (tmp_path / rel).write_bytes(b"not decoded before the check")
-    proc = uvr("separate", *args, "-o", "out", cwd=tmp_path, stdin=b"") if "-o" not in args else \
-        uvr("separate", *args, cwd=tmp_path, stdin=b"")
+    proc = (
+        uvr("separate", *args, "-o", "out", cwd=tmp_path, stdin=b"")
+        if "-o" not in args
+        else uvr("separate", *args, cwd=tmp_path, stdin=b"")
+    )
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr.decode()
     assert "Traceback" not in proc.stderr.decode()
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("model, message", [
-    ("missing.pth", "no such model file"),
-    ("notes.pth", "notes.pth: not a PyTorch weight file"),
-    (None, "pass --params NAME"),
-])
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        ("missing.pth", "no such model file"),
+        ("notes.pth", "notes.pth: not a PyTorch weight file"),
+        (None, "pass --params NAME"),
+    ],
+)
 def test_a_model_that_cannot_be_loaded_exits_3(tmp_path, ch16_weights, model, message):
     sf.write(tmp_path / "a.wav", tone_mix(0.1), 44100)
     (tmp_path / "notes.pth").write_text("not weights")
@@ -259,7 +324,7 @@ def test_the_python_api_gives_what_the_cli_wrote(batch, ch16_weights, tmp_path, 
     for stem, wave in stems.items():
         written, _ = sf.read(batch.root / f"out/a_{stem}.wav", dtype="float32")
         assert wave.shape == written.shape == (44100, 2)
-        assert np.max(np.abs(np.clip(wave, -1, 1) - written)) < 2 ** -22
+        assert np.max(np.abs(np.clip(wave, -1, 1) - written)) < 2**-22
 
     result = sep.separate_file(str(batch.root / "songs/sub/b.wav"), {"vocals": str(tmp_path / "v.flac")}, fmt="flac")
     assert (result.status, result.outputs, result.duration_s) == ("ok", {"vocals": str(tmp_path / "v.flac")}, 0.5)
@@ -275,8 +340,20 @@ def test_shards_split_a_folder_between_runs(tmp_path, ch16_weights):
         sf.write(tmp_path / f"clips/c{i}.wav", tone_mix(0.3, seed=i), 44100)
     shares = []
     for k in (1, 2):
-        proc = uvr("separate", "clips", "--stem", "vocals", "--shard", f"{k}/2", "-o", f"out{k}",
-                   "-m", str(ch16_weights), *PARAMS, cwd=tmp_path)
+        proc = uvr(
+            "separate",
+            "clips",
+            "--stem",
+            "vocals",
+            "--shard",
+            f"{k}/2",
+            "-o",
+            f"out{k}",
+            "-m",
+            str(ch16_weights),
+            *PARAMS,
+            cwd=tmp_path,
+        )
         assert proc.returncode == 0, proc.stderr
         shares.append({Path(line).name for line in proc.stdout.decode().splitlines()})
     assert not shares[0] & shares[1]
@@ -314,24 +391,41 @@ def test_dir_is_the_path_below_a_patterns_fixed_part(batch):
     for rel in ("album/cd1/track1.wav", "album/cd2/live/track1.wav"):
         (batch.root / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(batch.root / "songs/a.wav", batch.root / rel)
-    proc = uvr("separate", "album/**/track1.*", "--name", "{dir}/{name}_{stem}.{ext}", "--stem", "vocals",
-               "-o", "globbed", *batch.model, cwd=batch.root)
+    proc = uvr(
+        "separate",
+        "album/**/track1.*",
+        "--name",
+        "{dir}/{name}_{stem}.{ext}",
+        "--stem",
+        "vocals",
+        "-o",
+        "globbed",
+        *batch.model,
+        cwd=batch.root,
+    )
     assert proc.returncode == 0, proc.stderr
     out = batch.root / "globbed"
-    assert proc.stdout.decode().split() == [str(out / "cd1/track1_vocals.wav"),
-                                            str(out / "cd2/live/track1_vocals.wav")]
+    assert proc.stdout.decode().split() == [str(out / "cd1/track1_vocals.wav"), str(out / "cd2/live/track1_vocals.wav")]
 
 
-@pytest.mark.parametrize("args, line", [
-    (["--aggressiveness", "30"], "uvr: separate: no such option --aggressiveness; did you mean --agg?"),
-    (["--agg", "abc"], "uvr: separate: --agg: 'abc' is not a number"),
-    (["--stem", "vocal"], "uvr: separate: --stem: 'vocal' is not one of 'all', 'vocals', 'instrumental'; "
-                          "did you mean 'vocals'?"),
-    (["--window", "1.5"], "uvr: separate: --window: '1.5' is not a whole number"),
-    (["--bitrate", "192k"], "uvr: wav is lossless and has no bitrate; a bitrate applies to mp3 and ogg"),
-    (["-f", "mp3", "--bitrate", "1000k"], "uvr: mp3 at 44100 Hz cannot use bitrate 1000k; choose one of 40k, 48k, "
-                                          "56k, 64k, 80k, 96k, 112k, 128k, 160k, 192k, 224k, 256k, 320k"),
-])
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        (["--aggressiveness", "30"], "uvr: separate: no such option --aggressiveness; did you mean --agg?"),
+        (["--agg", "abc"], "uvr: separate: --agg: 'abc' is not a number"),
+        (
+            ["--stem", "vocal"],
+            "uvr: separate: --stem: 'vocal' is not one of 'all', 'vocals', 'instrumental'; did you mean 'vocals'?",
+        ),
+        (["--window", "1.5"], "uvr: separate: --window: '1.5' is not a whole number"),
+        (["--bitrate", "192k"], "uvr: wav is lossless and has no bitrate; a bitrate applies to mp3 and ogg"),
+        (
+            ["-f", "mp3", "--bitrate", "1000k"],
+            "uvr: mp3 at 44100 Hz cannot use bitrate 1000k; choose one of 40k, 48k, "
+            "56k, 64k, 80k, 96k, 112k, 128k, 160k, 192k, 224k, 256k, 320k",
+        ),
+    ],
+)
 def test_usage_errors_are_one_line_with_a_suggestion(tmp_path, args, line):
     proc = uvr("separate", "a.wav", *args, cwd=tmp_path)
     assert proc.returncode == 2
@@ -345,8 +439,13 @@ def test_help_lists_every_exit_status(tmp_path):
         assert proc.returncode == 0, proc.stderr
         text = " ".join(proc.stdout.decode().replace("│", " ").split())
         assert "Exit status: 0 done" in text, text
-        for status in ("1 some inputs failed", "2 usage error", "3 the model cannot be loaded", "130/143",
-                       "141 standard output was closed"):
+        for status in (
+            "1 some inputs failed",
+            "2 usage error",
+            "3 the model cannot be loaded",
+            "130/143",
+            "141 standard output was closed",
+        ):
             assert status in text, (status, text)
 
 
@@ -358,7 +457,8 @@ def test_agg_with_a_model_that_ignores_it_warns_once(tmp_path, cascadednet_weigh
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.decode().splitlines() == [
         "uvr: --agg 30 has no effect: cascadednet_nout16_bins1024_fp16.pth is a CascadedNet model, which ignores "
-        "aggressiveness (as in RVC)"]
+        "aggressiveness (as in RVC)"
+    ]
     assert json.loads(proc.stdout)["agg_applied"] is False
     assert json.loads((tmp_path / ".a_vocals.wav.uvr.json").read_text())["settings"]["agg"] is None
     again = uvr("separate", "a.wav", "--agg", "60", "--stem", "vocals", "--json", *model, cwd=tmp_path)
@@ -371,8 +471,14 @@ def test_a_closed_stdout_ends_an_audio_pipe_quietly_with_141(batch):
     """`uvr separate x.wav --stem vocals -o - | head -c 100`: the reader goes, uvr stops with 141 and no message."""
     read_end, write_end = os.pipe()
     os.close(read_end)
-    proc = subprocess.run([*uvr_command(), "separate", "songs/a.wav", "--stem", "vocals", "-o", "-", *batch.model],
-                          cwd=batch.root, stdout=write_end, stderr=subprocess.PIPE, env=ENV, timeout=300)
+    proc = subprocess.run(
+        [*uvr_command(), "separate", "songs/a.wav", "--stem", "vocals", "-o", "-", *batch.model],
+        cwd=batch.root,
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        env=ENV,
+        timeout=300,
+    )
     os.close(write_end)
     assert (proc.returncode, proc.stderr) == (141, b"")
 
@@ -380,8 +486,19 @@ def test_a_closed_stdout_ends_an_audio_pipe_quietly_with_141(batch):
 @pytest.mark.parametrize("bitrate, kbps", [(None, 320), ("128k", 128)])
 def test_mp3_bitrate(batch, bitrate, kbps):
     out = f"mp3-{kbps}"
-    proc = uvr("separate", "songs/a.wav", "--stem", "vocals", "-f", "mp3", *(["--bitrate", bitrate] if bitrate else []),
-               "-o", out, *batch.model, cwd=batch.root)
+    proc = uvr(
+        "separate",
+        "songs/a.wav",
+        "--stem",
+        "vocals",
+        "-f",
+        "mp3",
+        *(["--bitrate", bitrate] if bitrate else []),
+        "-o",
+        out,
+        *batch.model,
+        cwd=batch.root,
+    )
     assert proc.returncode == 0, proc.stderr
     written = batch.root / out / "a_vocals.mp3"
     measured = written.stat().st_size * 8 / sf.info(written).duration / 1000

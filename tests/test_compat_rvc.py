@@ -1,4 +1,5 @@
 """`uvr_cli.compat.rvc`: RVC's AudioPre / AudioPreDeEcho driven the way RVC and GPT-SoVITS scripts drive them."""
+
 from __future__ import annotations
 
 import inspect
@@ -52,11 +53,17 @@ def test_a_folder_loop_writes_rvcs_names_folders_rates_and_lengths(tmp_path, aud
     for name in sorted(os.listdir(songs)):  # RVC's web UI loop: _path_audio_(path, save_root_ins, save_root_vocal, fmt)
         assert audio_pre._path_audio_(os.path.join(songs, name), str(ins_root), str(vocal_root), "wav") is None
 
-    assert sorted(os.listdir(ins_root)) == ["instrument_a.wav_10.wav", "instrument_b.wav_10.wav",
-                                            "instrument_c.flac_10.wav"]
+    assert sorted(os.listdir(ins_root)) == [
+        "instrument_a.wav_10.wav",
+        "instrument_b.wav_10.wav",
+        "instrument_c.flac_10.wav",
+    ]
     assert sorted(os.listdir(vocal_root)) == ["vocal_a.wav_10.wav", "vocal_b.wav_10.wav", "vocal_c.flac_10.wav"]
-    expected = {"a.wav": (RATE, 2, "FLOAT"), "b.wav": (RATE // 2, 1, "FLOAT"),
-                "c.flac": (math.ceil(24000 * RATE / 48000), 2, "PCM_16")}  # 48 kHz in: out at the model's 44.1 kHz
+    expected = {
+        "a.wav": (RATE, 2, "FLOAT"),
+        "b.wav": (RATE // 2, 1, "FLOAT"),
+        "c.flac": (math.ceil(24000 * RATE / 48000), 2, "PCM_16"),
+    }  # 48 kHz in: out at the model's 44.1 kHz
     for name, (frames, channels, subtype) in expected.items():
         for path in (ins_root / f"instrument_{name}_10.wav", vocal_root / f"vocal_{name}_10.wav"):
             info = sf.info(path)
@@ -64,16 +71,20 @@ def test_a_folder_loop_writes_rvcs_names_folders_rates_and_lengths(tmp_path, aud
 
     # The stems are the engine's, exactly: instrument_ holds the mask's stem (instrumental for this model).
     direct = audio_pre.separator.separate(mono, RATE)
-    np.testing.assert_allclose(sf.read(ins_root / "instrument_b.wav_10.wav", dtype="float32")[0],
-                               direct["instrumental"][:, 0], atol=1e-6)
-    np.testing.assert_allclose(sf.read(vocal_root / "vocal_b.wav_10.wav", dtype="float32")[0],
-                               direct["vocals"][:, 0], atol=1e-6)
+    np.testing.assert_allclose(
+        sf.read(ins_root / "instrument_b.wav_10.wav", dtype="float32")[0], direct["instrumental"][:, 0], atol=1e-6
+    )
+    np.testing.assert_allclose(
+        sf.read(vocal_root / "vocal_b.wav_10.wav", dtype="float32")[0], direct["vocals"][:, 0], atol=1e-6
+    )
 
     # vocals + instrumental give the input back: not bit for bit, because each band of the 4-band analysis is
     # cropped before the stems are synthesised (as in RVC; broadband content above the top band's cut-off is not
     # in either stem), but within -40 dB for a band-limited clip that fades in and out as songs do.
-    total = sum(sf.read(root / f"{head}a.wav_10.wav", dtype="float32")[0]
-                for root, head in ((ins_root, "instrument_"), (vocal_root, "vocal_")))
+    total = sum(
+        sf.read(root / f"{head}a.wav_10.wav", dtype="float32")[0]
+        for root, head in ((ins_root, "instrument_"), (vocal_root, "vocal_"))
+    )
     error = total - stereo
     assert np.abs(error).max() < 0.02
     assert 10 * np.log10(np.sum(stereo**2) / np.sum(error**2)) > 40
@@ -111,8 +122,9 @@ def test_deecho_keeps_rvcs_argument_order_and_names(tmp_path, deecho_weights):
     assert os.listdir(save_root_ins) == ["instrument_s.wav_10.wav"]
     direct = pre.separator.separate(song, RATE)
     assert pre.separator.info.primary == "vocals"  # the mask keeps the dry voice
-    np.testing.assert_allclose(sf.read(save_root_vocal / "vocal_s.wav_10.wav", dtype="float32")[0],
-                               direct["vocals"], atol=1e-6)
+    np.testing.assert_allclose(
+        sf.read(save_root_vocal / "vocal_s.wav_10.wav", dtype="float32")[0], direct["vocals"], atol=1e-6
+    )
 
 
 def test_wrong_family_bad_agg_and_unknown_files(tmp_path, ch16_weights, cascadednet_weights, deecho_weights):

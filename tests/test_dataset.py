@@ -1,4 +1,5 @@
 """uvr dataset synth: MIDI writing, the vocal transforms, and a one-song data set (fluidsynth, espeak-ng, pyworld)."""
+
 from __future__ import annotations
 
 import shutil
@@ -49,16 +50,25 @@ def _fake_voices(folder: Path) -> Path:
     return folder
 
 
-@pytest.mark.skipif(shutil.which("fluidsynth") is None or shutil.which("espeak-ng") is None or not TIMGM.is_file(),
-                    reason="needs apt packages fluidsynth, timgm6mb-soundfont and espeak-ng")
+@pytest.mark.skipif(
+    shutil.which("fluidsynth") is None or shutil.which("espeak-ng") is None or not TIMGM.is_file(),
+    reason="needs apt packages fluidsynth, timgm6mb-soundfont and espeak-ng",
+)
 def test_synth_writes_matching_stems_and_credits(tmp_path: Path) -> None:
     try:
         vocals.import_pyworld()
     except UsageError:
         pytest.skip("needs pyworld (pip install pyworld)")
     out = tmp_path / "set"
-    summary = ds.synthesise_dataset(out, hours=3 / 3600, seed=4, voices=_fake_voices(tmp_path / "voices"),
-                                    soundfont=str(TIMGM), song_seconds=3.0, validation_mixes=1)
+    summary = ds.synthesise_dataset(
+        out,
+        hours=3 / 3600,
+        seed=4,
+        voices=_fake_voices(tmp_path / "voices"),
+        soundfont=str(TIMGM),
+        song_seconds=3.0,
+        validation_mixes=1,
+    )
     assert summary["songs"] == 1 and summary["validation_clips"] == 3
     for split, count in (("train", 1), ("validation", 3)):
         for i in range(count):

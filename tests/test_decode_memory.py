@@ -6,6 +6,7 @@ this test process would report at least the test's own peak. A 30-minute input m
 of a 1-minute one; decoded whole, 30 minutes of 16 kHz mono is 115 MB of float32 more. Inputs are 1 minute of
 noise, encoded once and repeated by ffmpeg without re-encoding, so making them is quick.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -37,16 +38,23 @@ with open_source(sys.argv[1]) as source, source.open() as reader:
 assert delivered == source.frames > 0, (delivered, source.frames)
 """
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(shutil.which("ffmpeg") is None or not sys.platform.startswith("linux"),
-                                 reason="needs ffmpeg (to make the inputs) and Linux's ru_maxrss")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        shutil.which("ffmpeg") is None or not sys.platform.startswith("linux"),
+        reason="needs ffmpeg (to make the inputs) and Linux's ru_maxrss",
+    ),
+]
 
 KINDS = {  # name: (file suffix, ffmpeg codec options, command line with {path})
     "ogg": (".ogg", ["-c:a", "libvorbis"], [sys.executable, "-c", DECODE, "{path}"]),
     "mp3": (".mp3", ["-c:a", "libmp3lame", "-b:a", "64k"], [sys.executable, "-c", DECODE, "{path}"]),
     "m4a-through-ffmpeg": (".m4a", ["-c:a", "aac", "-b:a", "64k"], [sys.executable, "-c", DECODE, "{path}"]),
-    "wav-on-stdin": (".wav", ["-c:a", "pcm_s16le"],
-                     ["bash", "-c", f"cat \"$0\" | '{sys.executable}' -c '{DECODE}' -", "{path}"]),
+    "wav-on-stdin": (
+        ".wav",
+        ["-c:a", "pcm_s16le"],
+        ["bash", "-c", f"cat \"$0\" | '{sys.executable}' -c '{DECODE}' -", "{path}"],
+    ),
 }
 
 
@@ -68,7 +76,9 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Pa
 
 
 def peak_mb(command: list[str]) -> float:
-    done = subprocess.run([sys.executable, "-c", LAUNCHER, *command], capture_output=True, cwd=ROOT, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, *command], capture_output=True, cwd=ROOT, timeout=300, check=False
+    )
     assert done.returncode == 0, done.stderr.decode()
     peak_kib, status = map(int, done.stdout.split())
     assert status == 0, f"{command}: exit status {status}"

@@ -1,4 +1,5 @@
 """Ensembles: several models over one analysis, their stems combined as the UVR GUI's ensemble modes do."""
+
 from __future__ import annotations
 
 import json
@@ -59,15 +60,33 @@ def test_max_ensemble_is_as_loud_as_its_loudest_member(ch16_weights: Path, clip:
 def test_cli_ensemble_names_its_outputs_and_lists_its_models(ch16_weights: Path, tmp_path: Path, clip: np.ndarray):
     song = tmp_path / "song.wav"
     sf.write(song, clip, 44100, subtype="FLOAT")
-    proc = run_uvr("separate", str(song), "-m", str(DEFAULT), "-m", str(ch16_weights), "--params", "4band_v2",
-                   "--ensemble", "max/min", "--name", "{name}_{model}_{stem}.{ext}", "-o", str(tmp_path / "out"),
-                   "--json", "--device", "cpu")
+    proc = run_uvr(
+        "separate",
+        str(song),
+        "-m",
+        str(DEFAULT),
+        "-m",
+        str(ch16_weights),
+        "--params",
+        "4band_v2",
+        "--ensemble",
+        "max/min",
+        "--name",
+        "{name}_{model}_{stem}.{ext}",
+        "-o",
+        str(tmp_path / "out"),
+        "--json",
+        "--device",
+        "cpu",
+    )
     assert proc.returncode == 0, proc.stderr.decode()
     record = json.loads(proc.stdout)
     assert record["models"] == [DEFAULT.name, ch16_weights.name] and record["ensemble"] == "max/min"
     label = f"ensemble-default+{ch16_weights.stem}"
-    assert sorted(Path(p).name for p in record["outputs"].values()) == [f"song_{label}_instrumental.wav",
-                                                                      f"song_{label}_vocals.wav"]
+    assert sorted(Path(p).name for p in record["outputs"].values()) == [
+        f"song_{label}_instrumental.wav",
+        f"song_{label}_vocals.wav",
+    ]
 
 
 def test_cli_refuses_an_ensemble_across_presets(ch16_weights: Path, tmp_path: Path, clip: np.ndarray):
@@ -76,8 +95,9 @@ def test_cli_refuses_an_ensemble_across_presets(ch16_weights: Path, tmp_path: Pa
     sf.write(song, clip, 44100)
     other = tmp_path / "net_1band_sr44100_hl512.pth"  # recognised by the preset name in its file name
     other.write_bytes(ch16_weights.read_bytes())
-    proc = run_uvr("separate", str(song), "-m", str(DEFAULT), "-m", str(other), "-o", str(tmp_path / "out"),
-                   "--device", "cpu")
+    proc = run_uvr(
+        "separate", str(song), "-m", str(DEFAULT), "-m", str(other), "-o", str(tmp_path / "out"), "--device", "cpu"
+    )
     lines = proc.stderr.decode().strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and "share one band preset" in lines[0]
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

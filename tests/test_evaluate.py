@@ -1,4 +1,5 @@
 """uvr eval: the metrics on known signals, the folder layouts, and the CLI's half-mixture baseline."""
+
 from __future__ import annotations
 
 import json

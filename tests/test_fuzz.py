@@ -2,6 +2,7 @@
 
 Derandomised, so CI sees the same examples every run; each test's budget keeps the whole file to a few seconds.
 """
+
 from __future__ import annotations
 
 import io
@@ -15,18 +16,23 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from uvr_cli.engine.analysis import analyse
-from uvr_cli.engine.synthesis import synthesise
-from uvr_cli.io.decode import read_audio
-from uvr_cli.engine.checkpoint import network_from_state_dict, read_state_dict
-from uvr_cli.errors import AudioError, ModelError
-from uvr_cli.engine.nets import AsppNetSpec, CascadedNetSpec, build_network
 from uvr_cli.catalog.presets import load_preset
+from uvr_cli.engine.analysis import analyse
+from uvr_cli.engine.checkpoint import network_from_state_dict, read_state_dict
+from uvr_cli.engine.nets import AsppNetSpec, CascadedNetSpec, build_network
+from uvr_cli.engine.synthesis import synthesise
+from uvr_cli.errors import AudioError, ModelError
+from uvr_cli.io.decode import read_audio
 
 
 def budget(examples: int) -> settings:
-    return settings(max_examples=examples, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +65,7 @@ def mutated(draw: st.DrawFn, seeds: dict[str, bytes]) -> bytes:
 
 # ---------------------------------------------------------------------------------------------------------------
 # The decoder front end: whatever the bytes, read_audio gives finite audio or an AudioError, nothing else.
+
 
 def _encoded(fmt: str, subtype: str, channels: int, frames: int = 64) -> bytes:
     buffer = io.BytesIO()
@@ -113,6 +120,7 @@ def test_ffmpeg_fallback_never_raises_anything_but_audio_error(scratch: Path, da
 # 4band_44100_reverse is left out: like the reference, it time-reverses band waves of unequal length, which
 # shifts its output by ~68 samples, so it is no round trip at all.
 
+
 @st.composite
 def tone_mixes(draw: st.DrawFn, rate: int, noisy: bool) -> np.ndarray:
     """(2, n) float32: up to four tones below 0.45 x the rate, different phases per channel, a little noise if
@@ -152,8 +160,9 @@ def test_one_band_round_trip_is_exact(preset_name: str) -> None:
     check()
 
 
-@pytest.mark.parametrize("preset_name", ["2band_44100_lofi", "3band_44100_msb2", "4band_v2", "4band_v4_ms_fullband",
-                                         "ensemble"])
+@pytest.mark.parametrize(
+    "preset_name", ["2band_44100_lofi", "3band_44100_msb2", "4band_v2", "4band_v4_ms_fullband", "ensemble"]
+)
 def test_multi_band_round_trip_is_within_the_crossover_tolerance(preset_name: str) -> None:
     @budget(10)
     @given(wave=tone_mixes(load_preset(preset_name).sr, noisy=True))
@@ -172,8 +181,13 @@ STATE_SEEDS = {
     "aspp_enc5_7": build_network(AsppNetSpec(ch=2, branches=7, enc5=True), BINS).state_dict(),
     "cascaded": build_network(CascadedNetSpec(nout=4, nout_lstm=4, bins=BINS), BINS).state_dict(),
 }
-MARKER_KEYS = ["stg2_bridge.conv.0.weight", "stg3_full_band_net.lstm_dec2.lstm.weight_ih_l0", "out.weight",
-               "stg1_low_band_net.enc1.conv1.conv.0.weight", "stg1_low_band_net.aspp.bottleneck.0.conv.0.weight"]
+MARKER_KEYS = [
+    "stg2_bridge.conv.0.weight",
+    "stg3_full_band_net.lstm_dec2.lstm.weight_ih_l0",
+    "out.weight",
+    "stg1_low_band_net.enc1.conv1.conv.0.weight",
+    "stg1_low_band_net.aspp.bottleneck.0.conv.0.weight",
+]
 ODD_VALUES = [3, "weights", None, [1.0, 2.0], {"nested": torch.zeros(1)}, torch.zeros(0), torch.tensor(1.0)]
 DTYPES = [torch.int64, torch.float64, torch.float16, torch.bfloat16, torch.bool, torch.complex64, torch.uint8]
 

@@ -1,4 +1,5 @@
 """The window loop and the inference-time rewrites of the network (BatchNorm folding, concat-free decoders)."""
+
 from __future__ import annotations
 
 import copy

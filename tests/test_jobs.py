@@ -1,4 +1,5 @@
 """Input expansion and output planning: which files a command line means, and where each stem goes."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -68,12 +69,15 @@ def test_a_template_without_stem_is_refused_for_two_stems(tree):
     assert plan(expand_inputs(["songs/a.wav"]), template="{name}.{ext}", stems=["vocals"])[0].outputs
 
 
-@pytest.mark.parametrize("template, message", [
-    ("{nope}.wav", "unknown field"),
-    ("../{name}_{stem}.{ext}", r"may not contain '\.\.'"),
-    ("/tmp/{name}_{stem}.{ext}", "relative path"),
-    ("{name", "--name"),
-])
+@pytest.mark.parametrize(
+    "template, message",
+    [
+        ("{nope}.wav", "unknown field"),
+        ("../{name}_{stem}.{ext}", r"may not contain '\.\.'"),
+        ("/tmp/{name}_{stem}.{ext}", "relative path"),
+        ("{name", "--name"),
+    ],
+)
 def test_bad_templates_are_usage_errors(tree, template, message):
     with pytest.raises(UsageError, match=message):
         plan(expand_inputs(["songs/a.wav"]), template=template)
@@ -81,8 +85,12 @@ def test_bad_templates_are_usage_errors(tree, template, message):
 
 def test_an_output_may_not_overwrite_an_input(tree):
     with pytest.raises(UsageError, match="would overwrite an input"):
-        plan(expand_inputs(["songs/a.wav", "songs/live/a.wav"]), template="{dir}/{name}.{ext}", stems=["vocals"],
-             out="songs/live")
+        plan(
+            expand_inputs(["songs/a.wav", "songs/live/a.wav"]),
+            template="{dir}/{name}.{ext}",
+            stems=["vocals"],
+            out="songs/live",
+        )
 
 
 def test_stdout_takes_one_stem_of_one_input(tree):
@@ -120,7 +128,10 @@ def test_bad_shard_specs_are_usage_errors(text):
 
 def test_dir_of_a_glob_match_is_its_path_below_the_patterns_fixed_part(tree):
     jobs = plan(expand_inputs(["songs/**/*.wav", "./songs/live/de*/*.mp3"]), template="{dir}/{name}_{stem}.{ext}")
-    assert [(j.source, j.folder) for j in jobs] == [("songs/a.wav", "."), ("songs/live/a.wav", "live"),
-                                                   ("./songs/live/deep/c.mp3", "deep")]
+    assert [(j.source, j.folder) for j in jobs] == [
+        ("songs/a.wav", "."),
+        ("songs/live/a.wav", "live"),
+        ("./songs/live/deep/c.mp3", "deep"),
+    ]
     assert jobs[1].outputs["vocals"] == str(tree / "out/live/a_vocals.wav")  # no collision with songs/a.wav
     assert jobs[2].outputs["vocals"] == str(tree / "out/deep/c_vocals.wav")

@@ -1,4 +1,5 @@
 """The package's layers: each subpackage imports only the layers below it, so the design stays readable."""
+
 from __future__ import annotations
 
 import ast

@@ -1,12 +1,13 @@
 """The networks: against the test-only reference networks, the predict/predict_mask contract, aggressiveness, shapes."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from reference import rvc as ref
 from conftest import random_uvr_state
+from reference import rvc as ref
 from uvr_cli.engine.nets import (
     Aggressiveness,
     AsppNetSpec,
@@ -25,8 +26,11 @@ RTOL, ATOL = 1e-4, 1e-5
 # convolutional), a small CascadedNet, and UVR-DeNoise-Lite's on the 1024 bins its LSTM weights fix. The wider
 # capacities differ only in channel counts; test_reference_pipeline runs each of them end to end.
 LAYOUTS = [
-    (AsppNetSpec(16, 5), 64), (AsppNetSpec(16, 7), 64), (AsppNetSpec(16, 6, enc5=True), 64),
-    (CascadedNetSpec(8, 32), 64), (CascadedNetSpec(16, 128, 1024), 1024),
+    (AsppNetSpec(16, 5), 64),
+    (AsppNetSpec(16, 7), 64),
+    (AsppNetSpec(16, 6, enc5=True), 64),
+    (CascadedNetSpec(8, 32), 64),
+    (CascadedNetSpec(16, 128, 1024), 1024),
 ]
 
 

@@ -1,4 +1,5 @@
-"""The one engine (uvr_cli/engine/pipeline.py): blocks give the one-block stems, files the array stems, memory stays bounded."""
+"""The one engine (engine/pipeline.py): blocks give the one-block stems, files the array stems, memory is bounded."""
+
 from __future__ import annotations
 
 import contextlib
@@ -54,19 +55,26 @@ class _CachedWindows(torch.nn.Module):
 
 def separator(weights: Path, preset: str, **options) -> Separator:
     sep = Separator(weights, params=preset, device="cpu", **options)
-    members = tuple(dataclasses.replace(m, network=dataclasses.replace(m.network, model=_CachedWindows(m.network.model)))
-                    for m in sep.settings.members)
+    members = tuple(
+        dataclasses.replace(m, network=dataclasses.replace(m.network, model=_CachedWindows(m.network.model)))
+        for m in sep.settings.members
+    )
     sep.settings = dataclasses.replace(sep.settings, members=members)
     return sep
 
 
-def in_blocks(sep: Separator, audio: np.ndarray, rate: int, block_seconds: float, output_rate: int | None = None
-              ) -> dict[str, np.ndarray]:
+def in_blocks(
+    sep: Separator, audio: np.ndarray, rate: int, block_seconds: float, output_rate: int | None = None
+) -> dict[str, np.ndarray]:
     """The engine over an array with blocks of `block_seconds`."""
     parts: dict[str, list[np.ndarray]] = {"vocals": [], "instrumental": []}
-    pipeline.separate(sep.settings, lambda: contextlib.nullcontext(ArraySource(audio, rate)),
-                      {stem: parts[stem].append for stem in parts}, output_rate=output_rate,
-                      block_seconds=block_seconds)
+    pipeline.separate(
+        sep.settings,
+        lambda: contextlib.nullcontext(ArraySource(audio, rate)),
+        {stem: parts[stem].append for stem in parts},
+        output_rate=output_rate,
+        block_seconds=block_seconds,
+    )
     return {stem: np.concatenate(p) for stem, p in parts.items()}
 
 
@@ -81,10 +89,14 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("preset", "rate", "output_rate", "tta", "seconds"), CASES,
-                         ids=[f"{c[0]}-{c[1]}{'-tta' if c[3] else ''}" for c in CASES])
-def test_blocks_equal_one_block(ch16_weights: Path, preset: str, rate: int, output_rate: int | None,
-                                tta: bool, seconds: float) -> None:
+@pytest.mark.parametrize(
+    ("preset", "rate", "output_rate", "tta", "seconds"),
+    CASES,
+    ids=[f"{c[0]}-{c[1]}{'-tta' if c[3] else ''}" for c in CASES],
+)
+def test_blocks_equal_one_block(
+    ch16_weights: Path, preset: str, rate: int, output_rate: int | None, tta: bool, seconds: float
+) -> None:
     sep = separator(ch16_weights, preset, tta=tta)
     audio = song(seconds, rate)
     whole = sep.separate(audio, rate, output_rate=output_rate)  # shorter than a default block: one block
@@ -101,8 +113,7 @@ def test_blocks_equal_one_block(ch16_weights: Path, preset: str, rate: int, outp
         assert snr_db(whole[stem][end], streamed[stem][end]) > 60, stem
 
 
-def test_separate_file_streams_long_files(ch16_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                          ) -> None:
+def test_separate_file_streams_long_files(ch16_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Through Separator.separate_file in blocks, mono, 2band_32000 (libsamplerate in the pyramid and at synthesis,
     resampy back to 44.1 kHz): the array's stems in the same blocks to the bit, clipping counted, no temporary file
     left."""
@@ -143,8 +154,10 @@ def test_whole_song_settings_run_as_one_block(ch16_weights: Path, options: dict)
 
 def _peak_rss_mb(args: list[str]) -> float:
     """Peak RSS of the CLI run in a fresh child (RUSAGE_CHILDREN of a wrapper that waits for it)."""
-    code = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL);"
-            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    code = (
+        "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL);"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
     done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
     return int(done.stdout.split()[-1]) / 1024
 
@@ -158,7 +171,20 @@ def test_peak_memory_does_not_grow_with_length(ch16_weights: Path, tmp_path: Pat
         with sf.SoundFile(source, "w", 44100, 2, "PCM_16") as out:
             for i in range(minutes * 2):
                 out.write(song(30.0, 44100, seed=i) * 0.5)
-        peaks[minutes] = _peak_rss_mb([*uvr_command(), "separate", str(source), "-m", str(ch16_weights),
-                                       "--params", "4band_v2", "-o", str(tmp_path / "out"), "--device", "cpu"])
+        peaks[minutes] = _peak_rss_mb(
+            [
+                *uvr_command(),
+                "separate",
+                str(source),
+                "-m",
+                str(ch16_weights),
+                "--params",
+                "4band_v2",
+                "-o",
+                str(tmp_path / "out"),
+                "--device",
+                "cpu",
+            ]
+        )
     print(json.dumps({"peak_rss_mb": peaks}))
     assert peaks[10] <= 1.10 * peaks[1]

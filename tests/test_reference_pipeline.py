@@ -10,6 +10,7 @@ Cost is one network window per run and side wherever possible: clips are short e
 frame count stays within one window's roi, every dimension is covered by some case rather than by
 the cross product, and the CLI runs while the reference computes.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,8 @@ import pytest
 import scipy.signal
 import soundfile as sf
 
-from reference import rvc as ref
 from conftest import DATA, ROOT, save_random_checkpoint, uvr_command
+from reference import rvc as ref
 from uvr_cli.engine.nets import AsppNetSpec, CascadedNetSpec
 
 pytestmark = pytest.mark.slow
@@ -72,8 +73,16 @@ CASES = [
     # presets, on the cheap ch16 5-branch net
     Case("1band_sr16000-mono-agg5", "aspp16", "1band_sr16000_hl512", agg=5, source="late", mono=True),
     Case("1band_sr32000-in48k-agg20", "aspp16", "1band_sr32000_hl512", agg=20, rate=48000),
-    Case("1band_hl256-tta-agg0-in48k-float", "aspp16", "1band_sr44100_hl256", agg=0, tta=True, rate=48000,
-         seconds=1.45, subtype="FLOAT"),
+    Case(
+        "1band_hl256-tta-agg0-in48k-float",
+        "aspp16",
+        "1band_sr44100_hl256",
+        agg=0,
+        tta=True,
+        rate=48000,
+        seconds=1.45,
+        subtype="FLOAT",
+    ),
     Case("1band_hl512_cut-in22k", "aspp16", "1band_sr44100_hl512_cut", rate=22050),
     Case("2band_32000", "aspp16", "2band_32000", source="late"),
     Case("2band_48000-in48k-agg5", "aspp16", "2band_48000", agg=5, rate=48000),
@@ -89,10 +98,24 @@ CASES = [
     Case("cn16-1band_hl1024-tta", "cn16_1024", "1band_sr44100_hl1024", tta=True, source="late"),
     Case("cn32-4band_v4_ms_fullband", "cn32_896", "4band_v4_ms_fullband", source="late"),
     Case("cn48-4band_v3-w256", "cn48_672", "4band_v3", seconds=1.35, window=256),
-    Case("cn64_672-4band_v3-agg0-mono-in48k-w256", "cn64_672", "4band_v3", agg=0, mono=True, rate=48000,
-         seconds=1.35, window=256),
-    Case("cn64_896-4band_v4_ms_fullband-in32k-w256", "cn64_896", "4band_v4_ms_fullband", rate=32000,
-         seconds=1.6, window=256),
+    Case(
+        "cn64_672-4band_v3-agg0-mono-in48k-w256",
+        "cn64_672",
+        "4band_v3",
+        agg=0,
+        mono=True,
+        rate=48000,
+        seconds=1.35,
+        window=256,
+    ),
+    Case(
+        "cn64_896-4band_v4_ms_fullband-in32k-w256",
+        "cn64_896",
+        "4band_v4_ms_fullband",
+        rate=32000,
+        seconds=1.6,
+        window=256,
+    ),
 ]
 
 
@@ -139,7 +162,7 @@ def clips(tmp_path_factory):
 
     def get(case: Case) -> Path:
         start = int(SOURCES[case.source] * sr)
-        data = song[start:start + int(round(case.seconds * sr))]
+        data = song[start : start + int(round(case.seconds * sr))]
         if case.rate != sr:
             g = np.gcd(case.rate, sr)
             data = scipy.signal.resample_poly(data, case.rate // g, sr // g, axis=0)
@@ -155,7 +178,7 @@ def clips(tmp_path_factory):
 
 def snr_db(r: np.ndarray, e: np.ndarray) -> float:
     noise = np.sum((r - e) ** 2)
-    return float("inf") if noise == 0 else float(10 * np.log10(np.sum(r ** 2) / noise))
+    return float("inf") if noise == 0 else float(10 * np.log10(np.sum(r**2) / noise))
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -164,9 +187,29 @@ def test_cli_matches_reference_pipeline(case: Case, checkpoints, clips, tmp_path
     wav = clips(case)
     params = DATA / "modelparams" / f"{case.params}.json"
     out = tmp_path / "out"
-    argv = [*uvr_command(), "separate", str(wav), "-m", str(weights), "--params", case.params,
-            "--agg", str(case.agg), "--high-end", "mirroring", "--format", "wav", "--bit-depth", "32f",
-            "--sample-rate", "model", "-o", str(out), "--name", "{stem}.{ext}"]
+    argv = [
+        *uvr_command(),
+        "separate",
+        str(wav),
+        "-m",
+        str(weights),
+        "--params",
+        case.params,
+        "--agg",
+        str(case.agg),
+        "--high-end",
+        "mirroring",
+        "--format",
+        "wav",
+        "--bit-depth",
+        "32f",
+        "--sample-rate",
+        "model",
+        "-o",
+        str(out),
+        "--name",
+        "{stem}.{ext}",
+    ]
     argv += ["--tta"] if case.tta else []
     argv += ["--window", str(case.window)] if case.window else []
     # The CLI runs while the reference computes in this process.
@@ -197,4 +240,3 @@ def test_cli_matches_reference_pipeline(case: Case, checkpoints, clips, tmp_path
         report.append(f"{stem} {snr:.1f} dB over the reference's {n} of {len(est)} samples")
         assert snr >= MIN_SNR_DB, f"{case.id}: " + "; ".join(report)
     print(f"{case.id}: " + "; ".join(report))
-

@@ -1,4 +1,5 @@
 """Recognising weight files: catalogue names, RVC's name rules, preset names, CascadedNet bins, unknown files."""
+
 from __future__ import annotations
 
 import shutil

@@ -4,6 +4,7 @@ Outputs carry a record of the settings that made them; a rerun skips an input on
 why when it separates again, and answers a finished batch without torch. An output folder that cannot take the
 outputs is refused before anything is separated or written.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,9 +18,9 @@ from types import SimpleNamespace
 
 import pytest
 import soundfile as sf
+from test_robustness import unprivileged_prefix
 
 from conftest import ROOT, tone_mix, uvr_command
-from test_robustness import unprivileged_prefix
 from uvr_cli.catalog.registry import uvr_model_hash
 
 MODEL = ["-m", "default", "--device", "cpu"]  # the bundled model, by the name `uvr models` shows
@@ -27,8 +28,7 @@ ENV = dict(os.environ, OMP_NUM_THREADS="1")
 
 
 def uvr(*args: str, cwd: Path, env: dict | None = None, prefix: list[str] = ()) -> subprocess.CompletedProcess:
-    return subprocess.run([*prefix, *uvr_command(), *args], cwd=cwd, capture_output=True, env=env or ENV,
-                          timeout=300)
+    return subprocess.run([*prefix, *uvr_command(), *args], cwd=cwd, capture_output=True, env=env or ENV, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +56,21 @@ def run_json(root: Path, *args: str) -> tuple[subprocess.CompletedProcess, list[
 def test_each_output_records_the_settings_that_made_it(finished):
     record = json.loads((finished.root / "out/.a_vocals.wav.uvr.json").read_text())
     assert record["settings"] == {
-        "model": uvr_model_hash(ROOT / "models/default.pth"), "params": "auto", "primary": "auto", "agg": 10,
-        "tta": False, "post_process": False, "high_end": "mirroring", "window": 512, "precision": "auto",
-        "format": "wav", "bit_depth": "input", "sample_rate": "input", "bitrate": None, "clip_mode": "clip"}
+        "model": uvr_model_hash(ROOT / "models/default.pth"),
+        "params": "auto",
+        "primary": "auto",
+        "agg": 10,
+        "tta": False,
+        "post_process": False,
+        "high_end": "mirroring",
+        "window": 512,
+        "precision": "auto",
+        "format": "wav",
+        "bit_depth": "input",
+        "sample_rate": "input",
+        "bitrate": None,
+        "clip_mode": "clip",
+    }
     song = (finished.root / "a.wav").stat()
     assert record["input"] == {"size": song.st_size, "mtime_ns": song.st_mtime_ns}
     assert record["output_size"] == (finished.root / "out/a_vocals.wav").stat().st_size
@@ -75,8 +87,10 @@ def test_the_same_settings_skip_and_other_settings_separate_again_saying_why(fin
     proc, records = run_json(root, "--agg", "30")
     assert proc.returncode == 0, proc.stderr
     why = "its outputs were made with --agg 10, not --agg 30"
-    assert proc.stderr.decode().splitlines() == [f"uvr: a.wav: separating again: {why}",
-                                                 f"uvr: b.wav: separating again: {why}"]
+    assert proc.stderr.decode().splitlines() == [
+        f"uvr: a.wav: separating again: {why}",
+        f"uvr: b.wav: separating again: {why}",
+    ]
     assert [(r["status"], r["redone_because"]) for r in records] == [("redone", why), ("redone", why)]
     assert (root / "out/a_vocals.wav").stat().st_mtime_ns > before["a_vocals.wav"]
     assert json.loads((root / "out/.a_vocals.wav.uvr.json").read_text())["settings"]["agg"] == 30
@@ -93,7 +107,8 @@ def test_a_missing_record_or_a_changed_input_is_separated_again(finished, tmp_pa
     assert proc.returncode == 0, proc.stderr
     assert [(r["status"], r["redone_because"]) for r in records] == [
         ("redone", "a_instrumental.wav has no record of the settings that made it"),
-        ("redone", "the input changed since its outputs were made")]
+        ("redone", "the input changed since its outputs were made"),
+    ]
     assert (root / "out/.a_instrumental.wav.uvr.json").is_file()
 
 
@@ -120,8 +135,11 @@ def test_a_thousand_finished_inputs_are_answered_quickly_without_torch(finished,
 
     traced = uvr("separate", "songs", "-o", "out", *MODEL, cwd=root, env=dict(ENV, PYTHONPROFILEIMPORTTIME="1"))
     assert traced.returncode == 0
-    modules = [line.rsplit("|", 1)[-1].strip() for line in traced.stderr.decode().splitlines()
-               if line.startswith("import time:")]
+    modules = [
+        line.rsplit("|", 1)[-1].strip()
+        for line in traced.stderr.decode().splitlines()
+        if line.startswith("import time:")
+    ]
     assert "uvr_cli.cli.separate" in modules  # the trace is real...
     assert not [m for m in modules if m == "torch" or m.startswith("torch.")]  # ...and holds no torch
 
@@ -155,14 +173,22 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_any_separatio
 def test_a_file_system_without_room_for_the_outputs_is_refused_before_any_separation(tmp_path):
     """A 64 KiB tmpfs over the output folder, in a mount namespace of uvr's own; 2 s of 16-bit stereo needs
     about 705 kB for its two stems."""
-    probe = subprocess.run(["unshare", "-m", "sh", "-c", 'mount -t tmpfs -o size=16k uvr-probe "$0"', str(tmp_path)],
-                           capture_output=True)
+    probe = subprocess.run(
+        ["unshare", "-m", "sh", "-c", 'mount -t tmpfs -o size=16k uvr-probe "$0"', str(tmp_path)], capture_output=True
+    )
     if shutil.which("unshare") is None or probe.returncode != 0:
         pytest.skip("no private tmpfs can be mounted here (needs unshare -m and mount rights)")
     sf.write(tmp_path / "a.wav", tone_mix(2.0), 44100, subtype="PCM_16")
     out = tmp_path / "out"
     out.mkdir()
     script = 'mount -t tmpfs -o size=64k uvr-full "$0" && "$@"; status=$?; ls -A "$0" >&2; exit $status'
-    proc = subprocess.run(["unshare", "-m", "sh", "-c", script, str(out), *uvr_command(), "separate", "a.wav",
-                           "-o", str(out), *MODEL], cwd=tmp_path, capture_output=True, env=ENV, timeout=300)
-    _refused_before_work(proc, out / "a_vocals.wav", "No space left on device (the outputs need about 706 kB, 66 kB is free)")
+    proc = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script, str(out), *uvr_command(), "separate", "a.wav", "-o", str(out), *MODEL],
+        cwd=tmp_path,
+        capture_output=True,
+        env=ENV,
+        timeout=300,
+    )
+    _refused_before_work(
+        proc, out / "a_vocals.wav", "No space left on device (the outputs need about 706 kB, 66 kB is free)"
+    )

@@ -5,6 +5,7 @@ that try to leave the output folder, and folders that cannot be written. Separat
 CascadedNet with a 160-frame window (its context is 64 frames a side), which costs about a quarter of the default
 window, and inputs of at most 0.3 s, so that each input is a single network window.
 """
+
 from __future__ import annotations
 
 import io
@@ -90,11 +91,14 @@ def unprivileged_prefix(scratch: Path) -> list[str] | None:
 # ---------------------------------------------------------------------------------------------------------------
 # Bad audio: one batch holds every case, good and bad interleaved, and the tests below read its results.
 
+
 def _clip(rate: int = MODEL_RATE, channels: int = 2) -> np.ndarray:
     """Three tones below 4 kHz (so every rate holds them), phases differing per channel: (frames, channels)."""
     t = np.arange(int(SECONDS * rate)) / rate
-    waves = [sum(a * np.sin(2 * np.pi * f * t + ch * p) for a, f, p in ((0.3, 220, 0.5), (0.2, 1375, 1.0),
-                                                                      (0.1, 3100, 2.0))) for ch in range(channels)]
+    waves = [
+        sum(a * np.sin(2 * np.pi * f * t + ch * p) for a, f, p in ((0.3, 220, 0.5), (0.2, 1375, 1.0), (0.1, 3100, 2.0)))
+        for ch in range(channels)
+    ]
     return np.stack(waves, axis=1).astype(np.float32)
 
 
@@ -206,8 +210,20 @@ def batch(tmp_path_factory: pytest.TempPathFactory, cascadednet_weights: Path) -
         made.add(name)
     if has_ffmpeg():
         write_wav(root / "for-aac.wav", _clip())
-        subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(root / "for-aac.wav"), "-c:a", "aac",
-                        "file:" + str(inputs / FFMPEG_ONLY)], check=True)
+        subprocess.run(
+            [
+                "ffmpeg",
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-i",
+                str(root / "for-aac.wav"),
+                "-c:a",
+                "aac",
+                "file:" + str(inputs / FFMPEG_ONLY),
+            ],
+            check=True,
+        )
         made.add(FFMPEG_ONLY)
     for name in BAD:
         if name == "unreadable.wav" and prefix is None:
@@ -216,8 +232,12 @@ def batch(tmp_path_factory: pytest.TempPathFactory, cascadednet_weights: Path) -
         made.add(name)
     good, bad = [n for n in ALL_NAMES if n in made and n not in BAD], [n for n in BAD if n in made]
     order = [n for pair in zip(good, bad + [""] * len(good)) for n in pair if n]  # failures between successes
-    proc = subprocess.run([*(prefix or []), *uvr_command(), *separate_args(cascadednet_weights, out), "--", *order],
-                          capture_output=True, cwd=inputs, timeout=900)
+    proc = subprocess.run(
+        [*(prefix or []), *uvr_command(), *separate_args(cascadednet_weights, out), "--", *order],
+        capture_output=True,
+        cwd=inputs,
+        timeout=900,
+    )
     print(proc.stderr.decode("utf-8", "replace"))
     return BatchRun(proc, inputs, out, made)
 
@@ -287,8 +307,10 @@ def test_long_odd_files_stream_with_the_same_repairs(tmp_path: Path, cascadednet
     mono = 0.4 * np.sin(2 * np.pi * 440 * np.arange(int(seconds * mono_rate)) / mono_rate)[:, None]
     write_wav(inputs / "long_8bit_mono.wav", mono.astype(np.float32), mono_rate, "PCM_U8")
     out = tmp_path / "out"
-    proc = run_uvr(*separate_args(cascadednet_weights, out, str(inputs / "long_surround.wav"),
-                                  str(inputs / "long_8bit_mono.wav")), timeout=900)
+    proc = run_uvr(
+        *separate_args(cascadednet_weights, out, str(inputs / "long_surround.wav"), str(inputs / "long_8bit_mono.wav")),
+        timeout=900,
+    )
     lines = stderr_lines(proc)
     assert proc.returncode == 0, lines
     assert any("NaN/Inf" in line and "long_surround.wav" in line for line in lines), lines
@@ -300,8 +322,9 @@ def test_long_odd_files_stream_with_the_same_repairs(tmp_path: Path, cascadednet
         ("long_surround", _downmix(repaired), len(broken), 2, rate, 1e-3),
         ("long_8bit_mono", read_audio(inputs / "long_8bit_mono.wav").samples, len(mono), 1, mono_rate, 1 / 256),
     ):
-        vocals, instrumental = (assert_stem(out / f"{name}_{stem}.wav", frames, channels, at_rate)
-                                for stem in ("vocals", "instrumental"))
+        vocals, instrumental = (
+            assert_stem(out / f"{name}_{stem}.wav", frames, channels, at_rate) for stem in ("vocals", "instrumental")
+        )
         edge = 0 if at_rate == MODEL_RATE else int(2 * HOP * at_rate / MODEL_RATE)
         error = np.abs(vocals + instrumental - expected)[edge : frames - edge]
         # where the input had NaN/Inf the repaired input has a step, which the band filters smear a little
@@ -322,6 +345,7 @@ def test_the_last_partial_hop_is_separated_too(batch: BatchRun) -> None:
 
 # ---------------------------------------------------------------------------------------------------------------
 # Hostile and broken checkpoints: refused with exit status 3 and one line, before anything is written.
+
 
 class _RunsCode:
     """Unpickling this would create the marker file: the classic malicious-checkpoint pattern."""
@@ -349,14 +373,13 @@ def _claim_huge_size(path: Path, member_suffix: str) -> None:
     central = data.find(b"PK\x01\x02")
     while central != -1:
         name_len = struct.unpack_from("<H", data, central + 28)[0]
-        if data[central + 46: central + 46 + name_len] == info.filename.encode():
+        if data[central + 46 : central + 46 + name_len] == info.filename.encode():
             struct.pack_into("<I", data, central + 24, claim)  # central directory: uncompressed size
         central = data.find(b"PK\x01\x02", central + 4)
     path.write_bytes(bytes(data))
 
 
-def _hostile_checkpoint(kind: str, folder: Path, state: dict[str, torch.Tensor], original: Path, marker: Path
-                        ) -> Path:
+def _hostile_checkpoint(kind: str, folder: Path, state: dict[str, torch.Tensor], original: Path, marker: Path) -> Path:
     path = folder / f"{kind}.pth"
     first = next(iter(state))
     if kind == "code_in_pickle":
@@ -413,6 +436,7 @@ def test_hostile_or_broken_checkpoint_is_refused_before_any_output(
 
 # ---------------------------------------------------------------------------------------------------------------
 # Interruptions and concurrent writers.
+
 
 def _songs(folder: Path, count: int) -> list[Path]:
     folder.mkdir(exist_ok=True)
@@ -493,9 +517,21 @@ def test_two_processes_writing_one_folder_leave_whole_files(tmp_path: Path, casc
     songs = _songs(tmp_path / "in", 3)
     out = tmp_path / "out"
     # The same paths from both, at different bit depths: a file mixing the two writers cannot pass as either.
-    procs = [subprocess.Popen([*uvr_command(), *separate_args(cascadednet_weights, out), "--overwrite",
-                               "--bit-depth", depth, *map(str, songs)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE) for depth in ("16", "24")]
+    procs = [
+        subprocess.Popen(
+            [
+                *uvr_command(),
+                *separate_args(cascadednet_weights, out),
+                "--overwrite",
+                "--bit-depth",
+                depth,
+                *map(str, songs),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for depth in ("16", "24")
+    ]
     for proc in procs:
         _, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err.decode()
@@ -512,10 +548,13 @@ def test_two_processes_writing_one_folder_leave_whole_files(tmp_path: Path, casc
 # ---------------------------------------------------------------------------------------------------------------
 # Paths: nothing lands outside the output folder, and no input is overwritten.
 
-@pytest.mark.parametrize("template", ["../{name}_{stem}.{ext}", "{outside}/{name}_{stem}.{ext}",
-                                      "{name}/../../{name}_{stem}.{ext}"], ids=["dotdot", "absolute", "nested-dotdot"])
-def test_name_template_cannot_leave_the_output_folder(tmp_path: Path, cascadednet_weights: Path, template: str
-                                                      ) -> None:
+
+@pytest.mark.parametrize(
+    "template",
+    ["../{name}_{stem}.{ext}", "{outside}/{name}_{stem}.{ext}", "{name}/../../{name}_{stem}.{ext}"],
+    ids=["dotdot", "absolute", "nested-dotdot"],
+)
+def test_name_template_cannot_leave_the_output_folder(tmp_path: Path, cascadednet_weights: Path, template: str) -> None:
     song = write_wav(tmp_path / "song.wav", _clip())
     out = tmp_path / "deep" / "out"
     out.mkdir(parents=True)
@@ -541,8 +580,7 @@ def test_odd_names_and_subfolder_templates_write_inside(tmp_path: Path, cascaded
     songs = [write_wav(tmp_path / name, _clip()) for name in ("...wav", "..\\..\\back.wav", "-.wav")]
     out = tmp_path / "deep" / "out"
     before = tree(tmp_path)
-    proc = run_uvr(*separate_args(cascadednet_weights, out), "--name", "{stem}/{name}.{ext}", "--",
-                   *map(str, songs))
+    proc = run_uvr(*separate_args(cascadednet_weights, out), "--name", "{stem}/{name}.{ext}", "--", *map(str, songs))
     assert proc.returncode == 0, stderr_lines(proc)
     new = {p for p in tree(tmp_path) - before if p.is_file()}
     assert len(new) == 2 * len(songs)
@@ -561,8 +599,7 @@ def test_symlinked_subfolder_pointing_outside_is_refused(tmp_path: Path, cascade
 
 
 @pytest.mark.parametrize("how", ["same-path", "symlink"])
-def test_output_that_would_overwrite_an_input_is_refused(tmp_path: Path, cascadednet_weights: Path, how: str
-                                                         ) -> None:
+def test_output_that_would_overwrite_an_input_is_refused(tmp_path: Path, cascadednet_weights: Path, how: str) -> None:
     song = write_wav(tmp_path / "song.wav", _clip())
     original = song.read_bytes()
     if how == "same-path":
@@ -578,6 +615,7 @@ def test_output_that_would_overwrite_an_input_is_refused(tmp_path: Path, cascade
 
 # ---------------------------------------------------------------------------------------------------------------
 # Resources: a folder that cannot be written, a full disk.
+
 
 def _assert_one_write_error(proc: subprocess.CompletedProcess, reason: str) -> None:
     lines = stderr_lines(proc)
@@ -598,8 +636,9 @@ def test_unwritable_output_folder(tmp_path: Path, cascadednet_weights: Path) -> 
         (tmp_path / "file").write_bytes(b"not a folder")
         prefix, out, reason = [], tmp_path / "file" / "out", "Not a directory"
     before = tree(tmp_path)
-    proc = subprocess.run([*prefix, *uvr_command(), *separate_args(cascadednet_weights, out), str(song)],
-                          capture_output=True, timeout=300)
+    proc = subprocess.run(
+        [*prefix, *uvr_command(), *separate_args(cascadednet_weights, out), str(song)], capture_output=True, timeout=300
+    )
     _assert_one_write_error(proc, reason)
     assert tree(tmp_path) == before
 
@@ -625,8 +664,9 @@ def test_full_disk(tmp_path: Path, cascadednet_weights: Path) -> None:
     if _can_mount_private_tmpfs(out):
         # uvr runs on the full tmpfs, then `ls -A` lists what it left there, before the namespace (and tmpfs) go.
         script = 'mount -t tmpfs -o size=32k uvr-full "$0" && "$@"; status=$?; ls -A "$0"; exit $status'
-        proc = subprocess.run(["unshare", "-m", "sh", "-c", script, str(out), *command], capture_output=True,
-                              timeout=300)
+        proc = subprocess.run(
+            ["unshare", "-m", "sh", "-c", script, str(out), *command], capture_output=True, timeout=300
+        )
         _assert_one_write_error(proc, "No space left on device")
         assert proc.stdout.decode().split() == [], "files were left on the full disk"
     else:
@@ -638,8 +678,12 @@ def test_full_disk(tmp_path: Path, cascadednet_weights: Path) -> None:
 def test_full_standard_output(tmp_path: Path, cascadednet_weights: Path) -> None:
     song = write_wav(tmp_path / "song.wav", _clip())
     with open("/dev/full", "wb") as full:
-        proc = subprocess.run([*uvr_command(), *separate_args(cascadednet_weights, Path("-")), "--stem", "vocals",
-                               str(song)], stdout=full, stderr=subprocess.PIPE, timeout=300)
+        proc = subprocess.run(
+            [*uvr_command(), *separate_args(cascadednet_weights, Path("-")), "--stem", "vocals", str(song)],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            timeout=300,
+        )
     lines = stderr_lines(proc)
     assert proc.returncode == 1 and len(lines) == 1, lines
     assert "standard output" in lines[0] and "No space left on device" in lines[0], lines
@@ -647,6 +691,7 @@ def test_full_standard_output(tmp_path: Path, cascadednet_weights: Path) -> None
 
 # ---------------------------------------------------------------------------------------------------------------
 # Memory: the streaming path's promise that a long input costs no more memory than a short one.
+
 
 def _write_long_input(path: Path, seconds: int, rate: int) -> None:
     rng = np.random.default_rng(0)
@@ -675,9 +720,24 @@ def test_peak_memory_of_ten_minutes_is_that_of_one(tmp_path: Path, ch16_weights:
     for minutes in (1, 10):
         song = tmp_path / f"{minutes}min.wav"
         _write_long_input(song, 60 * minutes, rate)
-        peaks.append(_peak_rss_bytes([*uvr_command(), "separate", "-q", "-m", str(ch16_weights), "--params",
-                                      "1band_sr16000_hl512", "--stem", "vocals", "-o", str(tmp_path / "out"),
-                                      str(song)]))
+        peaks.append(
+            _peak_rss_bytes(
+                [
+                    *uvr_command(),
+                    "separate",
+                    "-q",
+                    "-m",
+                    str(ch16_weights),
+                    "--params",
+                    "1band_sr16000_hl512",
+                    "--stem",
+                    "vocals",
+                    "-o",
+                    str(tmp_path / "out"),
+                    str(song),
+                ]
+            )
+        )
         song.unlink()
     report = f"peak RSS {peaks[0] / 2**20:.0f} MiB for 1 min, {peaks[1] / 2**20:.0f} MiB for 10 min"
     print(report)

@@ -1,4 +1,5 @@
 """Published scores in the catalogue: `uvr models` shows them with their source; the data file is validated."""
+
 from __future__ import annotations
 
 import copy
@@ -70,7 +71,7 @@ def _broken(change) -> dict:
         (lambda d: d["scores"][0].update(file="../1_HP-UVR.pth"), "'file' must be a plain weight file name"),
         (lambda d: [d["scores"][0].pop(k) for k in ("vocals", "instrumental")], "needs a figure for vocals"),
         (lambda d: d["scores"].append(dict(d["scores"][0])), "has two SDR figures from the same source"),
-        (lambda d: d.pop("sources"), "needs a \"sources\" object"),
+        (lambda d: d.pop("sources"), 'needs a "sources" object'),
     ],
 )
 def test_a_malformed_scores_file_is_one_line_naming_it(change, message):

@@ -1,4 +1,5 @@
 """The STFT front end, the resamplers and the presets against librosa and the test-only RVC reference."""
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,9 @@ def test_stft_and_istft_match_librosa(n_fft, hop):
     assert back.shape[-1] == hop * (ours.shape[-1] - 1)
 
 
-@pytest.mark.parametrize("res_type", ["polyphase", "kaiser_fast", "kaiser_best", "sinc_fastest", "sinc_medium",
-                                      "sinc_best", "scipy"])
+@pytest.mark.parametrize(
+    "res_type", ["polyphase", "kaiser_fast", "kaiser_best", "sinc_fastest", "sinc_medium", "sinc_best", "scipy"]
+)
 @pytest.mark.parametrize(("orig", "target"), [(44100, 14700), (48000, 44100), (7350, 11025)])
 def test_resamplers_match_the_reference_librosa_semantics(res_type, orig, target):
     expected = rvc_reference.resample(STEREO, orig, target, res_type)
@@ -69,10 +71,12 @@ def test_fft_resampler_is_scipy_resample(n, num):
 
 def test_separating_does_not_import_scipy_signal():
     """scipy.signal drags in most of scipy: ~65 MB resident and ~2 s of start-up for every process."""
-    code = ("import sys, numpy as np; import uvr_cli.cli.main, uvr_cli.engine.pipeline; "
-            "from uvr_cli.catalog.presets import load_preset; from uvr_cli.engine import analysis, synthesis; "
-            "p = load_preset('4band_v2'); a = analysis.analyse(np.zeros((44100, 2), np.float32), 44100, p, True); "
-            "synthesis.synthesise(a.spec, p); print('scipy.signal' in sys.modules)")
+    code = (
+        "import sys, numpy as np; import uvr_cli.cli.main, uvr_cli.engine.pipeline; "
+        "from uvr_cli.catalog.presets import load_preset; from uvr_cli.engine import analysis, synthesis; "
+        "p = load_preset('4band_v2'); a = analysis.analyse(np.zeros((44100, 2), np.float32), 44100, p, True); "
+        "synthesis.synthesise(a.spec, p); print('scipy.signal' in sys.modules)"
+    )
     import subprocess
 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -108,8 +112,9 @@ def test_combined_spectrogram_and_synthesis_match_the_reference(preset, tmp_path
         band = mp["band"][d]
         if d < len(p.bands):
             waves[d] = rvc_reference.resample(waves[d + 1], mp["band"][d + 1]["sr"], band["sr"], band["res_type"])
-        specs[d] = rvc_reference.wave_to_spectrogram(waves[d], band["hl"], band["n_fft"], mp["mid_side"],
-                                                     mp["mid_side_b2"], mp["reverse"])
+        specs[d] = rvc_reference.wave_to_spectrogram(
+            waves[d], band["hl"], band["n_fft"], mp["mid_side"], mp["mid_side_b2"], mp["reverse"]
+        )
     expected = rvc_reference.combine_spectrograms(specs, mp)
     np.testing.assert_allclose(analysis.spec, expected, atol=1e-5 * np.abs(expected).max())
     half = (expected * 0.5).astype(np.complex64)

@@ -1,4 +1,5 @@
 """uvr train: a seconds-long run on tiny generated stems, resuming, stopping on a signal, and loading the result."""
+
 from __future__ import annotations
 
 import json
@@ -58,8 +59,11 @@ def test_the_same_seed_trains_the_same_weights(dataset: Path, tmp_path: Path) ->
     states = []
     for name in ("a", "b", "c"):
         seed = 4 if name == "c" else 3
-        train(_config(dataset, tmp_path / name, max_steps=1, validate=False, seed=seed), log=lambda _: None,
-              progress=False)
+        train(
+            _config(dataset, tmp_path / name, max_steps=1, validate=False, seed=seed),
+            log=lambda _: None,
+            progress=False,
+        )
         states.append(torch.load(tmp_path / name / "state.pt", weights_only=False)["model"])
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
     assert not all(torch.equal(states[0][k], states[2][k]) for k in states[0])
@@ -85,8 +89,9 @@ def test_train_resume_and_load_with_separate(dataset: Path, tmp_path: Path) -> N
     song = tmp_path / "song.wav"
     inst, voc = _stems(1.0, seed=7)
     sf.write(song, inst + voc, RATE)
-    done = run_uvr("separate", str(song), "-m", str(run / "best.pth"), "--params", "4band_v2", "-o", str(tmp_path),
-                   "--json", "-q")
+    done = run_uvr(
+        "separate", str(song), "-m", str(run / "best.pth"), "--params", "4band_v2", "-o", str(tmp_path), "--json", "-q"
+    )
     assert done.returncode == 0, done.stderr.decode()
     outputs = json.loads(done.stdout)["outputs"]
     for path in outputs.values():
@@ -101,7 +106,10 @@ def test_signal_saves_state_and_stops(dataset: Path, tmp_path: Path) -> None:
     def interrupt(line: str) -> None:  # the first epoch's log line: as if Ctrl-C came during step 2
         os.kill(os.getpid(), signal.SIGINT)
 
-    result = train(_config(dataset, run, max_steps=10, epoch_steps=1, save_every=100, validate=False),
-                   log=interrupt, progress=False)
+    result = train(
+        _config(dataset, run, max_steps=10, epoch_steps=1, save_every=100, validate=False),
+        log=interrupt,
+        progress=False,
+    )
     assert result["stopped_by_signal"] == signal.SIGINT and result["step"] == 1
     assert torch.load(run / "state.pt", weights_only=False)["step"] == 1

@@ -1,4 +1,5 @@
 """uvr: run UVR5 VR-architecture separation models from the command line or from Python."""
+
 from __future__ import annotations
 
 from uvr_cli.errors import AudioError, ModelError, UsageError, UvrError

@@ -5,6 +5,7 @@ gives what running the next model on that file gives), in a private temporary fo
 further are then written in the asked format and rate. A step's stems are named after the stem it split and
 what its model's mask estimates, e.g. `vocals-no-echo` and `vocals-echo` for a De-Echo model on `vocals`.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -28,8 +29,17 @@ from uvr_cli.io.encode import open_stem_writers
 from uvr_cli.separator import FileResult, ModelInfo, Separator, default_bit_depth
 
 # UVR's names for the two sides of a model's mask; unknown ones fall back to "rest".
-COMPLEMENT = {"vocals": "instrumental", "instrumental": "vocals", "echo": "no-echo", "no-echo": "echo",
-              "reverb": "no-reverb", "no-reverb": "reverb", "noise": "no-noise", "no-noise": "noise", "dry": "wet"}
+COMPLEMENT = {
+    "vocals": "instrumental",
+    "instrumental": "vocals",
+    "echo": "no-echo",
+    "no-echo": "echo",
+    "reverb": "no-reverb",
+    "no-reverb": "reverb",
+    "noise": "no-noise",
+    "no-noise": "noise",
+    "dry": "wet",
+}
 BLOCK = 1 << 18  # output samples written per block when a stem is converted
 
 
@@ -57,8 +67,10 @@ class Chain:
         names = list(STEMS)
         for step in steps:
             if step.split not in names:
-                raise UsageError(f"--then {step.separator.info.path.name}:{step.split}: no stem of that name; "
-                                 f"the stems before it are {', '.join(names)}")
+                raise UsageError(
+                    f"--then {step.separator.info.path.name}:{step.split}: no stem of that name; "
+                    f"the stems before it are {', '.join(names)}"
+                )
             produced = step_names(step.separator, step.split)
             at = names.index(step.split)
             names[at : at + 1] = [produced[s] for s in STEMS]
@@ -72,9 +84,17 @@ class Chain:
     def model_sample_rate(self) -> int:
         return self.first.model_sample_rate
 
-    def separate_file(self, source: str, outputs: dict[str, str], *, fmt: str = "wav", bit_depth: str | None = None,
-                      sample_rate: str | int = "input", bitrate: str | None = None,
-                      on_progress: Callable[[int, int], None] | None = None) -> FileResult:
+    def separate_file(
+        self,
+        source: str,
+        outputs: dict[str, str],
+        *,
+        fmt: str = "wav",
+        bit_depth: str | None = None,
+        sample_rate: str | int = "input",
+        bitrate: str | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> FileResult:
         """Run every step on `source`; write the stems named in `outputs` (the names in `stems`)."""
         unknown = set(outputs) - set(self.stems)
         if unknown:
@@ -92,8 +112,15 @@ class Chain:
             rate = {"input": input_rate, "model": self.first.preset.sr}.get(sample_rate, sample_rate)
             if not isinstance(rate, int) or rate <= 0:
                 raise UsageError(f"--sample-rate {sample_rate!r}: use input, model or a rate in Hz")
-            clipped = _convert({s: files[s] for s in outputs}, outputs, rate, fmt, depth, bitrate,
-                               resampled_length(frames, input_rate, rate))
+            clipped = _convert(
+                {s: files[s] for s in outputs},
+                outputs,
+                rate,
+                fmt,
+                depth,
+                bitrate,
+                resampled_length(frames, input_rate, rate),
+            )
         result = FileResult(input=source, status="ok", duration_s=frames / input_rate, outputs=dict(outputs))
         if channels_in > 2:
             result.warnings.append(f"{channels_in} channels were downmixed to stereo")
@@ -106,19 +133,28 @@ class Chain:
     def _run_steps(self, source: str, folder: Path, on_progress: Callable[[int, int], None] | None) -> dict[str, str]:
         """Every stem of every step as a 32-bit float file at the model's rate; returns name -> file."""
         files = {stem: str(folder / f"{stem}.wav") for stem in STEMS}
-        self.first.separate_file(source, files, fmt="wav", bit_depth="32f", sample_rate="model",
-                                 on_progress=on_progress)
+        self.first.separate_file(
+            source, files, fmt="wav", bit_depth="32f", sample_rate="model", on_progress=on_progress
+        )
         for step in self.steps:
             produced = step_names(step.separator, step.split)
             targets = {stem: str(folder / f"{name}.wav") for stem, name in produced.items()}
-            step.separator.separate_file(files.pop(step.split), targets, fmt="wav", bit_depth="32f",
-                                         sample_rate="model", on_progress=on_progress)
+            step.separator.separate_file(
+                files.pop(step.split), targets, fmt="wav", bit_depth="32f", sample_rate="model", on_progress=on_progress
+            )
             files.update({produced[stem]: path for stem, path in targets.items()})
         return files
 
 
-def _convert(files: dict[str, str], outputs: dict[str, str], rate: int, fmt: str, depth: str | None,
-             bitrate: str | None, length: int) -> dict[str, int]:
+def _convert(
+    files: dict[str, str],
+    outputs: dict[str, str],
+    rate: int,
+    fmt: str,
+    depth: str | None,
+    bitrate: str | None,
+    length: int,
+) -> dict[str, int]:
     """Write each stem file to its output at `rate` (resampled as uvr's outputs are), all together, in blocks;
     returns the clipped sample counts."""
     opened = {stem: open_source(path) for stem, path in files.items()}
@@ -133,8 +169,15 @@ def _convert(files: dict[str, str], outputs: dict[str, str], rate: int, fmt: str
                         q1 = min(q0 + BLOCK, length)
                         s, e = source_range(q0, q1, decoded.sample_rate, rate, OUTPUT_RESAMPLER, decoded.frames)
                         span = stream.get(s, e)
-                        block = resample_range(span, q0, q1, decoded.sample_rate, rate, OUTPUT_RESAMPLER,
-                                               resampled_length(decoded.frames, decoded.sample_rate, rate))
+                        block = resample_range(
+                            span,
+                            q0,
+                            q1,
+                            decoded.sample_rate,
+                            rate,
+                            OUTPUT_RESAMPLER,
+                            resampled_length(decoded.frames, decoded.sample_rate, rate),
+                        )
                         writers[stem].write(np.ascontiguousarray(block[:channels].T, dtype=np.float32))
         return {stem: w.clipped_samples for stem, w in writers.items() if w.clipped_samples}
     finally:

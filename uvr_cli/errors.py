@@ -1,4 +1,5 @@
 """Exceptions that carry a user-facing, one-line message; the CLI maps them to exit codes."""
+
 from __future__ import annotations
 
 

@@ -6,6 +6,7 @@ The catalogue is data (the "models" list of models/registry.json); `UVR_CATALOG`
 resume it with an HTTP Range request, are checked against the UVR hash (when known) and only then renamed into
 place, so the cache never holds a file that has not been checked.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,9 +23,9 @@ from importlib import resources
 from pathlib import Path
 
 from uvr_cli import __version__
-from uvr_cli.errors import ModelError, UsageError, UvrError
 from uvr_cli.catalog.registry import registry, uvr_model_hash
 from uvr_cli.catalog.scores import published_scores
+from uvr_cli.errors import ModelError, UsageError, UvrError
 
 CATALOG_ENV = "UVR_CATALOG"
 CACHE_ENV = "UVR_MODEL_DIR"
@@ -35,8 +36,6 @@ _HASH = re.compile(r"^[0-9a-f]{32}$")
 _TORCH_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save's zip format, or the legacy pickle format
 BUNDLED_NAME = "default"
 """The name of the bundled model in `uvr models`, `-m` and `uvr info`."""
-
-
 
 
 class DownloadError(UvrError):
@@ -81,8 +80,15 @@ def _entry(raw: object, where: str) -> CatalogEntry:
     for key, value in text.items():
         if value is not None and not isinstance(value, str):
             raise UsageError(f"{label}: '{key}' must be a string or null")
-    return CatalogEntry(name=raw["name"], file=raw["file"], url=raw["url"], uvr_hash=uvr_hash, size_bytes=size,
-                        source=str(raw.get("source", "")), **text)
+    return CatalogEntry(
+        name=raw["name"],
+        file=raw["file"],
+        url=raw["url"],
+        uvr_hash=uvr_hash,
+        size_bytes=size,
+        source=str(raw.get("source", "")),
+        **text,
+    )
 
 
 def load_catalog() -> list[CatalogEntry]:
@@ -98,7 +104,7 @@ def load_catalog() -> list[CatalogEntry]:
         data, where = registry(), "models/registry.json"
     models = data.get("models") if isinstance(data, dict) else None
     if not isinstance(models, list):
-        raise UsageError(f"{where}: needs a \"models\" list")
+        raise UsageError(f'{where}: needs a "models" list')
     entries = [_entry(raw, where) for raw in models]
     seen: set[str] = set()
     for entry in entries:
@@ -145,8 +151,10 @@ def resolve_model(model: str | os.PathLike | None) -> Path:
         default = bundled_default()
         if default.is_file():
             return default
-        raise UsageError("no model given and no bundled default model is installed: pass -m WEIGHTS.pth, "
-                         "or -m NAME for a model from `uvr models`")
+        raise UsageError(
+            "no model given and no bundled default model is installed: pass -m WEIGHTS.pth, "
+            "or -m NAME for a model from `uvr models`"
+        )
     path = Path(model).expanduser()
     if path.is_file():
         return path
@@ -161,8 +169,10 @@ def resolve_model(model: str | os.PathLike | None) -> Path:
             return candidate
     if entry:
         raise ModelError(f"{text}: model not downloaded yet; run `uvr models download {entry.name}`")
-    raise ModelError(f"{text}: no such model file, and no model of that name in the catalogue or in {folder} "
-                     "(`uvr models` lists them)")
+    raise ModelError(
+        f"{text}: no such model file, and no model of that name in the catalogue or in {folder} "
+        "(`uvr models` lists them)"
+    )
 
 
 def check_file(path: Path, entry: CatalogEntry) -> str:
@@ -180,8 +190,9 @@ def check_file(path: Path, entry: CatalogEntry) -> str:
         return "unverified (no hash is known for this file)"
     actual = uvr_model_hash(path)
     if actual != entry.uvr_hash:
-        raise DownloadError(f"{entry.name}: hash mismatch: the download's UVR hash is {actual}, "
-                            f"the catalogue expects {entry.uvr_hash}")
+        raise DownloadError(
+            f"{entry.name}: hash mismatch: the download's UVR hash is {actual}, the catalogue expects {entry.uvr_hash}"
+        )
     return f"UVR hash {actual}"
 
 
@@ -227,8 +238,10 @@ def download(entry: CatalogEntry, folder: Path | None = None, *, progress: bool 
 
 def manual_hint(entry: CatalogEntry, folder: Path) -> str:
     """The way forward without uvr's own download: where the file is and where it must go."""
-    return (f"; or fetch {entry.url} by other means and run `uvr models add FILE`, "
-            f"which checks it and puts it at {folder / entry.file}")
+    return (
+        f"; or fetch {entry.url} by other means and run `uvr models add FILE`, "
+        f"which checks it and puts it at {folder / entry.file}"
+    )
 
 
 def add_model(source: Path, folder: Path | None = None) -> tuple[CatalogEntry, Downloaded]:
@@ -244,8 +257,10 @@ def add_model(source: Path, folder: Path | None = None) -> tuple[CatalogEntry, D
     entries = load_catalog()
     entry = next((e for e in entries if e.uvr_hash == actual), None) or find(source.name, entries)
     if entry is None:
-        raise UsageError(f"{source}: neither its UVR hash {actual} nor its name is in the catalogue "
-                         f"(`uvr models`); use it directly with -m {source}")
+        raise UsageError(
+            f"{source}: neither its UVR hash {actual} nor its name is in the catalogue "
+            f"(`uvr models`); use it directly with -m {source}"
+        )
     try:
         verified = check_file(source, entry)
     except DownloadError as exc:
@@ -282,8 +297,9 @@ def _fetch(entry: CatalogEntry, part: Path, progress: bool) -> bool:
             return _fetch(entry, part, progress)
         raise DownloadError(f"{entry.name}: HTTP {exc.code} {exc.reason} from {entry.url}") from None
     except urllib.error.URLError as exc:
-        raise DownloadError(f"{entry.name}: cannot reach {host}: {getattr(exc.reason, 'strerror', None) or exc.reason}"
-                            ) from None
+        raise DownloadError(
+            f"{entry.name}: cannot reach {host}: {getattr(exc.reason, 'strerror', None) or exc.reason}"
+        ) from None
     except (OSError, HTTPException) as exc:
         raise DownloadError(f"{entry.name}: cannot reach {host}: {exc}") from None
     with response:
@@ -296,8 +312,16 @@ def _fetch(entry: CatalogEntry, part: Path, progress: bool) -> bool:
         if progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024, desc=entry.file,
-                       file=sys.stderr, leave=False)
+            bar = tqdm(
+                total=total,
+                initial=have,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=entry.file,
+                file=sys.stderr,
+                leave=False,
+            )
         try:
             with part.open("ab" if resumed else "wb") as out:
                 while chunk := response.read(_CHUNK):
@@ -306,15 +330,18 @@ def _fetch(entry: CatalogEntry, part: Path, progress: bool) -> bool:
                         bar.update(len(chunk))
         except (OSError, HTTPException) as exc:
             got = part.stat().st_size if part.exists() else 0
-            raise DownloadError(f"{entry.name}: download interrupted after {got} bytes ({exc or type(exc).__name__}); "
-                                "run the command again to resume") from None
+            raise DownloadError(
+                f"{entry.name}: download interrupted after {got} bytes ({exc or type(exc).__name__}); "
+                "run the command again to resume"
+            ) from None
         finally:
             if bar is not None:
                 bar.close()
     got = part.stat().st_size
     if total is not None and got < total:
-        raise DownloadError(f"{entry.name}: the connection closed after {got} of {total} bytes; "
-                            "run the command again to resume")
+        raise DownloadError(
+            f"{entry.name}: the connection closed after {got} of {total} bytes; run the command again to resume"
+        )
     return resumed
 
 
@@ -333,22 +360,44 @@ def listing() -> dict:
     default = bundled_default()
     described = resources.files("uvr_models") / "default.json"
     about = json.loads(described.read_text(encoding="utf-8")) if described.is_file() else {}
-    rows = [{"name": BUNDLED_NAME, "file": default.name, "bundled": True, "installed": default.is_file(),
-             "path": str(default) if default.is_file() else None, "family": about.get("architecture"),
-             "params": about.get("params"), "primary_stem": about.get("primary_stem"),
-             "size_bytes": default.stat().st_size if default.is_file() else None, "scores": []}]
+    rows = [
+        {
+            "name": BUNDLED_NAME,
+            "file": default.name,
+            "bundled": True,
+            "installed": default.is_file(),
+            "path": str(default) if default.is_file() else None,
+            "family": about.get("architecture"),
+            "params": about.get("params"),
+            "primary_stem": about.get("primary_stem"),
+            "size_bytes": default.stat().st_size if default.is_file() else None,
+            "scores": [],
+        }
+    ]
     known = set()
     for entry in entries:
         cached = (folder / entry.file).is_file()
         known.add(entry.file)
-        row = {**asdict(entry), "cached": cached, "path": str(folder / entry.file) if cached else None,
-               "scores": [asdict(score) for score in scores.get(entry.file.lower(), [])]}
+        row = {
+            **asdict(entry),
+            "cached": cached,
+            "path": str(folder / entry.file) if cached else None,
+            "scores": [asdict(score) for score in scores.get(entry.file.lower(), [])],
+        }
         if cached:  # the file at hand tells its size where the catalogue does not
             row["size_bytes"] = (folder / entry.file).stat().st_size
         rows.append(row)
     if folder.is_dir():
         for extra in sorted(p for p in folder.glob("*.pth") if p.is_file() and p.name not in known):
-            rows.append({"name": extra.stem, "file": extra.name, "cached": True, "path": str(extra),
-                         "size_bytes": extra.stat().st_size, "source": "found in the cache, not in the catalogue",
-                         "scores": []})
+            rows.append(
+                {
+                    "name": extra.stem,
+                    "file": extra.name,
+                    "cached": True,
+                    "path": str(extra),
+                    "size_bytes": extra.stat().st_size,
+                    "source": "found in the cache, not in the catalogue",
+                    "scores": [],
+                }
+            )
     return {"cache_dir": str(folder), "models": rows}

@@ -1,4 +1,5 @@
 """Band presets: the UVR5 `modelparams` JSON files that say how audio is split into frequency bands."""
+
 from __future__ import annotations
 
 import difflib
@@ -11,8 +12,18 @@ from pathlib import Path
 from uvr_cli.errors import ModelError
 
 KNOWN_RESAMPLERS = frozenset(
-    {"polyphase", "kaiser_fast", "kaiser_best", "sinc_fastest", "sinc_medium", "sinc_best", "scipy", "fft", "linear",
-     "zero_order_hold"}
+    {
+        "polyphase",
+        "kaiser_fast",
+        "kaiser_best",
+        "sinc_fastest",
+        "sinc_medium",
+        "sinc_best",
+        "scipy",
+        "fft",
+        "linear",
+        "zero_order_hold",
+    }
 )
 
 
@@ -94,8 +105,14 @@ def closest_presets(name: str, limit: int = 3) -> list[str]:
 
 def describe_preset(preset: BandPreset) -> dict:
     """What `uvr presets` shows: the model's rate, band count, bins and each band's hop length and rate."""
-    return {"name": preset.name, "sample_rate": preset.sr, "bands": len(preset.bands), "bins": preset.bins,
-            "hop": [band.hl for band in preset.bands], "band_rates": [band.sr for band in preset.bands]}
+    return {
+        "name": preset.name,
+        "sample_rate": preset.sr,
+        "bands": len(preset.bands),
+        "bins": preset.bins,
+        "hop": [band.hl for band in preset.bands],
+        "band_rates": [band.sr for band in preset.bands],
+    }
 
 
 def _int(value: object, key: str, where: str) -> int:
@@ -157,7 +174,11 @@ def load_preset(name_or_path: str | os.PathLike) -> BandPreset:
     path = shipped if shipped.is_file() and os.sep not in text else Path(text)
     if not path.is_file():
         close = closest_presets(text.removesuffix(".json"))
-        hint = f"did you mean {', '.join(close[:-1]) + ' or ' if close[1:] else ''}{close[-1]}?" if close else "not a shipped preset nor a file"
+        hint = (
+            f"did you mean {', '.join(close[:-1]) + ' or ' if close[1:] else ''}{close[-1]}?"
+            if close
+            else "not a shipped preset nor a file"
+        )
         raise ModelError(f"unknown preset {text!r}: {hint} (`uvr presets` lists the {len(list_presets())} presets)")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

@@ -4,6 +4,7 @@ UVR decides this by hash tables (reference §5.7); RVC hard-codes it by file nam
 user's --params, the UVR hash, the legacy whole-file hash, the file name of a catalogue entry (`uvr models`), RVC's
 name rules, a preset name inside the file name, and finally the bin count a CascadedNet's LSTM fixes.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -14,8 +15,8 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from uvr_cli.errors import ModelError
 from uvr_cli.catalog.presets import list_presets
+from uvr_cli.errors import ModelError
 
 # UVR's primary-stem labels whose mask keeps the (dry) voice; RVC writes the De-Echo models' mask output as "vocal".
 VOCAL_PRIMARY_STEMS = frozenset({"Vocals", "No Echo", "No Reverb", "Dry", "Echo"})
@@ -90,7 +91,9 @@ def identify(path: Path, is_cascaded_net: bool, cascaded_bins: int | None) -> Mo
     uvr_hash = uvr_model_hash(path)
     entry = table["hashes"].get(uvr_hash)
     if entry:
-        return ModelIdentity(entry["params"], entry["primary_stem"], f"UVR hash {uvr_hash}", uvr_hash, entry.get("nout"))
+        return ModelIdentity(
+            entry["params"], entry["primary_stem"], f"UVR hash {uvr_hash}", uvr_hash, entry.get("nout")
+        )
     entry = _bundled_default_entry(uvr_hash)
     if entry:
         return ModelIdentity(entry["params"], entry["primary_stem"], "uvr's bundled default model", uvr_hash)

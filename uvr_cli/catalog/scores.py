@@ -4,6 +4,7 @@ The file holds only figures found in a public source, as published, each with th
 entry has no figure (the listing shows '-'). It is validated on load: a malformed entry is one line naming the file
 and the entry, never a traceback or a silently missing score.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,7 +39,7 @@ class Score:
 def _sources(raw: object, where: str) -> dict[str, dict[str, str]]:
     """The "sources" table: each needs a title, an http(s) url, a metric, a unit and how it was aggregated."""
     if not isinstance(raw, dict) or not raw:
-        raise UsageError(f"{where}: needs a \"sources\" object naming where the figures come from")
+        raise UsageError(f'{where}: needs a "sources" object naming where the figures come from')
     for key, source in raw.items():
         if not isinstance(source, dict):
             raise UsageError(f"{where}: source {key!r} must be a JSON object")
@@ -71,8 +72,18 @@ def _figures(entry: object, sources: dict[str, dict[str, str]], where: str) -> t
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise UsageError(f"{label}: '{stem}' must be a number")
-        figures.append(Score(stem=stem, metric=source["metric"], unit=source["unit"], value=float(value),
-                             aggregate=source["aggregate"], source=source["title"], url=source["url"], note=note))
+        figures.append(
+            Score(
+                stem=stem,
+                metric=source["metric"],
+                unit=source["unit"],
+                value=float(value),
+                aggregate=source["aggregate"],
+                source=source["title"],
+                url=source["url"],
+                note=note,
+            )
+        )
     if not figures:
         raise UsageError(f"{label}: needs a figure for {' or '.join(SCORE_STEMS)}")
     return file, figures
@@ -81,7 +92,7 @@ def _figures(entry: object, sources: dict[str, dict[str, str]], where: str) -> t
 def parse_scores(data: object, where: str) -> dict[str, list[Score]]:
     """Validate a scores document; returns the figures by lower-case weight file name."""
     if not isinstance(data, dict) or not isinstance(data.get("scores"), list):
-        raise UsageError(f"{where}: needs a \"scores\" list")
+        raise UsageError(f'{where}: needs a "scores" list')
     sources = _sources(data.get("sources"), where)
     table: dict[str, list[Score]] = {}
     for entry in data["scores"]:

@@ -1,4 +1,5 @@
 """`uvr presets`, `uvr models` (list, download, add) and `uvr info`: what models and presets there are."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,9 @@ import typer
 from uvr_cli.cli.common import EXIT_OK, EXIT_SOME_FAILED, emit, fail, say, size_text
 from uvr_cli.errors import UsageError, UvrError
 
-models_app = typer.Typer(help="List the known UVR5 VR models, download them into the local cache, or add a file "
-                              "fetched by hand.")
+models_app = typer.Typer(
+    help="List the known UVR5 VR models, download them into the local cache, or add a file fetched by hand."
+)
 
 
 def _table(rows: list[tuple[str, ...]]) -> None:
@@ -32,13 +34,15 @@ def presets(
     try:
         described = [describe_preset(load_preset(name)) for name in list_presets()]
     except UvrError as exc:
-        raise fail(exc)
+        raise fail(exc) from None
     if as_json:
         emit(json.dumps(described, indent=1))
         return
     rows = [("NAME", "RATE", "BANDS", "BINS", "HOP (per band)")]
-    rows += [(p["name"], str(p["sample_rate"]), str(p["bands"]), str(p["bins"]), "/".join(map(str, p["hop"])))
-             for p in described]
+    rows += [
+        (p["name"], str(p["sample_rate"]), str(p["bands"]), str(p["bins"]), "/".join(map(str, p["hop"])))
+        for p in described
+    ]
     _table(rows)
 
 
@@ -64,21 +68,37 @@ def models(
     try:
         data = listing()
     except UvrError as exc:
-        raise fail(exc)
+        raise fail(exc) from None
     if as_json:
         emit(json.dumps(data, indent=1))
         return
     rows = [("NAME", "ARCHITECTURE", "PRESET", "PRIMARY STEM", "SCORE VOC/INST", "SIZE", "LOCAL")]
     for m in data["models"]:
         if m.get("bundled"):
-            rows.append((m["name"], m["family"] or "-", m["params"] or "-", m["primary_stem"] or "-",
-                         _score_cell(m["scores"]), size_text(m["size_bytes"]),
-                         "bundled" if m["installed"] else "not installed"))
+            rows.append(
+                (
+                    m["name"],
+                    m["family"] or "-",
+                    m["params"] or "-",
+                    m["primary_stem"] or "-",
+                    _score_cell(m["scores"]),
+                    size_text(m["size_bytes"]),
+                    "bundled" if m["installed"] else "not installed",
+                )
+            )
             continue
         arch = ", ".join(x for x in (m.get("family"), m.get("capacity")) if x) or "?"
-        rows.append((m["name"], arch, m.get("params") or "?", m.get("primary_stem") or "?",
-                     _score_cell(m.get("scores", [])), size_text(m.get("size_bytes")),
-                     "cached" if m["cached"] else "-"))
+        rows.append(
+            (
+                m["name"],
+                arch,
+                m.get("params") or "?",
+                m.get("primary_stem") or "?",
+                _score_cell(m.get("scores", [])),
+                size_text(m.get("size_bytes")),
+                "cached" if m["cached"] else "-",
+            )
+        )
     _table(rows)
     for line in _score_sources(data["models"]):
         emit(line)
@@ -100,8 +120,10 @@ def _score_sources(models: list[dict]) -> list[str]:
     for m in models:
         for s in m.get("scores", [])[:1]:
             seen[(s["metric"], s["unit"], s["aggregate"], s["source"], s["url"])] = None
-    return [f"score: {metric} ({unit}) of the vocals/instrumental stems, {aggregate}; from {source}:\n  {url}"
-            for metric, unit, aggregate, source, url in seen]
+    return [
+        f"score: {metric} ({unit}) of the vocals/instrumental stems, {aggregate}; from {source}:\n  {url}"
+        for metric, unit, aggregate, source, url in seen
+    ]
 
 
 @models_app.command("download")
@@ -123,7 +145,7 @@ def models_download(
         if unknown:
             raise UsageError(f"unknown model {unknown[0]!r}; `uvr models` lists the known ones")
     except UvrError as exc:
-        raise fail(exc)
+        raise fail(exc) from None
     failed = 0
     for entry in entries:
         try:
@@ -143,8 +165,9 @@ def models_download(
 
 @models_app.command("add")
 def models_add(
-    files: list[Path] = typer.Argument(..., help="Weight files fetched by hand (e.g. from the URL that a failed "
-                                                 "`uvr models download` names)."),
+    files: list[Path] = typer.Argument(
+        ..., help="Weight files fetched by hand (e.g. from the URL that a failed `uvr models download` names)."
+    ),
 ) -> None:
     """Copy weight files into the cache under their catalogue names, once each one's UVR hash matches the catalogue.
 
@@ -180,7 +203,7 @@ def info(
     try:
         data = describe_model(resolve_model(model))
     except UvrError as exc:
-        raise fail(exc)
+        raise fail(exc) from None
     if as_json:
         emit(json.dumps(data))
         return
@@ -192,14 +215,16 @@ def info(
     lines = {
         "file": f"{data['path']} ({size_text(data['size_bytes'])})",
         "architecture": f"{data['family']} ({capacity})",
-        "bins": f"{data['bins']} (from the {data['bins_from']})" if data["bins"] else "unknown (not in the weights; "
-                "give --params)",
+        "bins": f"{data['bins']} (from the {data['bins_from']})"
+        if data["bins"]
+        else "unknown (not in the weights; give --params)",
         "uvr hash": data["uvr_hash"],
         "recognised": data["recognised_by"] or "no: pass --params (and --primary) to use it",
         "catalogue": data["catalogue_name"] or "-",
         "preset": data["preset"] or "unknown",
         "primary stem": f"{data['primary_stem']} (the mask estimates the {data['mask_estimates']})"
-        if data["primary_stem"] else "unknown (instrumental unless --primary says otherwise)",
+        if data["primary_stem"]
+        else "unknown (instrumental unless --primary says otherwise)",
     }
     for key, value in lines.items():
         emit(f"{key + ':':14}{value}")

@@ -2,8 +2,11 @@
 
 One process runs the network on all cores, but decoding, the band pyramid, synthesis and writing are
 single-threaded numpy and leave cores idle in between; with many short files, workers that each use a share of
-the cores keep them busy. Every worker separates exactly as one process would, so the outputs are identical.
+the cores keep them busy. Every worker separates exactly as one process would, and the outputs are identical
+byte for byte: the network's results do not depend on the thread count (engine/optimize.py `conv2d`,
+engine/layers.py `thread_invariant`), and float WAVs carry no time stamp (io/encode.py).
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -35,14 +38,16 @@ def threads_per_worker(workers: int) -> int:
     return max(1, cores // workers)
 
 
-def map_jobs(separator_options: dict[str, Any], task: Callable[[Any, Any], dict], jobs: Sequence[Any],
-             workers: int) -> Iterator[dict]:
+def map_jobs(
+    separator_options: dict[str, Any], task: Callable[[Any, Any], dict], jobs: Sequence[Any], workers: int
+) -> Iterator[dict]:
     """task(separator, job) for every job, in `workers` processes (spawned: torch's thread pools do not fork
     safely); yields the records in the order of `jobs`. `task` must be picklable (a module-level function or a
     functools.partial of one)."""
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start,
-                               initargs=(separator_options, threads_per_worker(workers), task))
+    pool = ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_start, initargs=(separator_options, threads_per_worker(workers), task)
+    )
     try:
         yield from pool.map(_run, jobs)
     except BaseException:

@@ -4,6 +4,7 @@ The order matters to users: every refusal that needs no model (options, names, a
 written or is too small) comes before torch is imported, and an input whose outputs are already there, made with
 these very settings, is answered from their records without loading the model at all.
 """
+
 from __future__ import annotations
 
 import functools
@@ -13,13 +14,28 @@ import sys
 import traceback
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import typer
 
-from uvr_cli.cli.common import (EXIT_CODES_HELP, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, LOSSY_FORMATS, STEMS,
-                                Backend, BitDepth, Format, HighEnd, StemChoice, closed_pipe_exit, emit, fail, say,
-                                stdout_closed)
+from uvr_cli.cli.common import (
+    EXIT_CODES_HELP,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    LOSSY_FORMATS,
+    STEMS,
+    Backend,
+    BitDepth,
+    Format,
+    HighEnd,
+    StemChoice,
+    closed_pipe_exit,
+    emit,
+    fail,
+    say,
+    stdout_closed,
+)
 from uvr_cli.errors import UsageError, UvrError
 
 if TYPE_CHECKING:
@@ -27,8 +43,18 @@ if TYPE_CHECKING:
     from uvr_cli.io.jobs import Job
     from uvr_cli.separator import Separator
 
-RECORD_FIELDS = ("input", "status", "outputs", "duration_s", "wall_s", "realtime_factor", "clipped_samples",
-                 "error", "redone_because", "agg_applied")
+RECORD_FIELDS = (
+    "input",
+    "status",
+    "outputs",
+    "duration_s",
+    "wall_s",
+    "realtime_factor",
+    "clipped_samples",
+    "error",
+    "redone_because",
+    "agg_applied",
+)
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
@@ -48,8 +74,9 @@ def _parse_rate(text: str) -> str | int:
     return rate
 
 
-def _check_output_options(fmt: str, bit_depth: str | None, rate: str | int, bitrate: str | None, out: str,
-                          as_json: bool) -> None:
+def _check_output_options(
+    fmt: str, bit_depth: str | None, rate: str | int, bitrate: str | None, out: str, as_json: bool
+) -> None:
     """Refuse impossible output choices before the model is loaded (the input's own rate is checked per file)."""
     from uvr_cli.io.encode import output_subtype
 
@@ -83,21 +110,28 @@ def _model_rate_guess(params: str | None) -> int:
         return 44100  # loading the model reports the bad preset
 
 
-def _record(job: "Job", **fields: object) -> dict:
+def _record(job: Job, **fields: object) -> dict:
     record: dict = {**dict.fromkeys(RECORD_FIELDS), "input": job.display, "outputs": {}, "clipped_samples": {}}
     record.update(fields)
     return record
 
 
-def _separate_one(separator: "Separator", job: "Job", options: dict, settings: dict, show_progress: bool,
-                  verbose: bool, quiet: bool) -> dict:
+def _separate_one(
+    separator: Separator, job: Job, options: dict, settings: dict, show_progress: bool, verbose: bool, quiet: bool
+) -> dict:
     """Run one input; any failure becomes an error record (one stderr line naming the input), never an exception.
     Its settings are recorded beside its outputs only once all of them are written."""
     from uvr_cli import __version__
     from uvr_cli.io.outputs import write_records
 
-    record = _record(job, status="error", redone_because=job.redo, agg_applied=settings["agg"] is not None,
-                     models=[info.path.name for info in separator.members_info], ensemble=settings["ensemble"])
+    record = _record(
+        job,
+        status="error",
+        redone_because=job.redo,
+        agg_applied=settings["agg"] is not None,
+        models=[info.path.name for info in separator.members_info],
+        ensemble=settings["ensemble"],
+    )
     file_bar = None
     try:
         if job.redo and not quiet:
@@ -118,9 +152,14 @@ def _separate_one(separator: "Separator", job: "Job", options: dict, settings: d
         if not quiet:
             for warning in result.warnings:
                 say(f"{job.display}: {warning}")
-        record.update(status="redone" if job.redo else result.status, outputs=result.outputs,
-                      duration_s=result.duration_s, wall_s=round(result.wall_s, 3),
-                      realtime_factor=result.realtime_factor, clipped_samples=result.clipped_samples)
+        record.update(
+            status="redone" if job.redo else result.status,
+            outputs=result.outputs,
+            duration_s=result.duration_s,
+            wall_s=round(result.wall_s, 3),
+            realtime_factor=result.realtime_factor,
+            clipped_samples=result.clipped_samples,
+        )
         if verbose:
             say(f"{job.display}: {record['status']} in {result.wall_s:.1f} s")
     except (UvrError, MemoryError, RuntimeError, ValueError, OSError) as exc:
@@ -140,7 +179,7 @@ def _separate_one(separator: "Separator", job: "Job", options: dict, settings: d
     return record
 
 
-def _plan_work(jobs: list["Job"], settings: dict, skip_existing: bool) -> list["Job"]:
+def _plan_work(jobs: list[Job], settings: dict, skip_existing: bool) -> list[Job]:
     """Mark each input whose outputs are complete and match `settings` as done, and note why others are redone.
     Returns the inputs that need the model."""
     from uvr_cli.io.outputs import check_existing
@@ -158,20 +197,23 @@ def _plan_work(jobs: list["Job"], settings: dict, skip_existing: bool) -> list["
     return work
 
 
-def _check_room(work: list["Job"], fmt: str, depth: str | None, rate: str | int, params: str | None) -> None:
+def _check_room(work: list[Job], fmt: str, depth: str | None, rate: str | int, params: str | None) -> None:
     """Before any separation: every output folder can be made and written and has room (else one line, exit 1)."""
     from uvr_cli.io.outputs import check_room, estimate_bytes
 
     model_rate = _model_rate_guess(params)
     planned = []
     for job in work:
-        size = estimate_bytes(job.source, stems=1, fmt=fmt, bit_depth=depth, rate=rate,
-                              model_rate=model_rate) if job.source != "-" else 0
+        size = (
+            estimate_bytes(job.source, stems=1, fmt=fmt, bit_depth=depth, rate=rate, model_rate=model_rate)
+            if job.source != "-"
+            else 0
+        )
         planned += [(path, size) for path in job.outputs.values()]
     check_room(planned)
 
 
-def _report(jobs: list["Job"], results: Iterator[dict]) -> Iterator[dict]:
+def _report(jobs: list[Job], results: Iterator[dict]) -> Iterator[dict]:
     """One record per input, in input order: answered ones at once, the others as `results` yields them."""
     for job in jobs:
         if job.error:
@@ -211,32 +253,108 @@ def _print_records(records: Iterable[dict], as_json: bool, to_stdout: bool, prog
 
 def separate(
     ctx: typer.Context,
-    inputs: list[str] = typer.Argument(..., help="Audio files, folders (searched recursively), quoted glob patterns such as 'songs/**/*.flac', or - for standard input."),
-    model: Optional[list[str]] = typer.Option(None, "-m", "--model", help="Weight file (.pth), the name of a downloaded model (see `uvr models`), or default (the bundled model, also used without -m). Repeat -m for an ensemble."),
-    then: Optional[list[str]] = typer.Option(None, "--then", help="MODEL[:STEM]: run MODEL on STEM (default vocals) of the step before, in the same run; repeatable. A step's stems are named after what each side holds, e.g. vocals-no-echo and vocals-echo."),
-    ensemble: str = typer.Option("avg", "--ensemble", help="How an ensemble's stems combine: avg (of the waves), max or min (per-bin magnitude), or VOCALS/INSTRUMENTAL such as max/min."),
-    params: Optional[str] = typer.Option(None, "--params", help="Band preset name (e.g. 4band_v2; `uvr presets` lists them) or JSON path; needed only for unrecognised files."),
-    agg: float = typer.Option(10, "--agg", help="Aggressiveness 0-100; RVC semantics: mask exponent 1+N/100 above the first band (1+N/300 below). 10 is RVC's default. CascadedNet models ignore it."),
-    out: str = typer.Option(".", "-o", "--out", help="Output folder (created if needed), or - to write one stem to standard output (needs --stem)."),
-    name: str = typer.Option("{name}_{stem}.{ext}", "--name", help="Output file name template: {name} (input file stem), {stem}, {model}, {agg}, {ext}, {dir} (the input's sub-folder below a folder argument or a pattern's fixed part)."),
-    stem: StemChoice = typer.Option("all", "--stem", help="Which stems to write; one stem skips synthesising the other."),
+    inputs: list[str] = typer.Argument(
+        ...,
+        help="Audio files, folders (searched recursively), quoted glob patterns such as 'songs/**/*.flac', or - for standard input.",
+    ),
+    model: list[str] | None = typer.Option(
+        None,
+        "-m",
+        "--model",
+        help="Weight file (.pth), the name of a downloaded model (see `uvr models`), or default (the bundled model, also used without -m). Repeat -m for an ensemble.",
+    ),
+    then: list[str] | None = typer.Option(
+        None,
+        "--then",
+        help="MODEL[:STEM]: run MODEL on STEM (default vocals) of the step before, in the same run; repeatable. A step's stems are named after what each side holds, e.g. vocals-no-echo and vocals-echo.",
+    ),
+    ensemble: str = typer.Option(
+        "avg",
+        "--ensemble",
+        help="How an ensemble's stems combine: avg (of the waves), max or min (per-bin magnitude), or VOCALS/INSTRUMENTAL such as max/min.",
+    ),
+    params: str | None = typer.Option(
+        None,
+        "--params",
+        help="Band preset name (e.g. 4band_v2; `uvr presets` lists them) or JSON path; needed only for unrecognised files.",
+    ),
+    agg: float = typer.Option(
+        10,
+        "--agg",
+        help="Aggressiveness 0-100; RVC semantics: mask exponent 1+N/100 above the first band (1+N/300 below). 10 is RVC's default. CascadedNet models ignore it.",
+    ),
+    out: str = typer.Option(
+        ".",
+        "-o",
+        "--out",
+        help="Output folder (created if needed), or - to write one stem to standard output (needs --stem).",
+    ),
+    name: str = typer.Option(
+        "{name}_{stem}.{ext}",
+        "--name",
+        help="Output file name template: {name} (input file stem), {stem}, {model}, {agg}, {ext}, {dir} (the input's sub-folder below a folder argument or a pattern's fixed part).",
+    ),
+    stem: StemChoice = typer.Option(
+        "all", "--stem", help="Which stems to write; one stem skips synthesising the other."
+    ),
     fmt: Format = typer.Option("wav", "-f", "--format", help="Output format."),
-    bit_depth: Optional[BitDepth] = typer.Option(None, "--bit-depth", help="16, 24 or 32f (float; wav only). Default: the input's, where the format allows."),
-    bitrate: Optional[str] = typer.Option(None, "--bitrate", help="mp3/ogg bitrate in kbit/s, e.g. 192k (default 320k, or the highest the rate allows)."),
-    sample_rate: str = typer.Option("input", "--sample-rate", help="input (default), model (the preset's rate) or a rate in Hz."),
-    skip_existing: bool = typer.Option(True, "--skip-existing/--overwrite", help="Skip inputs whose outputs all exist and were made with the same settings (default; others are separated again, with a line saying why), or overwrite them."),
-    tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: a second pass shifted by half a window, averaged (slower, slightly better)."),
-    post_process: bool = typer.Option(False, "--post-process", help="RVC's post-processing: returns quiet vocal residue to the instrumental."),
-    high_end: HighEnd = typer.Option("mirroring", "--high-end", help="Rebuild the top band's highest bins: mirroring (RVC's default), mirroring2, or none."),
-    primary: Optional[str] = typer.Option(None, "--primary", help="Label of the mask's stem for unknown models: instrumental (default) or vocals."),
+    bit_depth: BitDepth | None = typer.Option(
+        None, "--bit-depth", help="16, 24 or 32f (float; wav only). Default: the input's, where the format allows."
+    ),
+    bitrate: str | None = typer.Option(
+        None, "--bitrate", help="mp3/ogg bitrate in kbit/s, e.g. 192k (default 320k, or the highest the rate allows)."
+    ),
+    sample_rate: str = typer.Option(
+        "input", "--sample-rate", help="input (default), model (the preset's rate) or a rate in Hz."
+    ),
+    skip_existing: bool = typer.Option(
+        True,
+        "--skip-existing/--overwrite",
+        help="Skip inputs whose outputs all exist and were made with the same settings (default; others are separated again, with a line saying why), or overwrite them.",
+    ),
+    tta: bool = typer.Option(
+        False,
+        "--tta",
+        help="Test-time augmentation: a second pass shifted by half a window, averaged (slower, slightly better).",
+    ),
+    post_process: bool = typer.Option(
+        False, "--post-process", help="RVC's post-processing: returns quiet vocal residue to the instrumental."
+    ),
+    high_end: HighEnd = typer.Option(
+        "mirroring",
+        "--high-end",
+        help="Rebuild the top band's highest bins: mirroring (RVC's default), mirroring2, or none.",
+    ),
+    primary: str | None = typer.Option(
+        None, "--primary", help="Label of the mask's stem for unknown models: instrumental (default) or vocals."
+    ),
     window: int = typer.Option(512, "--window", help="Network window in frames (RVC and UVR use 512)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Windows per network call (default: 1 on the CPU, 8 on a GPU; more is faster on a GPU and needs more memory)."),
+    batch_size: int | None = typer.Option(
+        None,
+        "--batch-size",
+        help="Windows per network call (default: 1 on the CPU, 8 on a GPU; more is faster on a GPU and needs more memory).",
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option("auto", "--precision", help="auto (fp32 on CPU, fp16 on GPU), fp32, fp16 or bf16."),
-    backend: Backend = typer.Option("torch", "--backend", help="What runs the network: torch, or onnxruntime (the onnx extra; the network is exported once, about a minute, and cached)."),
-    jobs_count: int = typer.Option(1, "-j", "--jobs", help="Worker processes, each with its own model and a share of the cores: faster for many short files."),
-    shard: Optional[str] = typer.Option(None, "--shard", help="K/N: process only share K of N of the inputs (by a hash of each path), to spread a corpus over N machines or jobs."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per input on stdout instead of output paths."),
+    backend: Backend = typer.Option(
+        "torch",
+        "--backend",
+        help="What runs the network: torch, or onnxruntime (the onnx extra; the network is exported once, about a minute, and cached).",
+    ),
+    jobs_count: int = typer.Option(
+        1,
+        "-j",
+        "--jobs",
+        help="Worker processes, each with its own model and a share of the cores: faster for many short files.",
+    ),
+    shard: str | None = typer.Option(
+        None,
+        "--shard",
+        help="K/N: process only share K of N of the inputs (by a hash of each path), to spread a corpus over N machines or jobs.",
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print one JSON object per input on stdout instead of output paths."
+    ),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bars or warnings."),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Details on stderr: model, preset, device, timings."),
 ) -> None:
@@ -265,10 +383,21 @@ def separate(
         if len(models) > 1:
             ensemble_algorithms(ensemble)  # a usage error before any work
         model_paths = [resolve_model(m) for m in models]
-        separator_options = dict(model=model_paths if len(model_paths) > 1 else model_paths[0], ensemble=ensemble,
-                                 params=params, agg=agg, tta=tta, high_end=high_end.value,
-                                 post_process=post_process, primary=primary, window=window, batch_size=batch_size,
-                                 device=device, precision=precision, backend=backend.value)
+        separator_options = dict(
+            model=model_paths if len(model_paths) > 1 else model_paths[0],
+            ensemble=ensemble,
+            params=params,
+            agg=agg,
+            tta=tta,
+            high_end=high_end.value,
+            post_process=post_process,
+            primary=primary,
+            window=window,
+            batch_size=batch_size,
+            device=device,
+            precision=precision,
+            backend=backend.value,
+        )
         check_rate = functools.partial(_check_model_rate, fmt.value, depth, rate, bitrate, out, as_json)
         steps = [_then_step(text) for text in then or []]
         separator = None
@@ -280,19 +409,29 @@ def separate(
         plan_outputs(jobs, out_dir=out, template=name, stems=stems, model=model_label(models), agg=agg, ext=fmt.value)
         if shard is not None:  # after planning, so that name collisions are found across the whole corpus
             jobs = select_shard(jobs, *parse_shard(shard))
-        settings = {"model": "+".join(uvr_model_hash(p) for p in model_paths),
-                    "ensemble": ensemble if len(models) > 1 else None,
-                    "then": [f"{uvr_model_hash(path)}:{split}" for path, split in steps] or None,
-                    "params": _params_key(params), "primary": primary or "auto",
-                    "agg": agg, "tta": tta, "post_process": post_process, "high_end": high_end.value,
-                    "window": window, "precision": precision, "format": fmt.value, "bit_depth": depth or "input",
-                    "sample_rate": rate, "bitrate": (bitrate or "default") if fmt.value in LOSSY_FORMATS else None,
-                    "clip_mode": "clip"}
+        settings = {
+            "model": "+".join(uvr_model_hash(p) for p in model_paths),
+            "ensemble": ensemble if len(models) > 1 else None,
+            "then": [f"{uvr_model_hash(path)}:{split}" for path, split in steps] or None,
+            "params": _params_key(params),
+            "primary": primary or "auto",
+            "agg": agg,
+            "tta": tta,
+            "post_process": post_process,
+            "high_end": high_end.value,
+            "window": window,
+            "precision": precision,
+            "format": fmt.value,
+            "bit_depth": depth or "input",
+            "sample_rate": rate,
+            "bitrate": (bitrate or "default") if fmt.value in LOSSY_FORMATS else None,
+            "clip_mode": "clip",
+        }
         work = _plan_work(jobs, settings, skip_existing)
         if work:
             _check_room(work, fmt.value, depth, rate, params)
     except UvrError as exc:
-        raise fail(exc)
+        raise fail(exc) from None
     source = ctx.get_parameter_source("agg")
     agg_given = source is not None and source.name == "COMMANDLINE"
     results: Iterator[dict] = iter(())
@@ -306,14 +445,16 @@ def separate(
             from uvr_cli.cli.parallel import map_jobs
 
             del separator  # each worker loads its own
-            results = map_jobs(separator_options, functools.partial(task, show_progress=False), work,
-                               min(jobs_count, len(work)))
+            results = map_jobs(
+                separator_options, functools.partial(task, show_progress=False), work, min(jobs_count, len(work))
+            )
         else:
             show_progress = sys.stderr.isatty() and not quiet
             results = (task(separator, job, show_progress=show_progress) for job in work)
     try:
-        failed = _print_records(_report(jobs, results), as_json, out == STDIN,
-                                sys.stderr.isatty() and not quiet, len(jobs))
+        failed = _print_records(
+            _report(jobs, results), as_json, out == STDIN, sys.stderr.isatty() and not quiet, len(jobs)
+        )
     except BrokenPipeError:
         raise closed_pipe_exit() from None
     except KeyboardInterrupt:
@@ -333,14 +474,15 @@ def _then_step(text: str) -> tuple[Path, str]:
     return resolve_model(model), split or "vocals"
 
 
-def _check_model_rate(fmt: str, depth: str | None, rate: str | int, bitrate: str | None, out: str, as_json: bool,
-                      model_rate: int) -> None:
+def _check_model_rate(
+    fmt: str, depth: str | None, rate: str | int, bitrate: str | None, out: str, as_json: bool, model_rate: int
+) -> None:
     """With --sample-rate model, the output checks once the model's rate is known."""
     if rate == "model":
         _check_output_options(fmt, depth, model_rate, bitrate, out, as_json)
 
 
-def _load(separator_options: dict, check_rate, steps: list[tuple[Path, str]]) -> "Separator | Chain":
+def _load(separator_options: dict, check_rate, steps: list[tuple[Path, str]]) -> Separator | Chain:
     """Import torch and load the model (and a chain's further models), once every check that needs neither passed."""
     try:
         from uvr_cli.chain import Chain, Step
@@ -349,28 +491,36 @@ def _load(separator_options: dict, check_rate, steps: list[tuple[Path, str]]) ->
         separator = Separator(**separator_options)
         check_rate(separator.model_sample_rate)
         if steps:
-            further = [Step(Separator(**{**separator_options, "model": path, "ensemble": "avg"}), split)
-                       for path, split in steps]
+            further = [
+                Step(Separator(**{**separator_options, "model": path, "ensemble": "avg"}), split)
+                for path, split in steps
+            ]
             return Chain(separator, further)
         return separator
     except UvrError as exc:
-        raise fail(exc)
+        raise fail(exc) from None
     except KeyboardInterrupt:  # e.g. while torch is imported or the model loads: not click's bare "Aborted!"
         say("interrupted before any input was separated; nothing was written")
         raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
-def _report_model(separator: "Separator", settings: dict, agg_given: bool, verbose: bool, quiet: bool) -> dict:
+def _report_model(separator: Separator, settings: dict, agg_given: bool, verbose: bool, quiet: bool) -> dict:
     """Say what was loaded (-v) and whether --agg applies; returns the settings to record beside the outputs."""
     applies = separator.info.uses_aggressiveness
     if agg_given and not applies and not quiet:
-        say(f"--agg {separator.agg:g} has no effect: {separator.info.path.name} is a CascadedNet model, which "
-            "ignores aggressiveness (as in RVC)")
+        say(
+            f"--agg {separator.agg:g} has no effect: {separator.info.path.name} is a CascadedNet model, which "
+            "ignores aggressiveness (as in RVC)"
+        )
     if verbose:
         info = separator.info
-        say(f"model {info.path}: {info.spec}, preset {info.preset}, primary stem {info.primary} "
-            f"({info.identity.how}); device {separator.device}, {separator.dtype}")
-        say(f"agg {separator.agg:g}{'' if applies else ' (ignored by this model)'}, tta "
+        say(
+            f"model {info.path}: {info.spec}, preset {info.preset}, primary stem {info.primary} "
+            f"({info.identity.how}); device {separator.device}, {separator.dtype}"
+        )
+        say(
+            f"agg {separator.agg:g}{'' if applies else ' (ignored by this model)'}, tta "
             f"{'on' if separator.tta else 'off'}, post-process {'on' if separator.post_process else 'off'}, "
-            f"high end {separator.high_end}, window {separator.window}, batch size {separator.batch_size}")
+            f"high end {separator.high_end}, window {separator.window}, batch size {separator.batch_size}"
+        )
     return {**settings, "agg": settings["agg"] if applies else None}

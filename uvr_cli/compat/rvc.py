@@ -21,6 +21,7 @@ What differs: errors are one-line `UvrError`s naming the file; a mono input give
 stereo); WAV/FLAC keep the input's bit depth where they can (16-bit for 16-bit or lossy inputs, as RVC writes;
 32-bit float WAV for float inputs); formats are wav, flac, mp3 and ogg (RVC's m4a needed ffmpeg).
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,14 +46,14 @@ class _RvcSeparator:
     cascaded_net = False  # which network family the class takes
     rvc_preset = "4band_v2"  # the band preset RVC hard-codes for this class (used for unrecognised files)
 
-    def __init__(self, agg: float, model_path: str | os.PathLike, device: object, is_half: bool,
-                 tta: bool = False) -> None:
+    def __init__(
+        self, agg: float, model_path: str | os.PathLike, device: object, is_half: bool, tta: bool = False
+    ) -> None:
         if isinstance(agg, bool) or not isinstance(agg, (int, float)) or not 0 <= agg <= 100:
             raise UsageError(f"{type(self).__name__}: agg {agg!r}: use a number from 0 to 100 (RVC's default is 10)")
         self.model_path = model_path
         self.device = device
-        self.data = {"postprocess": False, "tta": tta, "window_size": 512, "agg": agg,
-                     "high_end_process": "mirroring"}
+        self.data = {"postprocess": False, "tta": tta, "window_size": 512, "agg": agg, "high_end_process": "mirroring"}
         device_name = "auto" if device is None else str(device)
         on_cpu = device_name.split(":")[0] == "cpu"
         options = {"tta": tta, "device": device_name, "precision": "fp16" if is_half and not on_cpu else "fp32"}
@@ -73,18 +74,28 @@ class _RvcSeparator:
         if separator.info.uses_aggressiveness == self.cascaded_net:  # only CascadedNet models ignore agg
             family = "CascadedNet (De-Echo/De-Reverb)" if not self.cascaded_net else "CascadedASPPNet (HP2/HP3/HP5)"
             other = "AudioPre" if self.cascaded_net else "AudioPreDeEcho"
-            raise ModelError(f"{model_path}: a {family} model; load it with {other}, as RVC does "
-                             "(AudioPreDeEcho for names containing 'DeEcho')")
+            raise ModelError(
+                f"{model_path}: a {family} model; load it with {other}, as RVC does "
+                "(AudioPreDeEcho for names containing 'DeEcho')"
+            )
         return separator
 
-    def _separate(self, music_file: str | os.PathLike, mask_root: str | os.PathLike | None,
-                  rest_root: str | os.PathLike | None, fmt: str, mask_head: str) -> str | None:
+    def _separate(
+        self,
+        music_file: str | os.PathLike,
+        mask_root: str | os.PathLike | None,
+        rest_root: str | os.PathLike | None,
+        fmt: str,
+        mask_head: str,
+    ) -> str | None:
         """Write the mask's stem to `mask_root` and the rest to `rest_root` under RVC's names (None: skip)."""
         if mask_root is None and rest_root is None:
             return NO_SAVE_ROOT
         if not isinstance(fmt, str) or fmt.lower() not in FORMATS:
-            raise UsageError(f"format {fmt!r}: uvr writes {', '.join(FORMATS)} (RVC converted other formats with "
-                             "ffmpeg; convert a wav output instead)")
+            raise UsageError(
+                f"format {fmt!r}: uvr writes {', '.join(FORMATS)} (RVC converted other formats with "
+                "ffmpeg; convert a wav output instead)"
+            )
         source = os.fspath(music_file)
         name = os.path.basename(source)
         mask_stem = self.separator.info.primary
@@ -117,9 +128,14 @@ def _make_folder(folder: str) -> None:
 class AudioPre(_RvcSeparator):
     """RVC's AudioPre: a CascadedASPPNet model (HP2_all_vocals, HP3_all_vocals, HP5_only_main_vocal, 1_HP-UVR...)."""
 
-    def _path_audio_(self, music_file: str | os.PathLike, ins_root: str | os.PathLike | None = None,
-                     vocal_root: str | os.PathLike | None = None, format: str = "flac",  # noqa: A002 (RVC's name)
-                     is_hp3: bool = False) -> str | None:
+    def _path_audio_(
+        self,
+        music_file: str | os.PathLike,
+        ins_root: str | os.PathLike | None = None,
+        vocal_root: str | os.PathLike | None = None,
+        format: str = "flac",  # noqa: A002 (RVC's name)
+        is_hp3: bool = False,
+    ) -> str | None:
         """Separate `music_file`: the mask's stem into `ins_root` as `instrument_{name}_{agg}.{format}` (named
         `vocal_...` when is_hp3), the rest into `vocal_root` as `vocal_...` (`instrument_...` when is_hp3)."""
         return self._separate(music_file, ins_root, vocal_root, format, "vocal_" if is_hp3 else "instrument_")
@@ -131,9 +147,14 @@ class AudioPreDeEcho(_RvcSeparator):
     cascaded_net = True
     rvc_preset = "4band_v3"
 
-    def _path_audio_(self, music_file: str | os.PathLike, vocal_root: str | os.PathLike | None = None,
-                     ins_root: str | os.PathLike | None = None, format: str = "flac",  # noqa: A002 (RVC's name)
-                     is_hp3: bool = False) -> str | None:
+    def _path_audio_(
+        self,
+        music_file: str | os.PathLike,
+        vocal_root: str | os.PathLike | None = None,
+        ins_root: str | os.PathLike | None = None,
+        format: str = "flac",  # noqa: A002 (RVC's name)
+        is_hp3: bool = False,
+    ) -> str | None:
         """Separate `music_file`: the dry voice (the mask's stem) into `ins_root` as `vocal_{name}_{agg}.{format}`,
         the echo into `vocal_root` as `instrument_...` (RVC's order and names; is_hp3 is ignored, as in RVC)."""
         return self._separate(music_file, ins_root, vocal_root, format, "vocal_")

@@ -1,1 +1,1 @@
-"""The signal path: networks and their weights, spectral analysis/synthesis, resampling, the window loop, the block pipeline."""
+"""The signal path: networks and weights, spectral analysis and synthesis, resampling, the window loop, the pipeline."""

@@ -5,6 +5,7 @@ wave is resampled from the band above it (the top band from the input) over just
 by the resampler's context (ranges.py). 'reverse' presets time-reverse whole band waves, so their ranges always
 span the song.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -139,8 +140,11 @@ class Analyser:
         specs: list[np.ndarray] = [np.empty(0)] * len(bands)
         for d in range(top, -1, -1):
             sr_from = self.input_rate if d == top else bands[d + 1].sr
-            span = Span(need[d][0], resample_range(span, *need[d], sr_from, bands[d].sr, bands[d].res_type,
-                                                   self.band_lengths[d]), self.band_lengths[d])
+            span = Span(
+                need[d][0],
+                resample_range(span, *need[d], sr_from, bands[d].sr, bands[d].res_type, self.band_lengths[d]),
+                self.band_lengths[d],
+            )
             if preset.reverse:
                 full = spectral.to_model_channels(span.get(0, self.band_lengths[d]), preset)
                 specs[d] = spectral.stft_frames(full, bands[d].n_fft, bands[d].hl, f0, f1 - f0)
@@ -179,4 +183,3 @@ def analyse(audio: np.ndarray, sample_rate: int, preset: BandPreset, keep_high_e
     """The whole song's combined spectrogram from (frames, channels) audio: the same analysis as every block."""
     analyser = Analyser(preset, audio.shape[0], sample_rate, keep_high_end)
     return analyser.analyse(InputStream(ArraySource(audio, sample_rate)), 0, analyser.frames)
-

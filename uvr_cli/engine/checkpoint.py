@@ -4,6 +4,7 @@ UVR itself guesses the architecture from the file size, which breaks on fp16 re-
 CascadedNet sizes (vr-reference.md §2.5); here the shapes decide, and every failure becomes a one-line
 :class:`ModelError` that names the file.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,9 +18,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from uvr_cli.errors import ModelError
-from uvr_cli.engine.nets import AsppNetSpec, CascadedNetSpec, MaskNetwork, NetworkSpec, build_network
 from uvr_cli.catalog.registry import uvr_model_hash
+from uvr_cli.engine.nets import AsppNetSpec, CascadedNetSpec, MaskNetwork, NetworkSpec, build_network
+from uvr_cli.errors import ModelError
 
 """UVR hashes only the last 10,000 KiB of a model file (the whole file if it is smaller)."""
 
@@ -63,7 +64,9 @@ def _load_failure(exc: Exception) -> str:
                 "only plain weight files are accepted"
             )
         if m := re.search(r"Unsupported operand (\d+)", text):
-            return f"not a PyTorch weight file, or one holding non-weight objects (unsupported pickle opcode {m.group(1)})"
+            return (
+                f"not a PyTorch weight file, or one holding non-weight objects (unsupported pickle opcode {m.group(1)})"
+            )
         return "refused: it holds Python objects other than plain weights"
     return f"not a readable PyTorch weight file ({_first_sentence(text) or type(exc).__name__})"
 
@@ -142,7 +145,9 @@ def _shape(sd: Mapping[str, Tensor], key: str, ndim: int) -> tuple[int, ...]:
 def _aspp_spec(sd: Mapping[str, Tensor]) -> AsppNetSpec:
     ch, nin = _shape(sd, "stg1_low_band_net.enc1.conv1.conv.0.weight", 4)[:2]
     if nin != 2 or ch <= 0:
-        raise ModelError(f"stg1_low_band_net.enc1.conv1.conv.0.weight has shape [{ch}, {nin}, ...], expected [ch, 2, 3, 3]")
+        raise ModelError(
+            f"stg1_low_band_net.enc1.conv1.conv.0.weight has shape [{ch}, {nin}, ...], expected [ch, 2, 3, 3]"
+        )
     enc5 = "stg1_low_band_net.enc5.conv1.conv.0.weight" in sd
     width = _shape(sd, "stg1_low_band_net.aspp.bottleneck.0.conv.0.weight", 4)[1]
     branch_width = ch * (16 if enc5 else 8)

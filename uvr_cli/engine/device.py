@@ -1,4 +1,5 @@
 """Where and in what precision the network runs: device and precision choices, GPU math settings, autocast."""
+
 from __future__ import annotations
 
 import contextlib

@@ -5,6 +5,7 @@ before the one synthesis. 'max' and 'min' keep, bin by bin, the stem spectrogram
 (on a tie the later model's, as the GUI's `>=`/`<=` comparisons do). uvr compares the models' own combined band
 spectrograms, where the GUI re-analyses the written stems with a 2048-point STFT.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,12 +1,13 @@
-"""A weight file made ready to run: its state dict read, the file recognised, the band preset chosen, the network built."""
+"""A weight file made ready to run: state dict read, file recognised, band preset chosen, network built."""
+
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from uvr_cli.catalog.presets import BandPreset, load_preset, params_hint, presets_with_bins
 from uvr_cli.catalog.models import load_catalog
+from uvr_cli.catalog.presets import BandPreset, load_preset, params_hint, presets_with_bins
 from uvr_cli.catalog.registry import ModelIdentity, identify
 from uvr_cli.engine.checkpoint import LoadedModel, detect_spec, load_network, read_state_dict
 from uvr_cli.engine.nets import CascadedNetSpec
@@ -40,8 +41,10 @@ def load_model(path: Path, params: str | os.PathLike | None = None) -> Model:
         )
     preset = load_preset(preset_name)
     if isinstance(spec, CascadedNetSpec) and spec.bins is not None and spec.bins != preset.bins:
-        raise ModelError(f"{path.name}: the weights need a preset with {spec.bins} bins, but {preset.name} has "
-                         f"{preset.bins}; presets with {spec.bins}: {', '.join(presets_with_bins(spec.bins))}")
+        raise ModelError(
+            f"{path.name}: the weights need a preset with {spec.bins} bins, but {preset.name} has "
+            f"{preset.bins}; presets with {spec.bins}: {', '.join(presets_with_bins(spec.bins))}"
+        )
     return Model(path, load_network(path, preset.bins, state=state, spec=spec), identity, preset)
 
 

@@ -10,6 +10,7 @@ with the CLI on a ch32 4band_v2 net, this 2-core VM: over 20 s of audio, everyth
 27 s in the kernel, this at 877 MB and 11 s, a 32 MiB threshold at 996 MB and 6 s; over 60 s, this 885 MB at 1.11x
 the reference's speed (benchmarks/run.py), a 32 MiB threshold 1055 MB. Not glibc: nothing to do.
 """
+
 from __future__ import annotations
 
 import ctypes

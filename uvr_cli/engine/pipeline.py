@@ -7,6 +7,7 @@ as all the frames they need are known, handing them to the stem's sink in order.
 not the song. What needs the whole song (RVC's post-processing, 'reverse' presets) runs as one block spanning it;
 a song shorter than a block is one block too, and then every stage is exactly the reference's whole-song one.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -143,8 +144,15 @@ def _normalisation(analyser: Analyser, source: InputStream, block: int) -> float
 class _Output:
     """Pass 2's back end: the stems' frames so far, and each stem's samples handed to its sink as they complete."""
 
-    def __init__(self, settings: Settings, analyser: Analyser, sinks: dict[str, Sink], output_rate: int,
-                 out_length: int, channels: int) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        analyser: Analyser,
+        sinks: dict[str, Sink],
+        output_rate: int,
+        out_length: int,
+        channels: int,
+    ) -> None:
         self.preset, self.sinks, self.out_length, self.channels = settings.preset, sinks, out_length, channels
         self.n_frames, self.top_length = analyser.frames, analyser.top_length
         self.synths = {stem: Synthesiser(self.preset, self.n_frames, self.top_length, output_rate) for stem in sinks}
@@ -172,8 +180,9 @@ class _Output:
             spec, high_end = self.buf[stem]
             local = np.concatenate([spec[:, :, cut:], extra_spec], axis=-1)
             local_he = None if high_end is None else np.concatenate([high_end[:, :, cut:], extra_high_end], axis=-1)
-            self.synths[stem].end = synthesise_tail(local, local_he, self.preset, self.tail_first, self.n_frames,
-                                                    self.top_length)
+            self.synths[stem].end = synthesise_tail(
+                local, local_he, self.preset, self.tail_first, self.n_frames, self.top_length
+            )
         self.emit(self.out_length, self.n_frames)
 
     def ready(self, b: int) -> int:
@@ -200,13 +209,22 @@ class _Output:
         keep = self.synth.plan(q1, min(q1 + 1, self.out_length)).frames[0] if q1 < self.out_length else b
         keep = min(max(keep, self.buf_start), b, self.tail_first)  # the tail's synthesis needs the last frames
         cut = keep - self.buf_start
-        self.buf = {stem: (spec[:, :, cut:].copy(), None if he is None else he[:, :, cut:].copy())
-                    for stem, (spec, he) in self.buf.items()}
+        self.buf = {
+            stem: (spec[:, :, cut:].copy(), None if he is None else he[:, :, cut:].copy())
+            for stem, (spec, he) in self.buf.items()
+        }
         self.buf_start = keep
 
 
-def separate(settings: Settings, open_source: Opener, sinks: dict[str, Sink], *, output_rate: int | None = None,
-             block_seconds: float | None = None, on_progress: Callable[[int, int], None] | None = None) -> Result:
+def separate(
+    settings: Settings,
+    open_source: Opener,
+    sinks: dict[str, Sink],
+    *,
+    output_rate: int | None = None,
+    block_seconds: float | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Result:
     """Separate the input `open_source()` gives (opened once per pass), handing each stem's samples to its sink.
 
     Sinks get (frames, channels) float32 blocks in order: mono input gives mono stems, anything else stereo;
@@ -221,17 +239,25 @@ def separate(settings: Settings, open_source: Opener, sinks: dict[str, Sink], *,
         block = block_frames(preset, runner.roi, BLOCK_SECONDS if block_seconds is None else block_seconds)
         whole = settings.needs_whole_song or n_frames <= block
         block = max(n_frames, 1) if whole else block
-        output = _Output(settings, analyser, sinks, output_rate,
-                         resampled_length(n_in, rate_in, output_rate) if output_rate != rate_in else n_in,
-                         1 if channels_in == 1 else 2)
+        output = _Output(
+            settings,
+            analyser,
+            sinks,
+            output_rate,
+            resampled_length(n_in, rate_in, output_rate) if output_rate != rate_in else n_in,
+            1 if channels_in == 1 else 2,
+        )
         head_need, edge_first = output.synth.edge_frames()
         needs_edges = bool(output.synth.fft_levels) and not whole
         context = max(WindowRunner(m.network).context for m in settings.members)
         keep_from = analyser.input_start(edge_first - context, n_frames + context) if needs_edges else 0
         source = InputStream(reader, keep_from if needs_edges or whole else None)
         coef = _normalisation(analyser, source, block)
-        edges = _Stems(settings, analyser, stems, coef).frames(source, edge_first, n_frames, lambda n: None
-                                                               ) if needs_edges else {}
+        edges = (
+            _Stems(settings, analyser, stems, coef).frames(source, edge_first, n_frames, lambda n: None)
+            if needs_edges
+            else {}
+        )
     pieces = _Stems(settings, analyser, stems, coef)
     total, done = settings.count_windows(n_frames), 0
 

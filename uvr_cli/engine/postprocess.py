@@ -1,12 +1,14 @@
 """RVC's optional post-processing of the primary stem's magnitudes (--post-process); it needs the whole song."""
+
 from __future__ import annotations
 
 import numpy as np
 
 
-def mask_silence(mag: np.ndarray, ref: np.ndarray, thres: float = 0.2, min_range: int = 64, fade_size: int = 32
-                 ) -> np.ndarray:
-    """RVC's post-processing: where the vocal residual `ref` stays quiet for > min_range frames, give it back to `mag`."""
+def mask_silence(
+    mag: np.ndarray, ref: np.ndarray, thres: float = 0.2, min_range: int = 64, fade_size: int = 32
+) -> np.ndarray:
+    """RVC's post-processing: where the vocal residual `ref` stays quiet over min_range frames, return it to `mag`."""
     mag = mag.copy()
     idx = np.where(ref.mean(axis=(0, 1)) < thres)[0]
     if len(idx) == 0:

@@ -6,6 +6,7 @@ FFT resampling (RVC's 'scipy' between middle bands at synthesis) is periodic ove
 is emulated with `FFT_CONTEXT_S` of context each side, the outer `FFT_TAPER_S` of it faded out, and the signal's
 other end standing in beyond each end. Whenever a span holds the whole signal, it is resampled whole: exact.
 """
+
 from __future__ import annotations
 
 import math
@@ -79,8 +80,9 @@ def _taper(x: np.ndarray, width: int) -> np.ndarray:
     return x
 
 
-def _fft_segment(x: np.ndarray, s: int, e: int, up: int, down: int, sr_src: int, n: int,
-                 wrap: tuple[Span, Span] | None) -> np.ndarray:
+def _fft_segment(
+    x: np.ndarray, s: int, e: int, up: int, down: int, sr_src: int, n: int, wrap: tuple[Span, Span] | None
+) -> np.ndarray:
     """FFT-resample source samples [s, e), emulating the whole-signal resample (see the module docstring)."""
     if wrap is not None:
         if s < 0:
@@ -95,8 +97,16 @@ def _fft_segment(x: np.ndarray, s: int, e: int, up: int, down: int, sr_src: int,
     return fft_resample(x, size * up // down).astype(x.dtype, copy=False)
 
 
-def resample_range(src: Span, d0: int, d1: int, sr_src: int, sr_dst: int, res_type: str, n_dst: int,
-                   wrap: tuple[Span, Span] | None = None) -> np.ndarray:
+def resample_range(
+    src: Span,
+    d0: int,
+    d1: int,
+    sr_src: int,
+    sr_dst: int,
+    res_type: str,
+    n_dst: int,
+    wrap: tuple[Span, Span] | None = None,
+) -> np.ndarray:
     """Destination samples [d0, d1) of resample(whole source), zero outside [0, n_dst).
 
     For FFT resampling of a part, `wrap` = (head, tail) of the source: what the whole-signal FFT sees beyond its ends.

@@ -6,6 +6,7 @@ ceil(n * target / orig), so band waves line up the way the trained models expect
 scipy.signal pulls in scipy.stats and most of scipy (~65 MB resident and ~2 s per process), a tenth of the memory
 budget of a run and most of a short clip's start-up.
 """
+
 from __future__ import annotations
 
 import math

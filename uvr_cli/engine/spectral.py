@@ -4,6 +4,7 @@ librosa's centred, zero-padded STFT with a periodic Hann window and its iSTFT, t
 band crop/combine with its pre-filter, the synthesis filters, and high-end mirroring. They work on frame ranges, so
 the block pipeline (analysis.py, synthesis.py) and whole-song uses share one implementation.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,7 +31,7 @@ def stft_frames(wave: np.ndarray, n_fft: int, hop: int, first: int, count: int) 
 
 
 def stft_segment(segment: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
-    """The STFT frames of a segment that starts at a frame's first sample: (..., n) -> (..., n_fft//2+1, T) complex64."""
+    """STFT frames of a segment starting at a frame's first sample: (..., n) -> (..., n_fft//2+1, T) complex64."""
     frames = np.lib.stride_tricks.sliding_window_view(segment, n_fft, axis=-1)[..., ::hop, :]
     spec = scipy.fft.rfft(frames * hann(n_fft, "float32"), axis=-1)
     return np.ascontiguousarray(np.swapaxes(spec, -1, -2)).astype(np.complex64, copy=False)
@@ -166,7 +167,7 @@ def mirror(mode: str, spec: np.ndarray, high_end: np.ndarray, preset: BandPreset
 
 
 def band_gains(preset: BandPreset, d: int) -> list[np.ndarray]:
-    """The per-row gains synthesis applies to band d, in order: the top band's high-pass, band 0's low-pass, both between."""
+    """Per-row gains synthesis applies to band d, in order: the top band's high-pass, band 0's low-pass, or both."""
     bands = preset.bands
     band = bands[d]
     rows = band.n_fft // 2 + 1

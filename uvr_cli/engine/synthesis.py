@@ -5,6 +5,7 @@ from band 0, scipy's FFT resample between the others) is computed over ranges pl
 S_d is FFT-resampled, the whole-song resample sees the song's other end beyond each end: `fill_edges` computes those
 samples first. A plan spanning the whole song is computed whole, exactly as the reference does.
 """
+
 from __future__ import annotations
 
 import math
@@ -42,8 +43,10 @@ class Synthesiser:
         self.out_length = resampled_length(top_length, preset.sr, output_rate)
         self.gains = [spectral.band_gains(preset, d) for d in range(len(bands))]
         self.fft_levels = [d for d in range(1, len(bands) - 1) if bands[d].sr != bands[d + 1].sr]
-        self.edge_lengths = {d: min(self.wave_lengths[d], math.ceil((len(bands) - 1 - d) * (FFT_CONTEXT_S + 0.25)
-                                                                      * bands[d].sr)) for d in self.fft_levels}
+        self.edge_lengths = {
+            d: min(self.wave_lengths[d], math.ceil((len(bands) - 1 - d) * (FFT_CONTEXT_S + 0.25) * bands[d].sr))
+            for d in self.fft_levels
+        }
         self.head: dict[int, Span] = {}
         self.tail: dict[int, Span] = {}
         self.end: np.ndarray | None = None  # top-band samples [hl*(frames-1), top_length), from `synthesise_tail`
@@ -57,8 +60,9 @@ class Synthesiser:
         ranges: list[tuple[int, int]] = [(0, 0)] * (level + 1)
         ranges[level] = (p0, p1)
         for d in range(level, 0, -1):
-            ranges[d - 1] = source_range(*ranges[d], bands[d - 1].sr, bands[d].sr, self._lower_type(d - 1),
-                                         self.wave_lengths[d - 1])
+            ranges[d - 1] = source_range(
+                *ranges[d], bands[d - 1].sr, bands[d].sr, self._lower_type(d - 1), self.wave_lengths[d - 1]
+            )
             if self.preset.reverse:  # a reversed band wave is known only whole
                 ranges[d - 1] = (min(ranges[d - 1][0], 0), max(ranges[d - 1][1], self.wave_lengths[d - 1]))
         return ranges
@@ -98,8 +102,9 @@ class Synthesiser:
             self.head[d] = Span(0, head.get(0, e), n)
             self.tail[d] = Span(n - e, tail.get(n - e, n), n)
 
-    def _istft_range(self, d: int, spec: np.ndarray, high_end: np.ndarray | None, g0: int, p0: int, p1: int
-                     ) -> np.ndarray:
+    def _istft_range(
+        self, d: int, spec: np.ndarray, high_end: np.ndarray | None, g0: int, p0: int, p1: int
+    ) -> np.ndarray:
         """Band d's own iSTFT samples [p0, p1) in the model's channels, from combined frames starting at frame g0."""
         band, preset = self.preset.bands[d], self.preset
         out = np.zeros((2, p1 - p0))
@@ -122,16 +127,18 @@ class Synthesiser:
         out[:, lo - p0 : hi - p0] = wave[:, lo - first : hi - first]
         return out
 
-    def _band_wave(self, d: int, spec: np.ndarray, high_end: np.ndarray | None, g0: int, p0: int, p1: int
-                   ) -> np.ndarray:
+    def _band_wave(
+        self, d: int, spec: np.ndarray, high_end: np.ndarray | None, g0: int, p0: int, p1: int
+    ) -> np.ndarray:
         """Band d's own samples [p0, p1) in left/right channels."""
         if self.preset.reverse:  # output sample j is sample W-1-j of the reversed wave's iSTFT
             n = self.wave_lengths[d]
             return self._istft_range(d, spec, high_end, g0, n - p1, n - p0)[:, ::-1]
         return spectral.from_model_channels(self._istft_range(d, spec, high_end, g0, p0, p1), self.preset)
 
-    def _level_wave(self, ranges: list[tuple[int, int]], spec: np.ndarray, high_end: np.ndarray | None, g0: int
-                    ) -> Span:
+    def _level_wave(
+        self, ranges: list[tuple[int, int]], spec: np.ndarray, high_end: np.ndarray | None, g0: int
+    ) -> Span:
         """S_d over ranges[d] for the last level d of `ranges`, computed from band 0 up."""
         bands = self.preset.bands
         lower: Span | None = None
@@ -139,8 +146,9 @@ class Synthesiser:
             wave = self._band_wave(d, spec, high_end if d == len(bands) - 1 else None, g0, p0, p1)
             if lower is not None:
                 wrap = (self.head[d - 1], self.tail[d - 1]) if d - 1 in self.head else None
-                wave += resample_range(lower, p0, p1, bands[d - 1].sr, bands[d].sr, self._lower_type(d - 1),
-                                       self.wave_lengths[d], wrap)
+                wave += resample_range(
+                    lower, p0, p1, bands[d - 1].sr, bands[d].sr, self._lower_type(d - 1), self.wave_lengths[d], wrap
+                )
             lower = Span(p0, wave, self.wave_lengths[d])
         assert lower is not None
         return lower
@@ -161,8 +169,9 @@ class Synthesiser:
         top = self.top_wave(plan, spec, high_end, g0)
         if self.output_rate == self.preset.sr:
             return top.get(plan.q0, plan.q1)
-        return resample_range(top, plan.q0, plan.q1, self.preset.sr, self.output_rate, OUTPUT_RESAMPLER,
-                              self.out_length)
+        return resample_range(
+            top, plan.q0, plan.q1, self.preset.sr, self.output_rate, OUTPUT_RESAMPLER, self.out_length
+        )
 
 
 def synthesise(spec: np.ndarray, preset: BandPreset, high_end: np.ndarray | None = None) -> np.ndarray:
@@ -180,8 +189,9 @@ def tail_frame_count(preset: BandPreset, n_frames: int, top_length: int) -> int:
     return max(1, -(-top_length // preset.top.hl) - n_frames + 1)
 
 
-def synthesise_tail(stem: np.ndarray, high_end: np.ndarray | None, preset: BandPreset, first: int, n_frames: int,
-                    top_length: int) -> np.ndarray:
+def synthesise_tail(
+    stem: np.ndarray, high_end: np.ndarray | None, preset: BandPreset, first: int, n_frames: int, top_length: int
+) -> np.ndarray:
     """The stem's samples [hl*(T-1), top_length) at the top band's rate, which the reference leaves silent.
 
     The reference stops at the last frame's centre, so up to one hop at the end stays silent (all of a song shorter

@@ -4,6 +4,7 @@ Windows of `window` frames advance by roi = window - 2*offset, so each frame is 
 that sees `offset` frames of context on either side; TTA repeats this shifted by half a roi and averages. Windows
 are independent, so they run in batches; a block of frames needs only its own windows and their context.
 """
+
 from __future__ import annotations
 
 import math
@@ -77,8 +78,9 @@ class WindowRunner:
         tta_starts: list[tuple[int, int]] = []
         if self.run.tta:
             half = roi // 2
-            tta_starts = [(j * roi - half - offset, j * roi - half)
-                          for j in range((a + half) // roi, (b - 1 + half) // roi + 1)]
+            tta_starts = [
+                (j * roi - half - offset, j * roi - half) for j in range((a + half) // roi, (b - 1 + half) // roi + 1)
+            ]
         cached = self._tta_cache
         todo = starts + [s for s in tta_starts if not (cached and cached[0] == s[1])]
         masks = self._masks([magnitude[:, :, s - first : s - first + window] for s, _ in todo])
@@ -104,8 +106,7 @@ def _place(masks, a: int, b: int, roi: int, shape: tuple[int, ...]) -> np.ndarra
     return out
 
 
-def predict_mask(run: NetworkRun, magnitude: np.ndarray, on_window: Callable[[int], None] | None = None
-                 ) -> np.ndarray:
+def predict_mask(run: NetworkRun, magnitude: np.ndarray, on_window: Callable[[int], None] | None = None) -> np.ndarray:
     """Mask (2, bins+1, T) for a whole song's normalised magnitudes (2, bins+1, T) in [0, 1]."""
     runner = WindowRunner(run)
     n_frames, ctx = magnitude.shape[-1], runner.context

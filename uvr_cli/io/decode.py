@@ -11,6 +11,7 @@ be wrong: without a Xing/LAME header libsndfile only estimates it, and stops rea
 a 20 s VBR file without a header read as 7.9 s), so such files go to ffmpeg. A failure is a one-line AudioError
 that names the input.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -31,11 +32,38 @@ from soundfile import _ffi, _snd  # the C library itself, for BlockReader.read
 
 from uvr_cli.errors import AudioError
 
-AUDIO_EXTENSIONS: frozenset[str] = frozenset({
-    "wav", "wave", "w64", "rf64", "flac", "ogg", "oga", "opus", "mp3", "mp2", "m4a", "aac",
-    "aiff", "aif", "aifc", "caf", "au", "snd", "wma", "ape", "wv", "ac3", "amr", "mka", "mkv", "mp4",
-    "webm", "mov",
-})
+AUDIO_EXTENSIONS: frozenset[str] = frozenset(
+    {
+        "wav",
+        "wave",
+        "w64",
+        "rf64",
+        "flac",
+        "ogg",
+        "oga",
+        "opus",
+        "mp3",
+        "mp2",
+        "m4a",
+        "aac",
+        "aiff",
+        "aif",
+        "aifc",
+        "caf",
+        "au",
+        "snd",
+        "wma",
+        "ape",
+        "wv",
+        "ac3",
+        "amr",
+        "mka",
+        "mkv",
+        "mp4",
+        "webm",
+        "mov",
+    }
+)
 """Lower-case file-name extensions, without the dot, that count as audio when a folder is searched."""
 
 STDIO = "-"
@@ -93,8 +121,10 @@ class BlockReader:
         if error:
             raise _read_error(self.name, f"corrupt or truncated audio ({sf_reason(sf.LibsndfileError(error))})")
         if got < wanted:
-            raise _read_error(self.name, f"corrupt or truncated audio (it ends after "
-                                         f"{self._position + got} of its {self.frames} frames)")
+            raise _read_error(
+                self.name,
+                f"corrupt or truncated audio (it ends after {self._position + got} of its {self.frames} frames)",
+            )
         self._position += wanted
         finite = np.isfinite(block)
         bad = int(block.size - np.count_nonzero(finite))
@@ -142,8 +172,9 @@ class _Spool:
             try:
                 self.folder = tempfile.mkdtemp(prefix="uvr-")
             except OSError as exc:
-                raise _read_error(self._name, f"cannot make a temporary folder in {tempfile.gettempdir()} "
-                                              f"({exc.strerror or exc})") from None
+                raise _read_error(
+                    self._name, f"cannot make a temporary folder in {tempfile.gettempdir()} ({exc.strerror or exc})"
+                ) from None
         return os.path.join(self.folder, file_name)
 
     def remove(self) -> None:
@@ -223,8 +254,10 @@ def _decode_file(path: str, name: str, ffmpeg: str | None, spool: _Spool) -> Dec
     with handle:
         for declared, present in _HEADER_MISMATCH.findall(handle.extra_info):
             if 0 < int(declared) < _STREAMED_SIZE and int(declared) > int(present):
-                raise _read_error(name, f"the file is truncated (its header declares {declared} bytes "
-                                        f"of audio, {present} are present)")
+                raise _read_error(
+                    name,
+                    f"the file is truncated (its header declares {declared} bytes of audio, {present} are present)",
+                )
         if handle.format == "MP3" and not _mp3_states_its_length(path):
             reason = "libsndfile cannot tell the length of an MP3 without a Xing/LAME header"
             return _ffmpeg_decode(path, name, reason, ffmpeg, spool)
@@ -240,15 +273,33 @@ def _ffmpeg_decode(path: str, name: str, why_not: str, ffmpeg: str | None, spool
         raise _read_error(name, why_not)
     executable = shutil.which(ffmpeg)
     if executable is None:
-        raise _read_error(name, f"{why_not} (and '{ffmpeg}' was not found to try ffmpeg, "
-                                "which decodes more formats)")
+        raise _read_error(name, f"{why_not} (and '{ffmpeg}' was not found to try ffmpeg, which decodes more formats)")
     decoded = spool.path("decoded.wav")
     input_arg = "file:" + os.path.abspath(path)  # "file:" so a name starting with "-" is not an option
-    command = [executable, "-nostdin", "-hide_banner", "-loglevel", "error", "-xerror", "-i", input_arg,
-               "-map", "0:a:0", "-c:a", "pcm_f32le", "-f", "wav", "-rf64", "auto", "-y", "file:" + decoded]
+    command = [
+        executable,
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-xerror",
+        "-i",
+        input_arg,
+        "-map",
+        "0:a:0",
+        "-c:a",
+        "pcm_f32le",
+        "-f",
+        "wav",
+        "-rf64",
+        "auto",
+        "-y",
+        "file:" + decoded,
+    ]
     try:
-        done = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              check=False)
+        done = subprocess.run(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
+        )
     except OSError as exc:
         raise _read_error(name, f"cannot run {executable}: {exc.strerror or exc}") from None
     if done.returncode != 0:
@@ -284,7 +335,7 @@ def _mp3_states_its_length(path: str) -> bool:
             continue
         mpeg1, mono = data[at + 1] & 0x18 == 0x18, data[at + 3] >> 6 == 3
         side_info = (17 if mono else 32) if mpeg1 else (9 if mono else 17)
-        return data[at + 4 + side_info:at + 8 + side_info] in (b"Xing", b"Info") or data[at + 36:at + 40] == b"VBRI"
+        return data[at + 4 + side_info : at + 8 + side_info] in (b"Xing", b"Info") or data[at + 36 : at + 40] == b"VBRI"
     return False
 
 

@@ -1,4 +1,5 @@
 """Turning command-line inputs into a checked list of jobs: which files, and which output paths for each."""
+
 from __future__ import annotations
 
 import glob
@@ -8,8 +9,8 @@ import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from uvr_cli.io.decode import AUDIO_EXTENSIONS
 from uvr_cli.errors import UsageError
+from uvr_cli.io.decode import AUDIO_EXTENSIONS
 
 STDIN = "-"
 TEMPLATE_FIELDS = frozenset({"name", "stem", "model", "agg", "ext", "dir"})
@@ -170,6 +171,7 @@ def parse_shard(text: str) -> tuple[int, int]:
 def select_shard(jobs: list[Job], k: int, n: int) -> list[Job]:
     """The jobs whose input path hashes to share K of N: deterministic, and independent of the inputs' order,
     so N machines given the same arguments split a corpus with no coordinator and no overlap."""
+
     def share(job: Job) -> int:
         return int.from_bytes(hashlib.sha1(job.source.encode("utf-8", "surrogateescape")).digest()[:8], "big") % n
 

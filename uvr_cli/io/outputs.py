@@ -9,6 +9,7 @@ folder) means that runs sharing an output folder (`--shard` on several machines)
 Before any separation, `check_room` makes sure that each output folder exists or can be made, can be written,
 and has room for the estimated outputs. Nothing here imports torch: a rerun with nothing to do stays quick.
 """
+
 from __future__ import annotations
 
 import errno
@@ -59,8 +60,9 @@ def write_records(source: str, outputs: dict[str, str], settings: dict, version:
             os.replace(temp, target)
         except OSError as exc:
             temp.unlink(missing_ok=True)
-            raise AudioError(f"{output}: written, but its settings record {target.name} could not be: "
-                             f"{exc.strerror or exc}") from None
+            raise AudioError(
+                f"{output}: written, but its settings record {target.name} could not be: {exc.strerror or exc}"
+            ) from None
 
 
 def _describe(key: str, value: object) -> str:
@@ -118,8 +120,9 @@ def check_existing(source: str, outputs: dict[str, str], settings: dict) -> Exis
     return Existing(True)
 
 
-def estimate_bytes(source: str, *, stems: int, fmt: str, bit_depth: str | None, rate: str | int,
-                   model_rate: int) -> int:
+def estimate_bytes(
+    source: str, *, stems: int, fmt: str, bit_depth: str | None, rate: str | int, model_rate: int
+) -> int:
     """About how many bytes `stems` outputs of `source` will take (0 when its header cannot be read: the
     separation then reports why). WAV and FLAC are counted uncompressed, lossy formats at their top bitrate."""
     import soundfile as sf
@@ -182,5 +185,7 @@ def check_room(planned: Iterable[tuple[str, int]]) -> None:
     for first, folder, total in by_device.values():
         free = shutil.disk_usage(folder).free
         if total + _MARGIN_BYTES > free:
-            raise AudioError(f"{first}: cannot write into {folder}: {os.strerror(errno.ENOSPC)} (the outputs need "
-                             f"about {_human(total)}, {_human(free)} is free)")
+            raise AudioError(
+                f"{first}: cannot write into {folder}: {os.strerror(errno.ENOSPC)} (the outputs need "
+                f"about {_human(total)}, {_human(free)} is free)"
+            )

@@ -4,6 +4,7 @@ Each song draws a tempo, key, scale and chord progression (`Song`); drums, bass,
 arpeggio are each present with some probability, with random programs, levels, pans and grooves. The arrangement is
 written as a format-0 Standard MIDI File and rendered with a GM soundfont.
 """
+
 from __future__ import annotations
 
 import math
@@ -56,8 +57,16 @@ def midi_file(events: list[tuple[float, bytes]], bpm: float, ppq: int = 480) -> 
         track += _vlq(tick - last) + message
         last = tick
     track += b"\x00\xff\x2f\x00"
-    return b"MThd" + (6).to_bytes(4, "big") + (0).to_bytes(2, "big") + (1).to_bytes(2, "big") + ppq.to_bytes(2, "big") \
-        + b"MTrk" + len(track).to_bytes(4, "big") + bytes(track)
+    return (
+        b"MThd"
+        + (6).to_bytes(4, "big")
+        + (0).to_bytes(2, "big")
+        + (1).to_bytes(2, "big")
+        + ppq.to_bytes(2, "big")
+        + b"MTrk"
+        + len(track).to_bytes(4, "big")
+        + bytes(track)
+    )
 
 
 @dataclass(frozen=True)
@@ -100,8 +109,13 @@ def arrangement(song: Song, rng: np.random.Generator) -> list[tuple[float, bytes
     """Drums, bass, chords and a lead line, each present with some probability, with their programs and levels."""
     events: list[tuple[float, bytes]] = []
     swing = float(rng.choice([0.0, 0.0, 0.08, 0.16]))
-    parts = {"drums": rng.random() < 0.85, "bass": rng.random() < 0.9, "chords": True, "lead": rng.random() < 0.6,
-             "arp": rng.random() < 0.35}
+    parts = {
+        "drums": rng.random() < 0.85,
+        "bass": rng.random() < 0.9,
+        "chords": True,
+        "lead": rng.random() < 0.6,
+        "arp": rng.random() < 0.35,
+    }
     for channel, (role, programs) in enumerate(
         (("bass", BASS_PROGRAMS), ("chords", CHORD_PROGRAMS), ("lead", LEAD_PROGRAMS), ("arp", CHORD_PROGRAMS))
     ):
@@ -112,8 +126,9 @@ def arrangement(song: Song, rng: np.random.Generator) -> list[tuple[float, bytes
     events.append((0.0, bytes([0xB9, 7, int(rng.integers(70, 120))])))
     kick_pattern = [0, 2] if rng.random() < 0.6 else [0, 1.5, 2.5]
     hat_step = float(rng.choice([0.5, 0.25, 1.0]))
-    chord_rhythm = ([(0, 4)] if rng.random() < 0.4 else [(b, 1) for b in range(4)] if rng.random() < 0.5
-                    else [(0, 1.5), (1.5, 2.5)])
+    chord_rhythm = (
+        [(0, 4)] if rng.random() < 0.4 else [(b, 1) for b in range(4)] if rng.random() < 0.5 else [(0, 1.5), (1.5, 2.5)]
+    )
     bass_rhythm = [(0, 2), (2, 2)] if rng.random() < 0.5 else [(b / 2, 0.5) for b in range(8)]
     for bar in range(song.bars):
         t0 = 4.0 * bar
@@ -154,8 +169,21 @@ def render_accompaniment(song: Song, rng: np.random.Generator, soundfont: Path, 
     with tempfile.TemporaryDirectory(prefix="uvr-synth-") as tmp:
         mid, wav = Path(tmp) / "song.mid", Path(tmp) / "song.wav"
         mid.write_bytes(midi_file(arrangement(song, rng), song.bpm))
-        cmd = ["fluidsynth", "-ni", "-q", "-g", "0.5", "-r", str(RATE), "-F", str(wav), "-O", "float", str(soundfont),
-               str(mid)]
+        cmd = [
+            "fluidsynth",
+            "-ni",
+            "-q",
+            "-g",
+            "0.5",
+            "-r",
+            str(RATE),
+            "-F",
+            str(wav),
+            "-O",
+            "float",
+            str(soundfont),
+            str(mid),
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         if done.returncode != 0 or not wav.is_file():
             raise UsageError(f"fluidsynth failed: {done.stderr.strip()[:200]}")

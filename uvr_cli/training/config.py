@@ -1,4 +1,5 @@
 """The settings of a `uvr train` run."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

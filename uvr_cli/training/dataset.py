@@ -14,6 +14,7 @@ Each vocal then gets EQ, reverb, level automation and sometimes a double. Output
     OUT/validation/{mixtures,instruments,vocals}/NNNN.flac   real held-out voices over held-out accompaniment
     OUT/CREDITS.md                                           the licences of everything used
 """
+
 from __future__ import annotations
 
 import math
@@ -51,7 +52,6 @@ Made by `uvr dataset synth` (seed {seed}). Every stem is generated; these are th
     The vocals derived from these clips are adaptations (re-pitched, time-warped, formant-shifted, re-voiced).
   - espeak-ng (GPL-3.0-or-later) speech of random syllables; its output carries no licence of its own.
 """
-
 
 
 def require_tools(*names: str) -> None:
@@ -97,9 +97,17 @@ def _validation_set(root: Path, voice_dir: Path, seed: int, soundfont: Path, mix
     return index
 
 
-def synthesise_dataset(out: str | os.PathLike, hours: float, seed: int, voices: str | os.PathLike,
-                       soundfont: str | None = None, song_seconds: float = SONG_SECONDS, validation_mixes: int = 2,
-                       use_espeak: bool = True, on_song: Callable[[int, int], None] | None = None) -> dict:
+def synthesise_dataset(
+    out: str | os.PathLike,
+    hours: float,
+    seed: int,
+    voices: str | os.PathLike,
+    soundfont: str | None = None,
+    song_seconds: float = SONG_SECONDS,
+    validation_mixes: int = 2,
+    use_espeak: bool = True,
+    on_song: Callable[[int, int], None] | None = None,
+) -> dict:
     """Write the data set (module docstring); returns a summary (songs, seconds, voices)."""
     require_tools("fluidsynth", *(["espeak-ng"] if use_espeak else []))
     sf2 = find_soundfont(soundfont)
@@ -124,5 +132,10 @@ def synthesise_dataset(out: str | os.PathLike, hours: float, seed: int, voices: 
             on_song(i + 1, n_songs)
     validation_clips = _validation_set(root / "validation", voice_dir, seed, sf2, validation_mixes)
     (root / "CREDITS.md").write_text(CREDITS.format(seed=seed, soundfont=sf2.name), encoding="utf-8")
-    return {"songs": n_songs, "seconds": n_songs * song_seconds, "validation_clips": validation_clips,
-            "real_voices": [s.name for s in train_sources], "espeak_voices": sorted(espeak_names)}
+    return {
+        "songs": n_songs,
+        "seconds": n_songs * song_seconds,
+        "validation_clips": validation_clips,
+        "real_voices": [s.name for s in train_sources],
+        "espeak_voices": sorted(espeak_names),
+    }

@@ -4,6 +4,7 @@ An instrumental segment and a vocal segment (from the same song or, half of the 
 random relative levels in the waveform domain, with channel swap, mono and instrumental-only patches, and mixup, and
 taken through the band pyramid of the chosen preset.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

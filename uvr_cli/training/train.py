@@ -13,6 +13,7 @@ step, RNGs) is saved to ``state.pt`` every ``save_every`` steps and on SIGINT/SI
 folder continues from it; the file written on a GPU resumes on a CPU and back. ``best.pth`` and ``last.pth`` are
 plain fp16 state dicts, loadable by `uvr separate -m` like any UVR5 file.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -68,8 +69,10 @@ def autocast(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractConte
 
 def fp16_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """A plain state dict as UVR stores its fp16 models (integer buffers kept as they are)."""
-    return {k: (v.detach().half() if v.is_floating_point() else v.detach()).cpu().contiguous()
-            for k, v in model.state_dict().items()}
+    return {
+        k: (v.detach().half() if v.is_floating_point() else v.detach()).cpu().contiguous()
+        for k, v in model.state_dict().items()
+    }
 
 
 def save_atomic(obj: object, path: Path) -> None:
@@ -113,11 +116,22 @@ class TrainingRun:
 
     def save_state(self) -> None:
         """Write OUT/state.pt, from which a later run in the same folder continues."""
-        save_atomic({"config": asdict(self.cfg), "model": self.model.state_dict(),
-                     "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                     "step": self.step, "epoch": self.epoch, "best": self.best, "history": self.history,
-                     "numpy_rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                     "python_rng": random.getstate()}, self.out / "state.pt")
+        save_atomic(
+            {
+                "config": asdict(self.cfg),
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "step": self.step,
+                "epoch": self.epoch,
+                "best": self.best,
+                "history": self.history,
+                "numpy_rng": self.rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(),
+                "python_rng": random.getstate(),
+            },
+            self.out / "state.pt",
+        )
 
     def load_state(self, saved: dict) -> None:
         """Continue from a state.pt (as `save_state` wrote it): weights, optimiser, counters and RNGs."""
@@ -147,8 +161,9 @@ class TrainingRun:
     def finish_epoch(self, losses: list[float], log: Callable[[str], None]) -> None:
         """Validate (`end_epoch`), step the scheduler on the score, and log the record to log.jsonl and `log`."""
         self.epoch += 1
-        record = end_epoch(self.model, self.cfg, self.device, self.out, self.step, self.epoch, float(np.mean(losses)),
-                           self.best)
+        record = end_epoch(
+            self.model, self.cfg, self.device, self.out, self.step, self.epoch, float(np.mean(losses)), self.best
+        )
         if "val_si_sdr" in record:
             self.scheduler.step(record["val_si_sdr"])
             self.best = max(self.best, record["val_si_sdr"])
@@ -186,8 +201,9 @@ def set_up(cfg: TrainConfig, log: Callable[[str], None]) -> TrainingRun:
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.9, patience=6,
-                                                           threshold=1e-6, min_lr=cfg.min_lr)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="max", factor=0.9, patience=6, threshold=1e-6, min_lr=cfg.min_lr
+    )
     rng = np.random.default_rng(cfg.seed)
     run = TrainingRun(cfg, out, device, model, optimizer, scheduler, rng, PatchSampler(songs, preset, cfg, rng))
     if saved:
@@ -204,8 +220,9 @@ class Progress:
         if bar:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=run.cfg.max_steps or None, initial=run.step, unit="step", file=sys.stderr,
-                            dynamic_ncols=True)
+            self.bar = tqdm(
+                total=run.cfg.max_steps or None, initial=run.step, unit="step", file=sys.stderr, dynamic_ncols=True
+            )
         self.started = time.monotonic()
 
     def limit_reached(self, run: TrainingRun) -> bool:
@@ -217,8 +234,9 @@ class Progress:
     def update(self, run: TrainingRun, losses: list[float]) -> None:
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.set_postfix(loss=f"{np.mean(losses[-20:]):.5f}", epoch=run.epoch,
-                                 lr=run.optimizer.param_groups[0]["lr"])
+            self.bar.set_postfix(
+                loss=f"{np.mean(losses[-20:]):.5f}", epoch=run.epoch, lr=run.optimizer.param_groups[0]["lr"]
+            )
         elif run.step % 10 == 0:
             per_step = (time.monotonic() - self.started) / (run.step - self.first)
             self.log(f"step {run.step} loss {np.mean(losses[-10:]):.5f} ({per_step:.1f} s/step)")
@@ -274,8 +292,16 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print, progress: bool =
     return {**record, "step": run.step, "stopped_by_signal": stop["signal"]}
 
 
-def end_epoch(model: MaskNetwork, cfg: TrainConfig, device: torch.device, out: Path, step: int, epoch: int,
-              train_loss: float, best: float) -> dict:
+def end_epoch(
+    model: MaskNetwork,
+    cfg: TrainConfig,
+    device: torch.device,
+    out: Path,
+    step: int,
+    epoch: int,
+    train_loss: float,
+    best: float,
+) -> dict:
     """Write last.pth, validate it, and copy it to best.pth when its validation SI-SDR is the best so far."""
     model.eval()
     last = out / "last.pth"

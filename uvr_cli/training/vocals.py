@@ -6,6 +6,7 @@ a new melody (vibrato, drift, scoops, portamento), a warped envelope (formant sh
 languages and voice variants. A vocal track strings phrases with rests, then adds EQ, reverb, level automation and
 sometimes a double.
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -172,8 +173,9 @@ def sing(source: VoiceSource, song: Song, rng: np.random.Generator, seconds: flo
     sp = warp_envelope(source.sp[idx], formant)
     sp *= np.exp(np.linspace(0, rng.uniform(-2, 2), sp.shape[1]))[None, :]  # spectral tilt
     ap = np.clip(source.ap[idx], 1e-6, 1.0) ** rng.uniform(0.4, 1.6)  # breathy (<1) ... pressed (>1)
-    y = pw.synthesize(np.ascontiguousarray(f0), np.ascontiguousarray(sp), np.ascontiguousarray(ap), source.rate,
-                      FRAME_MS)
+    y = pw.synthesize(
+        np.ascontiguousarray(f0), np.ascontiguousarray(sp), np.ascontiguousarray(ap), source.rate, FRAME_MS
+    )
     return resample(y, source.rate, RATE, "polyphase").astype(np.float32)
 
 
@@ -204,8 +206,13 @@ def _reverb(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.stack(out)
 
 
-def vocal_track(sources: list[VoiceSource], song: Song, rng: np.random.Generator, seconds: float,
-                espeak: Callable[[], VoiceSource] | None) -> np.ndarray:
+def vocal_track(
+    sources: list[VoiceSource],
+    song: Song,
+    rng: np.random.Generator,
+    seconds: float,
+    espeak: Callable[[], VoiceSource] | None,
+) -> np.ndarray:
     """Phrases with rests from one voice per song (sometimes two), then EQ, reverb, double and level: (2, n)."""
     n = int(seconds * RATE)
     dry = np.zeros(n)
