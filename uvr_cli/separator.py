@@ -19,6 +19,7 @@ from uvr_cli.engine.ensemble import parse as ensemble_algorithms
 from uvr_cli.engine.loading import Model, load_model
 from uvr_cli.engine.malloc import map_large_allocations, reuse_freed_memory
 from uvr_cli.engine.nets import Aggressiveness, CascadedNetSpec, NetworkSpec
+from uvr_cli.engine.onnx_runtime import BACKENDS, onnx_mask_model
 from uvr_cli.engine.optimize import prepare_for_inference
 from uvr_cli.engine.pipeline import STEMS
 from uvr_cli.engine.resample import resampled_length
@@ -69,6 +70,7 @@ class Separator:
         batch_size: int | None = None,
         device: str = "auto",
         precision: str = "auto",
+        backend: str = "torch",
     ) -> None:
         if high_end not in HIGH_END_MODES:
             raise UsageError(f"--high-end {high_end!r}: use {', '.join(HIGH_END_MODES)}")
@@ -78,6 +80,11 @@ class Separator:
             raise UsageError("--batch-size must be at least 1")
         if not 0 <= agg <= 100:
             raise UsageError(f"--agg {agg}: use a value from 0 to 100 (10 is RVC's default)")
+        if backend not in BACKENDS:
+            raise UsageError(f"--backend {backend!r}: use {' or '.join(BACKENDS)}")
+        self.backend, self._ort_options = backend, {"device": device, "precision": precision}
+        if backend == "onnxruntime":  # the window loop hands ORT host arrays; ORT picks its own device and precision
+            device, precision = "cpu", "fp32"
         self.agg, self.tta, self.high_end, self.post_process = agg, tta, high_end, post_process
         self.device = resolve_device(device)
         # One window at a time on the CPU: batching gains nothing there and multiplies the activation memory
@@ -112,7 +119,9 @@ class Separator:
         label = primary or ("vocals" if loaded.identity.primary_is_vocals else "instrumental")
         info = ModelInfo(path=loaded.path, spec=loaded.loaded.spec, preset=self.preset.name,
                          identity=loaded.identity, primary=label)
-        run = NetworkRun(prepare_for_inference(network, self.device), self.window,
+        net = (prepare_for_inference(network, self.device) if self.backend == "torch"
+               else onnx_mask_model(loaded, window=self.window, **self._ort_options))
+        run = NetworkRun(net, self.window,
                          Aggressiveness(self.agg / 100, self.preset.split_bin), self.tta, self.batch_size,
                          self.device, self.dtype)
         return pipeline.Member(run, label), info

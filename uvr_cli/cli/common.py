@@ -29,6 +29,7 @@ StemChoice = _choices("StemChoice", ("all", *STEMS))
 Format = _choices("Format", ("wav", "flac", "ogg", "mp3"))
 BitDepth = _choices("BitDepth", ("16", "24", "32f"))
 HighEnd = _choices("HighEnd", ("mirroring", "mirroring2", "none"))
+Backend = _choices("Backend", ("torch", "onnxruntime"))
 LOSSY_FORMATS = ("ogg", "mp3")
 
 

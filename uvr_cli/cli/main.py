@@ -11,6 +11,7 @@ from typer._click import exceptions as click_errors
 
 from uvr_cli import __version__
 from uvr_cli.cli.common import EXIT_BROKEN_PIPE, EXIT_CODES_HELP, EXIT_INTERRUPTED, EXIT_USAGE, say, silence_stdout
+from uvr_cli.cli.export import export
 from uvr_cli.cli.models import info, models_app, presets
 from uvr_cli.cli.separate import separate
 from uvr_cli.cli.training import register as register_training
@@ -27,6 +28,7 @@ app.command()(separate)
 app.command()(presets)
 app.add_typer(models_app, name="models")
 app.command()(info)
+app.command()(export)
 register_training(app)  # `uvr eval`, `uvr train` and `uvr dataset ...`; their modules load lazily
 
 

@@ -36,8 +36,10 @@ def eval_command(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option("auto", "--precision", help="auto, fp32, fp16 or bf16."),
 ) -> None:
-    """Score vocal estimates: SI-SDR (primary), SDR, their improvement over the mixture, and the energy ratio."""
+    """Score vocal estimates: SI-SDR (primary), SDR, their improvement over the mixture, the energy ratio, and
+    wide-band PESQ (at 16 kHz) and STOI with the eval extra (pip install 'uvr-cli[eval]')."""
     from uvr_cli.training import evaluate as ev
+    from uvr_cli.training import perceptual
 
     _threads(threads)
     if (model is None) == (baseline is None):
@@ -51,6 +53,9 @@ def eval_command(
         estimator = ev.separator_estimator(separator)
     else:
         estimator = ev.half_mixture
+    scored = perceptual.available()
+    if not scored:
+        _say(perceptual.MISSING)
     report: dict = {"model": model or f"baseline:{baseline}", "folders": {}}
     for folder in dirs:
         clips = ev.pick_evenly(ev.find_clips(folder), max_clips)
@@ -61,7 +66,7 @@ def eval_command(
             if not as_json:
                 print(ev.format_row(score.name, score.as_dict()), flush=True)
 
-        scores = ev.evaluate(clips, estimator, on_clip=show)
+        scores = ev.evaluate(clips, estimator, on_clip=show, perceptual=scored)
         means = ev.weighted_means(scores)
         report["folders"][folder] = {"means": means, "clips": [s.as_dict() for s in scores]}
         if not as_json and means:

@@ -8,7 +8,8 @@ Two layouts of test data are read (see `find_clips`):
   their sum.
 
 The primary metric is the vocal SI-SDR: plain SDR rewards any estimate at the right level, so that half the mixture
-scores 3.0 dB SDR on an equal-level mixture but 0.0 dB SI-SDR.
+scores 3.0 dB SDR on an equal-level mixture but 0.0 dB SI-SDR. With the eval extra installed, `uvr eval` also
+scores wide-band PESQ and STOI (perceptual.py).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import numpy as np
 
 from uvr_cli.errors import UsageError
 from uvr_cli.io.decode import AUDIO_EXTENSIONS, read_audio
+from uvr_cli.training.perceptual import pesq_wb, stoi
 
 EPS = 1e-10
 # Clips whose true vocals are quieter than this (RMS) have no vocal to score and are skipped.
@@ -48,6 +50,8 @@ class ClipScore:
     si_sdr_mix: float  # the mixture's own scores, for the improvements
     sdr_mix: float
     energy_ratio: float  # estimated over true vocal energy
+    pesq: float | None = None  # wide-band PESQ at 16 kHz (MOS-LQO); None when not scored, NaN when unscorable
+    stoi: float | None = None  # STOI, 0-1
 
     @property
     def si_sdr_improvement(self) -> float:
@@ -57,12 +61,13 @@ class ClipScore:
     def sdr_improvement(self) -> float:
         return self.sdr - self.sdr_mix
 
-    def as_dict(self) -> dict[str, float | str]:
-        return {**asdict(self), "si_sdr_improvement": self.si_sdr_improvement,
-                "sdr_improvement": self.sdr_improvement}
+    def as_dict(self) -> dict[str, float | str | None]:
+        """The scores for JSON: an unscorable PESQ/STOI (NaN) is null."""
+        plain = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in asdict(self).items()}
+        return {**plain, "si_sdr_improvement": self.si_sdr_improvement, "sdr_improvement": self.sdr_improvement}
 
 
-METRICS = ("si_sdr", "sdr", "si_sdr_improvement", "sdr_improvement", "energy_ratio")
+METRICS = ("si_sdr", "sdr", "si_sdr_improvement", "sdr_improvement", "energy_ratio", "pesq", "stoi")
 
 
 def si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
@@ -84,12 +89,16 @@ def energy_ratio(estimate: np.ndarray, reference: np.ndarray) -> float:
     return 10 * math.log10((np.sum(estimate.astype(np.float64) ** 2) + EPS) / (np.sum(reference.astype(np.float64) ** 2) + EPS))
 
 
-def score_clip(name: str, estimate: np.ndarray, vocals: np.ndarray, mixture: np.ndarray, rate: int) -> ClipScore:
-    """All scores of one clip; the arrays are (frames, channels) and are cut to the shortest."""
+def score_clip(name: str, estimate: np.ndarray, vocals: np.ndarray, mixture: np.ndarray, rate: int,
+               perceptual: bool = False) -> ClipScore:
+    """All scores of one clip (PESQ and STOI too when `perceptual`); the arrays are (frames, channels) and are
+    cut to the shortest."""
     n = min(len(estimate), len(vocals), len(mixture))
     est, ref, mix = estimate[:n], vocals[:n], mixture[:n]
+    extra = {"pesq": pesq_wb(est, ref, rate), "stoi": stoi(est, ref, rate)} if perceptual else {}
     return ClipScore(name=name, duration_s=n / rate, si_sdr=si_sdr(est, ref), sdr=sdr(est, ref),
-                     si_sdr_mix=si_sdr(mix, ref), sdr_mix=sdr(mix, ref), energy_ratio=energy_ratio(est, ref))
+                     si_sdr_mix=si_sdr(mix, ref), sdr_mix=sdr(mix, ref), energy_ratio=energy_ratio(est, ref),
+                     **extra)
 
 
 def weighted_means(scores: Sequence[ClipScore]) -> dict[str, float]:
@@ -97,8 +106,14 @@ def weighted_means(scores: Sequence[ClipScore]) -> dict[str, float]:
     if not scores:
         return {}
     weights = np.array([s.duration_s for s in scores])
-    means = {m: float(np.average([getattr(s, m) for s in scores], weights=weights)) for m in METRICS}
+    means = {m: _mean(scores, m) for m in METRICS}
     return {**means, "clips": len(scores), "duration_s": float(weights.sum())}
+
+
+def _mean(scores: Sequence[ClipScore], metric: str) -> float | None:
+    """Duration-weighted mean of `metric` over the clips that have a value for it (None if none has)."""
+    pairs = [(v, s.duration_s) for s in scores if (v := getattr(s, metric)) is not None and math.isfinite(v)]
+    return float(np.average([v for v, _ in pairs], weights=[w for _, w in pairs])) if pairs else None
 
 
 def _audio_files(folder: Path) -> list[Path]:
@@ -174,14 +189,15 @@ def separator_estimator(separator) -> Estimator:
 
 
 def evaluate(clips: Iterable[Clip], estimator: Estimator,
-             on_clip: Callable[[ClipScore], None] | None = None) -> list[ClipScore]:
-    """Score every clip that has audible vocals with `estimator(mixture, rate) -> vocals`."""
+             on_clip: Callable[[ClipScore], None] | None = None, perceptual: bool = False) -> list[ClipScore]:
+    """Score every clip that has audible vocals with `estimator(mixture, rate) -> vocals` (PESQ and STOI too
+    when `perceptual`: they need the eval extra, see perceptual.py)."""
     scores = []
     for clip in clips:
         mixture, vocals, rate = load_clip(clip)
         if np.sqrt(np.mean(vocals.astype(np.float64) ** 2)) < SILENT_RMS:
             continue
-        score = score_clip(clip.name, estimator(mixture, rate), vocals, mixture, rate)
+        score = score_clip(clip.name, estimator(mixture, rate), vocals, mixture, rate, perceptual)
         scores.append(score)
         if on_clip:
             on_clip(score)
@@ -189,8 +205,13 @@ def evaluate(clips: Iterable[Clip], estimator: Estimator,
 
 
 def format_row(label: str, values: dict) -> str:
-    """One aligned text row: name, then the five metrics in dB."""
-    return f"{label:<32} " + " ".join(f"{values[m]:>9.2f}" for m in METRICS)
+    """One aligned text row: name, the five metrics in dB, PESQ and STOI ('-' where not scored)."""
+    return f"{label:<32} " + " ".join(_cell(values.get(m)) for m in METRICS)
 
 
-HEADER = f"{'clip':<32} " + " ".join(f"{h:>9}" for h in ("SI-SDR", "SDR", "SI-SDRi", "SDRi", "energy"))
+def _cell(value: float | None) -> str:
+    return f"{value:>9.2f}" if value is not None and math.isfinite(value) else f"{'-':>9}"
+
+
+HEADER = f"{'clip':<32} " + " ".join(f"{h:>9}" for h in ("SI-SDR", "SDR", "SI-SDRi", "SDRi", "energy", "PESQ",
+                                                          "STOI"))

@@ -1,0 +1,63 @@
+"""`uvr export`: a model's network as ONNX or TorchScript, with a JSON description beside it (engine/export.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from uvr_cli.cli.common import emit, fail
+from uvr_cli.errors import UsageError, UvrError
+
+
+def export(
+    model: str = typer.Argument(..., help="Weight file (.pth), the name of a downloaded model (see `uvr models`), or default."),
+    out: str = typer.Option(..., "-o", "--out", help="Output file: FILE.onnx (ONNX, opset 18) or FILE.pt (TorchScript); FILE.onnx.json / FILE.pt.json describes it."),
+    params: str | None = typer.Option(None, "--params", help="Band preset name or JSON path; needed only for unrecognised files (its split_bin is baked into the aggressiveness)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 or fp16 (weights, input and mask in half precision: for GPU runtimes)."),
+    window: int = typer.Option(512, "--window", help="Window in frames recorded as the one to use and traced with (batch and frame axes stay dynamic)."),
+    primary: str | None = typer.Option(None, "--primary", help="What the mask keeps, for unknown files: instrumental (default) or vocals."),
+) -> None:
+    """Export a model's network for other runtimes (ONNX Runtime, TensorRT, LibTorch...).
+
+    The exported network maps normalised magnitudes x (batch, 2, bins+1, frames) and the aggressiveness agg
+    (--agg / 100) to the mask of the primary stem with the model's offset frames trimmed from each side; the
+    JSON beside it names the preset, offset, window, primary stem and the tensors. Prints the written paths.
+    """
+    path = Path(out)
+    try:
+        from uvr_cli.engine.export import export_format
+
+        export_format(path)
+        if precision not in ("fp32", "fp16"):
+            raise UsageError(f"--precision {precision!r}: use fp32 or fp16")
+        if primary not in (None, "vocals", "instrumental"):
+            raise UsageError(f"--primary {primary!r}: use vocals or instrumental")
+        if path.suffix.lower() == ".onnx":
+            _need_onnx()
+        written = _export(model, path, params, precision, window, primary)
+    except UvrError as exc:
+        raise fail(exc) from None
+    for line in written:
+        emit(line)
+
+
+def _need_onnx() -> None:
+    """The ONNX exporter's packages, before the model is loaded: else one line naming the extra."""
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError:
+        raise UsageError("ONNX export needs the onnx extra: pip install 'uvr-cli[onnx]' (onnx, onnxscript, "
+                         "onnxruntime)") from None
+
+
+def _export(model: str, path: Path, params: str | None, precision: str, window: int, primary: str | None
+            ) -> list[str]:
+    from uvr_cli.catalog.models import resolve_model
+    from uvr_cli.engine.export import export_network, sidecar_path
+    from uvr_cli.engine.loading import load_model
+
+    loaded = load_model(resolve_model(model), params)
+    label = primary or ("vocals" if loaded.identity.primary_is_vocals else "instrumental")
+    export_network(loaded, path, precision=precision, window=window, primary=label)
+    return [str(path), str(sidecar_path(path))]

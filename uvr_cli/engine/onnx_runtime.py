@@ -1,0 +1,105 @@
+"""The network run by ONNX Runtime behind the interface the window loop expects (``offset``, ``predict_mask``).
+
+The ONNX file is exported once per weight file, preset and precision (export.py; about a minute) and kept in the
+model cache's ``onnx/`` folder, so later runs only load it.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from uvr_cli.catalog.models import cache_dir
+from uvr_cli.engine.export import export_network
+from uvr_cli.engine.loading import Model
+from uvr_cli.engine.nets import Aggressiveness
+from uvr_cli.errors import UsageError, UvrError
+
+BACKENDS = ("torch", "onnxruntime")
+MISSING_ORT = "--backend onnxruntime needs ONNX Runtime: pip install 'uvr-cli[onnx]' (onnx, onnxruntime, onnxscript)"
+
+
+def _onnxruntime():
+    try:
+        import onnx  # noqa: F401  (the exporter needs it)
+        import onnxruntime
+    except ImportError:
+        raise UsageError(MISSING_ORT) from None
+    return onnxruntime
+
+
+def providers(device: str) -> list[str]:
+    """CUDA when ONNX Runtime has it and the device allows ('auto', 'cuda', 'cuda:N'), always the CPU after it."""
+    available = _onnxruntime().get_available_providers()
+    use_cuda = device == "auto" or device.startswith("cuda")
+    if device.startswith("cuda") and "CUDAExecutionProvider" not in available:
+        raise UsageError(f"--device {device}: this ONNX Runtime has no CUDA provider (pip install onnxruntime-gpu)")
+    if device not in ("auto", "cpu") and not device.startswith("cuda"):
+        raise UsageError(f"--device {device!r}: --backend onnxruntime runs on auto, cpu, cuda or cuda:N")
+    return (["CUDAExecutionProvider"] if use_cuda and "CUDAExecutionProvider" in available else []) + [
+        "CPUExecutionProvider"]
+
+
+class OnnxMaskModel:
+    """An exported network (export.MaskGraph as ONNX) in an ONNX Runtime session; numpy at the boundary."""
+
+    def __init__(self, path: Path, offset: int, depth: int, split_bin: int, provider_names: list[str]) -> None:
+        ort = _onnxruntime()
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only: ORT's warnings would reach the user's terminal
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=provider_names)
+        except Exception as exc:  # a damaged cache file or a foreign one: one line naming it
+            raise UvrError(f"{path}: ONNX Runtime cannot load it: {str(exc).splitlines()[0]}") from None
+        self.offset, self.depth, self.split_bin = offset, depth, split_bin
+        self.input_dtype = np.float16 if self.session.get_inputs()[0].type == "tensor(float16)" else np.float32
+
+    def predict_mask(self, x: torch.Tensor, aggressiveness: Aggressiveness | None = None) -> torch.Tensor:
+        """The mask with ``offset`` frames trimmed, as nets.MaskNetwork.predict_mask gives it."""
+        if aggressiveness is not None and aggressiveness.split_bin != self.split_bin:
+            raise ValueError(f"this export has split_bin {self.split_bin}, not {aggressiveness.split_bin}")
+        value = np.array(aggressiveness.value if aggressiveness is not None else 0.0, dtype=np.float32)
+        batch = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=self.input_dtype)
+        (mask,) = self.session.run(["mask"], {"x": batch, "agg": value})
+        return torch.from_numpy(mask.astype(np.float32, copy=False))
+
+
+def cached_export(model: Model, precision: str, window: int) -> Path:
+    """The ONNX file of `model` at `precision`, exported into the cache on first use."""
+    key = hashlib.sha256(
+        f"{model.loaded.md5}|{model.preset.bins}|{model.preset.split_bin}|{precision}|{torch.__version__}".encode()
+    ).hexdigest()[:16]
+    folder = cache_dir() / "onnx"
+    path = folder / f"{model.path.stem}-{model.preset.name}-{precision}-{key}.onnx"
+    if path.is_file():
+        return path
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UvrError(f"cannot create the ONNX cache {folder}: {exc.strerror or exc}") from None
+    export_network(model, path, precision=precision, window=window)
+    return path
+
+
+def onnx_mask_model(model: Model, *, device: str = "auto", precision: str = "auto", window: int = 512
+                    ) -> OnnxMaskModel:
+    """`model`'s network as an ONNX Runtime session (exported and cached on first use)."""
+    provider_names = providers(device)
+    precision = onnx_precision(precision, provider_names)
+    path = cached_export(model, precision, window)
+    network = model.loaded.module
+    return OnnxMaskModel(path, network.offset, network.depth, model.preset.split_bin, provider_names)
+
+
+def onnx_precision(precision: str, provider_names: list[str]) -> str:
+    """'auto' is fp32 on the CPU and fp16 with CUDA, as for torch; bf16 has no ONNX Runtime kernels here."""
+    if precision == "auto":
+        return "fp16" if "CUDAExecutionProvider" in provider_names else "fp32"
+    if precision not in ("fp32", "fp16"):
+        raise UsageError(f"--precision {precision!r} with --backend onnxruntime: use auto, fp32 or fp16")
+    if precision == "fp16" and "CUDAExecutionProvider" not in provider_names:
+        raise UsageError("--precision fp16 with --backend onnxruntime needs its CUDA provider; on the CPU use fp32")
+    return precision
+
