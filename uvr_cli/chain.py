@@ -109,7 +109,8 @@ class Chain:
                 frames, input_rate, channels_in = decoded.frames, decoded.sample_rate, decoded.channels
                 depth = bit_depth if bit_depth is not None else default_bit_depth(fmt, decoded.subtype)
             files = self._run_steps(source, Path(folder), on_progress)
-            rate = {"input": input_rate, "model": self.first.preset.sr}.get(sample_rate, sample_rate)
+            named: dict[str | int, str | int] = {"input": input_rate, "model": self.first.preset.sr}
+            rate = named.get(sample_rate, sample_rate)
             if not isinstance(rate, int) or rate <= 0:
                 raise UsageError(f"--sample-rate {sample_rate!r}: use input, model or a rate in Hz")
             clipped = _convert(

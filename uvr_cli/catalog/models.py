@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from http.client import HTTPException, HTTPResponse
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from uvr_cli import __version__
 from uvr_cli.catalog.registry import registry, uvr_model_hash
@@ -290,8 +291,8 @@ def _fetch(entry: CatalogEntry, part: Path, progress: bool) -> bool:
     except urllib.error.HTTPError as exc:
         exc.close()
         if exc.code == 416 and have:
-            total = re.search(r"/(\d+)$", exc.headers.get("Content-Range", ""))
-            if total and int(total.group(1)) == have:
+            claimed = re.search(r"/(\d+)$", exc.headers.get("Content-Range", ""))
+            if claimed and int(claimed.group(1)) == have:
                 return True  # the part file is already complete
             part.unlink()
             return _fetch(entry, part, progress)
@@ -360,7 +361,7 @@ def listing() -> dict:
     default = bundled_default()
     described = resources.files("uvr_models") / "default.json"
     about = json.loads(described.read_text(encoding="utf-8")) if described.is_file() else {}
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": BUNDLED_NAME,
             "file": default.name,

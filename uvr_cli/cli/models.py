@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import typer
@@ -16,7 +17,7 @@ models_app = typer.Typer(
 )
 
 
-def _table(rows: list[tuple[str, ...]]) -> None:
+def _table(rows: Sequence[tuple[str, ...]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         emit("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
@@ -140,10 +141,11 @@ def models_download(
 
     try:
         catalogue = load_catalog()
-        entries = [find(n, catalogue) for n in names]
-        unknown = [n for n, e in zip(names, entries) if e is None]
+        found = [find(n, catalogue) for n in names]
+        unknown = [n for n, e in zip(names, found) if e is None]
         if unknown:
             raise UsageError(f"unknown model {unknown[0]!r}; `uvr models` lists the known ones")
+        entries = [e for e in found if e is not None]
     except UvrError as exc:
         raise fail(exc) from None
     failed = 0

@@ -12,9 +12,9 @@ import hashlib
 import signal
 import sys
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, cast
 
 import typer
 
@@ -25,11 +25,6 @@ from uvr_cli.cli.common import (
     EXIT_SOME_FAILED,
     LOSSY_FORMATS,
     STEMS,
-    Backend,
-    BitDepth,
-    Format,
-    HighEnd,
-    StemChoice,
     closed_pipe_exit,
     emit,
     fail,
@@ -39,9 +34,52 @@ from uvr_cli.cli.common import (
 from uvr_cli.errors import UsageError, UvrError
 
 if TYPE_CHECKING:
+    from enum import Enum
+
     from uvr_cli.chain import Chain
     from uvr_cli.io.jobs import Job
-    from uvr_cli.separator import Separator
+    from uvr_cli.separator import FileResult, ModelInfo, Separator
+
+    # cli/common.py makes these str Enums with Enum's functional API from its lists of choices, which mypy cannot
+    # follow; for the type checker they are str Enums of str values, and typer reads the real ones at run time.
+    class _Choice(str, Enum):
+        _value_: str
+
+    class StemChoice(_Choice): ...
+
+    class Format(_Choice): ...
+
+    class BitDepth(_Choice): ...
+
+    class HighEnd(_Choice): ...
+
+    class Backend(_Choice): ...
+
+else:
+    from uvr_cli.cli.common import Backend, BitDepth, Format, HighEnd, StemChoice
+
+
+class _Runner(Protocol):
+    """What a run needs of its model: a Separator, or a Chain of them (--then)."""
+
+    @property
+    def members_info(self) -> Sequence[ModelInfo]: ...
+
+    @property
+    def model_sample_rate(self) -> int: ...
+
+    def separate_file(
+        self,
+        source: str,
+        outputs: dict[str, str],
+        *,
+        fmt: str = ...,
+        bit_depth: str | None = ...,
+        sample_rate: str | int = ...,
+        bitrate: str | None = ...,
+        on_progress: Callable[[int, int], None] | None = ...,
+    ) -> FileResult: ...
+
 
 RECORD_FIELDS = (
     "input",
@@ -117,7 +155,7 @@ def _record(job: Job, **fields: object) -> dict:
 
 
 def _separate_one(
-    separator: Separator, job: Job, options: dict, settings: dict, show_progress: bool, verbose: bool, quiet: bool
+    separator: _Runner, job: Job, options: dict, settings: dict, show_progress: bool, verbose: bool, quiet: bool
 ) -> dict:
     """Run one input; any failure becomes an error record (one stderr line naming the input), never an exception.
     Its settings are recorded beside its outputs only once all of them are written."""
@@ -379,7 +417,7 @@ def separate(
             raise UsageError("- reads audio from standard input, which is a terminal; pipe audio into uvr")
         stems = list(STEMS) if stem.value == "all" else [stem.value]
         jobs = expand_inputs(inputs)
-        models = model or [None]
+        models: Sequence[str | None] = model or [None]
         if len(models) > 1:
             ensemble_algorithms(ensemble)  # a usage error before any work
         model_paths = [resolve_model(m) for m in models]
@@ -405,7 +443,7 @@ def separate(
             if jobs_count > 1 or stem.value != "all":
                 raise UsageError("--then runs one process and writes every stem of the chain: leave out -j and --stem")
             separator = _load(separator_options, check_rate, steps)
-            stems = separator.stems
+            stems = cast("Chain", separator).stems  # _load gives a Chain whenever there are steps
         plan_outputs(jobs, out_dir=out, template=name, stems=stems, model=model_label(models), agg=agg, ext=fmt.value)
         if shard is not None:  # after planning, so that name collisions are found across the whole corpus
             jobs = select_shard(jobs, *parse_shard(shard))
@@ -437,7 +475,10 @@ def separate(
     results: Iterator[dict] = iter(())
     if work:
         separator = separator or _load(separator_options, check_rate, steps)
-        settings = _report_model(getattr(separator, "first", separator), settings, agg_given, verbose, quiet)
+        from uvr_cli.chain import Chain  # loaded with the model above
+
+        first = separator.first if isinstance(separator, Chain) else separator
+        settings = _report_model(first, settings, agg_given, verbose, quiet)
         options = dict(fmt=fmt.value, bit_depth=depth, sample_rate=rate, bitrate=bitrate)
         task = functools.partial(_separate_one, options=options, settings=settings, verbose=verbose, quiet=quiet)
         streams = out == STDIN or any(job.source == STDIN for job in jobs)

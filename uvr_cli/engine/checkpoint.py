@@ -14,6 +14,7 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -82,7 +83,7 @@ def _unwrap(obj: object) -> Mapping[object, object]:
     return obj
 
 
-def _clean(entries: Mapping[object, object]) -> dict[str, Tensor]:
+def _clean(entries: Mapping[Any, object]) -> dict[str, Tensor]:
     """Tensors only, ``num_batches_tracked`` dropped (optional in real files), floats (fp16/bf16) as float32."""
     state: dict[str, Tensor] = {}
     for key, value in entries.items():
@@ -263,6 +264,7 @@ def network_from_state_dict(
         raise ModelError(f"the weights are a {_describe(detected)}, not the expected {_describe(spec)}")
     _check_values(state)
     if isinstance(detected, CascadedNetSpec):
+        assert detected.bins is not None  # detect_spec reads a CascadedNet's bins from its LSTM weights
         if bins is not None and bins != detected.bins:
             raise ModelError(
                 f"the weights are for a {detected.bins}-bin band preset (LSTM input size), "

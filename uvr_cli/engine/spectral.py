@@ -13,7 +13,7 @@ from functools import lru_cache
 import numpy as np
 import scipy.fft
 
-from uvr_cli.catalog.presets import BandPreset
+from uvr_cli.catalog.presets import Band, BandPreset
 from uvr_cli.engine.ranges import Span
 
 
@@ -166,6 +166,18 @@ def mirror(mode: str, spec: np.ndarray, high_end: np.ndarray, preset: BandPreset
     return mirror_high_end_2(spec, high_end, preset)
 
 
+def _band_highpass(band: Band, rows: int) -> np.ndarray:
+    # load_preset requires hpf_start/hpf_stop of every band above the first
+    assert band.hpf_start is not None and band.hpf_stop is not None
+    return highpass_gains(rows, band.hpf_start, band.hpf_stop - 1)
+
+
+def _band_lowpass(band: Band, rows: int) -> np.ndarray:
+    # load_preset requires lpf_start/lpf_stop of every band below the top
+    assert band.lpf_start is not None and band.lpf_stop is not None
+    return lowpass_gains(rows, band.lpf_start, band.lpf_stop)
+
+
 def band_gains(preset: BandPreset, d: int) -> list[np.ndarray]:
     """Per-row gains synthesis applies to band d, in order: the top band's high-pass, band 0's low-pass, or both."""
     bands = preset.bands
@@ -173,7 +185,7 @@ def band_gains(preset: BandPreset, d: int) -> list[np.ndarray]:
     rows = band.n_fft // 2 + 1
     if d == len(bands) - 1:
         has_highpass = band.hpf_start is not None and band.hpf_start > 0
-        return [highpass_gains(rows, band.hpf_start, band.hpf_stop - 1)] if has_highpass else []
+        return [_band_highpass(band, rows)] if has_highpass else []
     if d == 0:
-        return [lowpass_gains(rows, band.lpf_start, band.lpf_stop)]
-    return [highpass_gains(rows, band.hpf_start, band.hpf_stop - 1), lowpass_gains(rows, band.lpf_start, band.lpf_stop)]
+        return [_band_lowpass(band, rows)]
+    return [_band_highpass(band, rows), _band_lowpass(band, rows)]

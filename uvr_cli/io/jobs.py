@@ -6,6 +6,7 @@ import glob
 import hashlib
 import os
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,7 +95,7 @@ def check_template(template: str) -> None:
         raise UsageError(f"--name {template!r}: unknown field {{{sorted(unknown)[0]}}}; use {sorted(TEMPLATE_FIELDS)}")
 
 
-def model_label(models: list[str | None]) -> str:
+def model_label(models: Sequence[str | None]) -> str:
     """{model} in output names: the weight file's stem ('default' for the bundled model), 'ensemble-A+B' for several."""
     labels = ["default" if m is None else Path(m).stem for m in models]
     return labels[0] if len(labels) == 1 else "ensemble-" + "+".join(labels)

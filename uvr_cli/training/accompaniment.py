@@ -98,7 +98,9 @@ def random_song(rng: np.random.Generator, seconds: float) -> Song:
     return Song(bpm, int(rng.integers(55, 67)), scale, PROGRESSIONS[rng.integers(len(PROGRESSIONS))], bars)
 
 
-def _note(events: list, channel: int, beat: float, length: float, pitch: int, velocity: int) -> None:
+def _note(
+    events: list[tuple[float, bytes]], channel: int, beat: float, length: float, pitch: int, velocity: int
+) -> None:
     pitch = int(np.clip(pitch, 0, 127))
     velocity = int(np.clip(velocity, 1, 127))
     events.append((beat, bytes([0x90 | channel, pitch, velocity])))
@@ -135,32 +137,34 @@ def arrangement(song: Song, rng: np.random.Generator) -> list[tuple[float, bytes
         root, chord = song.chord_root(bar), song.chord(bar)
         if parts["drums"]:
             for b in kick_pattern:
-                _note(events, 9, t0 + b, 0.25, 36, rng.integers(90, 127))
+                _note(events, 9, t0 + b, 0.25, 36, int(rng.integers(90, 127)))
             for b in (1, 3):
-                _note(events, 9, t0 + b, 0.25, int(rng.choice([38, 40, 39])), rng.integers(80, 120))
+                _note(events, 9, t0 + b, 0.25, int(rng.choice([38, 40, 39])), int(rng.integers(80, 120)))
             for i in range(int(4 / hat_step)):
                 b = i * hat_step + (swing if i % 2 else 0.0)
-                _note(events, 9, t0 + b, 0.1, int(rng.choice([42, 42, 44, 46])), rng.integers(50, 100))
+                _note(events, 9, t0 + b, 0.1, int(rng.choice([42, 42, 44, 46])), int(rng.integers(50, 100)))
             if bar % 4 == 3 and rng.random() < 0.5:
                 _note(events, 9, t0 + 3.5, 0.25, int(rng.choice([49, 57, 45, 47, 50])), 110)
         if parts["bass"]:
             for b, length in bass_rhythm:
                 pitch = root - 24 + (7 if rng.random() < 0.2 else 0)
-                _note(events, 0, t0 + b, length * 0.9, pitch, rng.integers(80, 120))
+                _note(events, 0, t0 + b, length * 0.9, pitch, int(rng.integers(80, 120)))
         for b, length in chord_rhythm:
             for pitch in chord:
-                _note(events, 1, t0 + b, length * 0.95, pitch - 12 * int(rng.random() < 0.3), rng.integers(55, 100))
+                _note(
+                    events, 1, t0 + b, length * 0.95, pitch - 12 * int(rng.random() < 0.3), int(rng.integers(55, 100))
+                )
         if parts["lead"]:
             notes = song.scale_notes(song.key + 5, song.key + 24)
             b = 0.0
             while b < 4:
                 length = float(rng.choice([0.5, 1.0, 1.0, 2.0]))
                 if rng.random() < 0.75:
-                    _note(events, 2, t0 + b, length * 0.9, int(rng.choice(notes)), rng.integers(60, 110))
+                    _note(events, 2, t0 + b, length * 0.9, int(rng.choice(notes)), int(rng.integers(60, 110)))
                 b += length
         if parts["arp"]:
             for i in range(8):
-                _note(events, 3, t0 + i / 2, 0.45, chord[i % 3] + 12, rng.integers(50, 90))
+                _note(events, 3, t0 + i / 2, 0.45, chord[i % 3] + 12, int(rng.integers(50, 90)))
     return events
 
 

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from uvr_cli.catalog.presets import BandPreset, load_preset
 from uvr_cli.engine.device import precision_context, resolve_device
-from uvr_cli.engine.nets import AsppNetSpec, CascadedNetSpec, MaskNetwork, build_network
+from uvr_cli.engine.nets import AsppNetSpec, CascadedNetSpec, MaskNetwork, NetworkSpec, build_network
 from uvr_cli.errors import UsageError
 from uvr_cli.training.config import TrainConfig
 from uvr_cli.training.evaluate import evaluate, find_clips, separator_estimator, weighted_means
@@ -43,6 +43,7 @@ from uvr_cli.training.patches import PatchSampler, find_songs
 
 def make_network(cfg: TrainConfig, preset: BandPreset) -> MaskNetwork:
     """The network `cfg.arch` asks for, sized for the preset's bins."""
+    spec: NetworkSpec
     if cfg.arch == "aspp":
         spec = AsppNetSpec(ch=cfg.ch, branches=5)
     elif cfg.arch == "cascaded":
@@ -199,7 +200,8 @@ def set_up(cfg: TrainConfig, log: Callable[[str], None]) -> TrainingRun:
     random.seed(cfg.seed)
     model = make_network(cfg, preset).to(device)
     if device.type == "cpu":
-        model = model.to(memory_format=torch.channels_last)
+        # Module.to takes memory_format (torch._C._nn._parse_to), but torch's overloads of it leave the keyword out
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="max", factor=0.9, patience=6, threshold=1e-6, min_lr=cfg.min_lr

@@ -40,7 +40,7 @@ def import_pyworld() -> types.ModuleType:
         if exc.name != "pkg_resources":
             raise UsageError("pyworld is not installed: pip install pyworld") from None
         shim = types.ModuleType("pkg_resources")
-        shim.get_distribution = lambda name: types.SimpleNamespace(version=importlib.metadata.version(name))
+        shim.__dict__["get_distribution"] = lambda name: types.SimpleNamespace(version=importlib.metadata.version(name))
         sys.modules["pkg_resources"] = shim
         try:
             import pyworld
