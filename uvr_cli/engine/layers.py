@@ -2,13 +2,39 @@
 
 Attribute names mirror the original lib_v5 layers so that state-dict keys match real UVR5 weight files.
 """
+
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 Size2 = int | tuple[int, int]
+SERIAL_ELEMENTS = 1 << 14  # below ATen's grain size (32768): one thread computes a run; a multiple of SIMD widths
+
+
+def thread_invariant(op: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """op(x) for an elementwise op (sigmoid, pow) whose CPU result does not depend on the thread count.
+
+    ATen splits a large tensor among its threads, and the leftover elements of each share take the op's scalar
+    code, which rounds differently from the vectorised one (1 ulp): the thread count would show in the masks, and
+    `-j N` workers with 1/N of the cores would write other bits than one process. Run by run of SERIAL_ELEMENTS
+    (in memory order), every element takes the same code whatever the thread count. Autograd, GPUs and exporters
+    (whose graphs must not hold the loop) get op(x).
+    """
+    if x.device.type != "cpu" or x.requires_grad or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return op(x)
+    if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
+        x = x.contiguous()
+    out = torch.empty_like(x)  # the same dense layout
+    flat_in = x.as_strided((x.numel(),), (1,), x.storage_offset())
+    flat_out = out.as_strided((out.numel(),), (1,), out.storage_offset())
+    for start in range(0, x.numel(), SERIAL_ELEMENTS):
+        flat_out[start : start + SERIAL_ELEMENTS] = op(flat_in[start : start + SERIAL_ELEMENTS])
+    return out
+
 
 class Conv2DBNActiv(nn.Module):
     """Conv2d (no bias) -> BatchNorm2d -> activation; keys ``conv.0.weight``, ``conv.1.*``."""

@@ -11,16 +11,28 @@ Two families exist (vr-reference.md §1-§2):
 Module and attribute names mirror the original layout so that ``state_dict`` keys are exactly those of
 real UVR5 ``.pth`` files and ``load_state_dict(strict=True)`` works on them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from uvr_cli.engine.layers import (ASPPModuleV4, ASPPModuleV51, Conv2DBNActiv, DecoderV4, DecoderV51, EncoderV4,
-                                   EncoderV51, LSTMModule)
+from uvr_cli.engine.layers import (
+    ASPPModuleV4,
+    ASPPModuleV51,
+    Conv2DBNActiv,
+    DecoderV4,
+    DecoderV51,
+    EncoderV4,
+    EncoderV51,
+    LSTMModule,
+    thread_invariant,
+)
 from uvr_cli.errors import ModelError
+
 
 @dataclass(frozen=True)
 class Aggressiveness:
@@ -68,6 +80,7 @@ NetworkSpec = AsppNetSpec | CascadedNetSpec
 
 
 # --- building blocks shared by both families -------------------------------------------------------
+
 
 class BaseASPPNet(nn.Module):
     """U-Net with 4 (5 with ``enc5``) stride-2 levels and an ASPP bottleneck; ``ch`` output channels."""
@@ -247,14 +260,14 @@ class CascadedASPPNet(MaskNetwork):
         h = self.stg3_bridge(x, aux1, aux2)
         aux = [torch.sigmoid(self.aux1_out(aux1)), torch.sigmoid(self.aux2_out(aux2))] if with_aux else []
         del aux1, aux2  # full-resolution maps: not held through the last stage (~90 MB per ch32 window)
-        return [torch.sigmoid(self.out(self.stg3_full_band_net(h))), *aux]
+        return [thread_invariant(torch.sigmoid, self.out(self.stg3_full_band_net(h))), *aux]
 
     def _adjust(self, mask: Tensor, aggressiveness: Aggressiveness | None) -> Tensor:
         if aggressiveness is None:
             return mask
         split, value = aggressiveness.split_bin, aggressiveness.value
-        low = torch.pow(mask[:, :, :split], 1 + value / 3)
-        high = torch.pow(mask[:, :, split:], 1 + value)
+        low = thread_invariant(lambda m: torch.pow(m, 1 + value / 3), mask[:, :, :split])
+        high = thread_invariant(lambda m: torch.pow(m, 1 + value), mask[:, :, split:])
         return torch.cat([low, high], dim=2)
 
 
@@ -293,7 +306,7 @@ class CascadedNet(MaskNetwork):
         f3_in = torch.cat([x, aux1, aux2], dim=1)
         aux = [torch.sigmoid(self.aux_out(torch.cat([aux1, aux2], dim=1)))] if with_aux else []
         del aux1, aux2  # not held through the last stage
-        return [torch.sigmoid(self.out(self.stg3_full_band_net(f3_in))), *aux]
+        return [thread_invariant(torch.sigmoid, self.out(self.stg3_full_band_net(f3_in))), *aux]
 
 
 def build_network(spec: NetworkSpec, bins: int) -> MaskNetwork:

@@ -1,8 +1,10 @@
-"""The network made ready for inference: BatchNorm folded, decoders and bridges computed without their big intermediates.
+"""The network made ready for inference: BatchNorm folded, decoders and bridges without their big intermediates,
+results independent of the thread count.
 
 Each step only changes float32 rounding; together they make a window faster and cut its peak activation memory
 (benchmarks/RESULTS.md).
 """
+
 from __future__ import annotations
 
 import sys
@@ -12,6 +14,35 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from uvr_cli.engine.layers import Conv2DBNActiv, DecoderV4, DecoderV51, crop_center
+
+
+def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride=1, padding=0, dilation=1) -> Tensor:
+    """F.conv2d whose float32 CPU result does not depend on the thread count (so `-j N` = one process, bit for bit).
+
+    PyTorch runs a 1x1 convolution with its own code on one thread and with oneDNN on more, and the two round
+    differently (1 LSB in the stems); here every float32 CPU convolution goes to oneDNN, whose results matched
+    across thread counts where measured (benchmarks/RESULTS.md).
+    """
+    exact_cpu = x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32
+    if not exact_cpu or torch.is_autocast_enabled("cpu"):
+        return F.conv2d(x, weight, bias, stride, padding, dilation)
+    return torch.mkldnn_convolution(x, weight, bias, _pair(padding), _pair(stride), _pair(dilation), 1)
+
+
+def _pair(value: int | tuple[int, ...]) -> list[int]:
+    return list(value) if isinstance(value, (tuple, list)) else [value, value]
+
+
+class OneDnnConv(nn.Module):
+    """An (ungrouped) nn.Conv2d computed by `conv2d`."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x: Tensor) -> Tensor:
+        conv = self.conv
+        return conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation)
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
@@ -54,12 +85,13 @@ class SplitInputConv(nn.Module):
 
     def forward(self, *inputs: Tensor) -> Tensor:
         if len(inputs) == 1:
-            return self.activation(self.conv(inputs[0]))
+            conv = self.conv
+            return self.activation(conv2d(inputs[0], conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation))
         conv, out, first = self.conv, None, 0
         for part in inputs:
             weight = conv.weight[:, first : first + part.size(1)]
             first += part.size(1)
-            y = F.conv2d(part, weight, None, conv.stride, conv.padding, conv.dilation)
+            y = conv2d(part, weight, None, conv.stride, conv.padding, conv.dilation)
             out = y if out is None else out.add_(y)
         if first != conv.weight.size(1):
             raise ValueError(f"inputs with {first} channels for a conv over {conv.weight.size(1)}")
@@ -109,7 +141,7 @@ class BandedDecoder(nn.Module):
         height, width = 2 * x.size(2), 2 * x.size(3)
         weight, halo = self.conv.weight, self.conv.padding[0]
         up_weight = weight[:, : x.size(1)]
-        out = F.conv2d(crop_center(skip, width), weight[:, x.size(1) :], None, 1, self.conv.padding)
+        out = conv2d(crop_center(skip, width), weight[:, x.size(1) :], None, 1, self.conv.padding)
         if self.conv.bias is not None:
             out.add_(self.conv.bias.view(1, -1, 1, 1))
         band_rows = max(1, self.band_bytes // (x.size(0) * x.size(1) * width * x.element_size()))
@@ -119,7 +151,7 @@ class BandedDecoder(nn.Module):
             band = self._upsampled_rows(x, lo, hi, height, width)
             if lo > first - halo or hi < last + halo:  # the map's top/bottom edge: the conv's zero padding
                 band = F.pad(band, (0, 0, lo - (first - halo), (last + halo) - hi))
-            out[:, :, first:last] += F.conv2d(band, up_weight, None, 1, (0, self.conv.padding[1]))
+            out[:, :, first:last] += conv2d(band, up_weight, None, 1, (0, self.conv.padding[1]))
         return self.activation(out)
 
 
@@ -130,7 +162,8 @@ def _use_inplace_activations(model: nn.Module) -> None:
 
 
 def prepare_for_inference(model: nn.Module, device: torch.device) -> nn.Module:
-    """Eval mode, BatchNorm folded, banded decoders, split-input bridges, in-place activations, channels-last.
+    """Eval mode, BatchNorm folded, banded decoders, split-input bridges, in-place activations, channels-last,
+    and every convolution computed the same way whatever the thread count (`conv2d`).
 
     Each step only changes float32 rounding (conformance stays far above its bar).
     """
@@ -144,5 +177,7 @@ def prepare_for_inference(model: nn.Module, device: torch.device) -> nn.Module:
                 setattr(parent, name, banded)
             elif isinstance(child, Conv2DBNActiv):
                 setattr(parent, name, SplitInputConv(child))
+            elif isinstance(child, nn.Conv2d) and child.groups == 1:
+                setattr(parent, name, OneDnnConv(child))
     _use_inplace_activations(model)
     return model.to(device=device, memory_format=torch.channels_last)

@@ -8,6 +8,7 @@ Every file is encoded into a hidden temporary beside its destination and renamed
 of the job is complete; standard output gets its stem once complete, from a spool. A failure is a one-line
 AudioError naming the destination; an impossible format choice is a UsageError.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -46,6 +47,7 @@ _MPEG2_KBPS = (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)
 # libvorbis's nominal bitrates for 44.1 kHz stereo at quality 0, 1, ..., 10.
 _VORBIS_KBPS = (64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 500)
 _DEFAULT_OGG_KBPS = 320
+_SFC_SET_ADD_PEAK_CHUNK = 0x1050  # sndfile.h; soundfile does not name it
 
 
 class StdoutClosed(AudioError):
@@ -81,8 +83,9 @@ class _Spec:
     bitrate_mode: str | None
 
 
-def output_subtype(fmt: str, bit_depth: str | None, sample_rate: int, channels: int, *,
-                   bitrate: str | None = None) -> str:
+def output_subtype(
+    fmt: str, bit_depth: str | None, sample_rate: int, channels: int, *, bitrate: str | None = None
+) -> str:
     """libsndfile's subtype for `fmt` at `bit_depth`, or UsageError when the format cannot store it.
 
     Cheap, so a caller can check the options before spending minutes on a separation. bit_depth None means 16
@@ -93,8 +96,10 @@ def output_subtype(fmt: str, bit_depth: str | None, sample_rate: int, channels: 
         if fmt == "mp3" and channels > 2:
             raise UsageError(f"mp3 cannot store {channels} channels; choose wav, flac or ogg")
         if fmt == "mp3" and sample_rate not in _MP3_RATES:
-            raise UsageError(f"mp3 cannot store {sample_rate} Hz audio (only {', '.join(map(str, _MP3_RATES))}); "
-                             "choose wav, flac or ogg, or another output sample rate")
+            raise UsageError(
+                f"mp3 cannot store {sample_rate} Hz audio (only {', '.join(map(str, _MP3_RATES))}); "
+                "choose wav, flac or ogg, or another output sample rate"
+            )
         _lossy_settings(fmt, sample_rate, bitrate)
         return _LOSSY_SUBTYPES[fmt]
     if fmt not in _FORMAT_DEPTHS:
@@ -105,8 +110,9 @@ def output_subtype(fmt: str, bit_depth: str | None, sample_rate: int, channels: 
     if depth not in _PCM_SUBTYPES:
         raise UsageError(f"unknown bit depth '{depth}'; choose 16, 24 or 32f")
     if depth not in _FORMAT_DEPTHS[fmt]:
-        raise UsageError(f"{fmt} cannot store bit depth {depth}; choose {' or '.join(_FORMAT_DEPTHS[fmt])}, "
-                         "or wav for 32-bit float")
+        raise UsageError(
+            f"{fmt} cannot store bit depth {depth}; choose {' or '.join(_FORMAT_DEPTHS[fmt])}, or wav for 32-bit float"
+        )
     return _PCM_SUBTYPES[depth]
 
 
@@ -121,13 +127,20 @@ def _lossy_settings(fmt: str, sample_rate: int, bitrate: str | None) -> tuple[fl
     """
     kbps = None if bitrate is None else _parse_kbps(bitrate)
     if fmt == "mp3":
-        bottom, top, table = (32, 320, _MPEG1_KBPS) if sample_rate >= 32000 else \
-            (8, 160, _MPEG2_KBPS) if sample_rate >= 16000 else (8, 64, _MPEG2_KBPS)
+        bottom, top, table = (
+            (32, 320, _MPEG1_KBPS)
+            if sample_rate >= 32000
+            else (8, 160, _MPEG2_KBPS)
+            if sample_rate >= 16000
+            else (8, 64, _MPEG2_KBPS)
+        )
         allowed = [k for k in table if bottom < k <= top]
         kbps = top if kbps is None else kbps
         if kbps not in allowed:
-            raise UsageError(f"mp3 at {sample_rate} Hz cannot use bitrate {bitrate}; "
-                             f"choose one of {', '.join(f'{k}k' for k in allowed)}")
+            raise UsageError(
+                f"mp3 at {sample_rate} Hz cannot use bitrate {bitrate}; "
+                f"choose one of {', '.join(f'{k}k' for k in allowed)}"
+            )
         return max(0.0, (top - kbps - 0.5) / (top - bottom)), "CONSTANT"  # +0.5: int() cannot fall a step short
     kbps = _DEFAULT_OGG_KBPS if kbps is None else kbps
     if not _VORBIS_KBPS[0] <= kbps <= _VORBIS_KBPS[-1]:
@@ -144,8 +157,7 @@ def _parse_kbps(bitrate: str) -> int:
     return int(match[1]) if match[2] else int(match[1]) // 1000
 
 
-def _spec(fmt: str, bit_depth: str | None, sample_rate: int, channels: int, frames: int,
-          bitrate: str | None) -> _Spec:
+def _spec(fmt: str, bit_depth: str | None, sample_rate: int, channels: int, frames: int, bitrate: str | None) -> _Spec:
     fmt = fmt.lower()
     subtype = output_subtype(fmt, bit_depth, sample_rate, channels, bitrate=bitrate)
     container = fmt.upper()
@@ -199,9 +211,18 @@ class BlockWriter:
         self._out: sf.SoundFile | None = None
 
         def start() -> None:
-            self._out = sf.SoundFile(self._sink, "w", spec.sample_rate, spec.channels, spec.subtype,
-                                     format=spec.container, compression_level=spec.compression_level,
-                                     bitrate_mode=spec.bitrate_mode)
+            self._out = sf.SoundFile(
+                self._sink,
+                "w",
+                spec.sample_rate,
+                spec.channels,
+                spec.subtype,
+                format=spec.container,
+                compression_level=spec.compression_level,
+                bitrate_mode=spec.bitrate_mode,
+            )
+            if spec.subtype == "FLOAT":  # its PEAK chunk holds the time of writing: same samples, other bytes
+                sf._snd.sf_command(self._out._file, _SFC_SET_ADD_PEAK_CHUNK, sf._ffi.NULL, sf._snd.SF_FALSE)
 
         self._guarded(start)
 
@@ -211,7 +232,7 @@ class BlockWriter:
         if samples.shape[1] != self._spec.channels:
             raise ValueError(f"{samples.shape[1]} channels given to a {self._spec.channels}-channel writer")
         for start in range(0, samples.shape[0], _BLOCK_FRAMES):
-            block = self._prepare(samples[start:start + _BLOCK_FRAMES])
+            block = self._prepare(samples[start : start + _BLOCK_FRAMES])
             self._guarded(functools.partial(self._out.write, block))
             self.frames += block.shape[0]
 
@@ -236,8 +257,16 @@ class BlockWriter:
 
     def report(self) -> WriteReport:
         spec = self._spec
-        return WriteReport(self.dest, spec.fmt, spec.subtype, self.frames, spec.channels, spec.sample_rate,
-                           self.clipped_samples, self.nonfinite_replaced)
+        return WriteReport(
+            self.dest,
+            spec.fmt,
+            spec.subtype,
+            self.frames,
+            spec.channels,
+            spec.sample_rate,
+            self.clipped_samples,
+            self.nonfinite_replaced,
+        )
 
     def close(self) -> None:
         """Finish the encoding (flush the encoder, complete the header)."""
@@ -328,8 +357,16 @@ class _Target:
 
 
 @contextlib.contextmanager
-def open_stem_writers(outputs: dict[str, str], sample_rate: int, channels: int, fmt: str, bit_depth: str | None,
-                      frames: int, *, bitrate: str | None = None) -> Iterator[dict[str, BlockWriter]]:
+def open_stem_writers(
+    outputs: dict[str, str],
+    sample_rate: int,
+    channels: int,
+    fmt: str,
+    bit_depth: str | None,
+    frames: int,
+    *,
+    bitrate: str | None = None,
+) -> Iterator[dict[str, BlockWriter]]:
     """One BlockWriter per stem (key: stem, value: destination path, or "-" for standard output, at most one).
 
     `frames` is the length each stem will have (beyond 4 GiB of data, WAV becomes RF64). Every destination is
@@ -359,15 +396,23 @@ def open_stem_writers(outputs: dict[str, str], sample_rate: int, channels: int, 
         raise
 
 
-def write_audio(dest: str | os.PathLike, samples: np.ndarray, sample_rate: int, fmt: str, bit_depth: str | None,
-                *, bitrate: str | None = None) -> WriteReport:
+def write_audio(
+    dest: str | os.PathLike,
+    samples: np.ndarray,
+    sample_rate: int,
+    fmt: str,
+    bit_depth: str | None,
+    *,
+    bitrate: str | None = None,
+) -> WriteReport:
     """Encode a whole (frames, channels) or mono (frames,) float array to a file, or to standard output for "-".
 
     As `open_stem_writers` with one stem: clipped and NaN/Inf samples counted, the file complete or absent.
     """
     samples = as_frames(samples)
-    with open_stem_writers({"audio": os.fsdecode(dest)}, sample_rate, samples.shape[1], fmt, bit_depth,
-                           samples.shape[0], bitrate=bitrate) as writers:
+    with open_stem_writers(
+        {"audio": os.fsdecode(dest)}, sample_rate, samples.shape[1], fmt, bit_depth, samples.shape[0], bitrate=bitrate
+    ) as writers:
         writers["audio"].write(samples)
     return writers["audio"].report()
 
