@@ -1,4 +1,5 @@
 """What every `uvr` command shares: one-line messages, result lines on stdout, exit codes, option choices."""
+
 from __future__ import annotations
 
 import os
@@ -18,18 +19,38 @@ EXIT_CODES_HELP = (
 )
 
 
-def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
-    """A str Enum for typer, so that --help lists the choices and click refuses others."""
-    return Enum(name, {value: value for value in values}, type=str)  # type: ignore[return-value]
+# The one list of each option's choices: typer shows them in --help and refuses anything else.
+class StemChoice(str, Enum):
+    all = "all"
+    vocals = "vocals"
+    instrumental = "instrumental"
 
 
-# The one list of each option's choices; typer shows them in --help and refuses anything else.
-STEMS = ("vocals", "instrumental")
-StemChoice = _choices("StemChoice", ("all", *STEMS))
-Format = _choices("Format", ("wav", "flac", "ogg", "mp3"))
-BitDepth = _choices("BitDepth", ("16", "24", "32f"))
-HighEnd = _choices("HighEnd", ("mirroring", "mirroring2", "none"))
-Backend = _choices("Backend", ("torch", "onnxruntime"))
+class Format(str, Enum):
+    wav = "wav"
+    flac = "flac"
+    ogg = "ogg"
+    mp3 = "mp3"
+
+
+class BitDepth(str, Enum):
+    b16 = "16"
+    b24 = "24"
+    b32f = "32f"
+
+
+class HighEnd(str, Enum):
+    mirroring = "mirroring"
+    mirroring2 = "mirroring2"
+    none = "none"
+
+
+class Backend(str, Enum):
+    torch = "torch"
+    onnxruntime = "onnxruntime"
+
+
+STEMS = tuple(choice.value for choice in StemChoice if choice is not StemChoice.all)
 LOSSY_FORMATS = ("ogg", "mp3")
 
 

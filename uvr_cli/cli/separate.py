@@ -25,6 +25,11 @@ from uvr_cli.cli.common import (
     EXIT_SOME_FAILED,
     LOSSY_FORMATS,
     STEMS,
+    Backend,
+    BitDepth,
+    Format,
+    HighEnd,
+    StemChoice,
     closed_pipe_exit,
     emit,
     fail,
@@ -34,29 +39,9 @@ from uvr_cli.cli.common import (
 from uvr_cli.errors import UsageError, UvrError
 
 if TYPE_CHECKING:
-    from enum import Enum
-
     from uvr_cli.chain import Chain
     from uvr_cli.io.jobs import Job
     from uvr_cli.separator import FileResult, ModelInfo, Separator
-
-    # cli/common.py makes these str Enums with Enum's functional API from its lists of choices, which mypy cannot
-    # follow; for the type checker they are str Enums of str values, and typer reads the real ones at run time.
-    class _Choice(str, Enum):
-        _value_: str
-
-    class StemChoice(_Choice): ...
-
-    class Format(_Choice): ...
-
-    class BitDepth(_Choice): ...
-
-    class HighEnd(_Choice): ...
-
-    class Backend(_Choice): ...
-
-else:
-    from uvr_cli.cli.common import Backend, BitDepth, Format, HighEnd, StemChoice
 
 
 class _Runner(Protocol):

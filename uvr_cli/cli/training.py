@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Optional
 
 import typer
 
@@ -25,12 +24,12 @@ def _threads(threads: int) -> None:
 
 def eval_command(
     dirs: list[str] = typer.Argument(..., help="Test folders: mixtures/+vocals/ pairs, song folders with mixture.*+vocals.*, or MIR-1K stereo clips (left accompaniment, right voice)."),
-    model: Optional[str] = typer.Option(None, "-m", "--model", help="Weight file (.pth) to score."),
-    params: Optional[str] = typer.Option(None, "--params", help="Band preset of the model, for files the registry does not know."),
-    primary: Optional[str] = typer.Option(None, "--primary", help="What the model's mask keeps, for unknown files: instrumental or vocals."),
-    baseline: Optional[str] = typer.Option(None, "--baseline", help="Score a fixed estimate instead of a model: 'half' (half the mixture)."),
+    model: str | None = typer.Option(None, "-m", "--model", help="Weight file (.pth) to score."),
+    params: str | None = typer.Option(None, "--params", help="Band preset of the model, for files the registry does not know."),
+    primary: str | None = typer.Option(None, "--primary", help="What the model's mask keeps, for unknown files: instrumental or vocals."),
+    baseline: str | None = typer.Option(None, "--baseline", help="Score a fixed estimate instead of a model: 'half' (half the mixture)."),
     agg: float = typer.Option(10, "--agg", help="Aggressiveness used for separation (10: uvr separate's default)."),
-    max_clips: Optional[int] = typer.Option(None, "--max-clips", help="Score at most N clips per folder, spread evenly (quick checks)."),
+    max_clips: int | None = typer.Option(None, "--max-clips", help="Score at most N clips per folder, spread evenly (quick checks)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (clips and means) instead of a table."),
     threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0: torch's default)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
@@ -114,7 +113,7 @@ def synth_command(
     hours: float = typer.Option(1.0, "--hours", help="Hours of training songs to generate."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same data set."),
     voices: str = typer.Option("../shared/audio/cc-by-vocals", "--voices", help="Folder with the CC BY singing clips (training and validation voices)."),
-    soundfont: Optional[str] = typer.Option(None, "--soundfont", help="General MIDI .sf2 (default: FluidR3_GM, else TimGM6mb)."),
+    soundfont: str | None = typer.Option(None, "--soundfont", help="General MIDI .sf2 (default: FluidR3_GM, else TimGM6mb)."),
     song_seconds: float = typer.Option(30.0, "--song-seconds", help="Length of each generated song."),
     espeak: bool = typer.Option(True, "--espeak/--no-espeak", help="Also make espeak-ng voices sing."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
@@ -158,6 +157,6 @@ def _guarded(command):
             return command(*args, **kwargs)
         except UvrError as exc:
             _say(str(exc))
-            raise typer.Exit(exc.exit_code)
+            raise typer.Exit(exc.exit_code) from None
 
     return wrapper
