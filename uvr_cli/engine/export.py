@@ -66,6 +66,7 @@ def mask_graph(network: MaskNetwork, split_bin: int, precision: str = "fp32") ->
     if precision not in EXPORT_PRECISIONS:
         raise UsageError(f"--precision {precision!r}: use fp32 or fp16")
     graph = MaskGraph(fold_batchnorm(copy.deepcopy(network).eval()), split_bin).eval()
+    graph.requires_grad_(True)  # see _save_onnx: exporters must see the plain elementwise ops
     return graph.to(EXPORT_PRECISIONS[precision])
 
 
@@ -99,8 +100,10 @@ def _quiet() -> Iterator[None]:
         logger.setLevel(level)
 
 
-# Both exporters run with autograd on: under torch.no_grad (torch 2.13) the ONNX exporter fails on an
-# as_strided_scatter, and the TorchScript trace gives wrong masks at batch sizes other than the traced one.
+# Both exporters run with autograd on and the parameters requiring grad: layers.thread_invariant computes sigmoid
+# and pow in a Python loop over runs of elements for tensors without grad, and a traced loop freezes the shapes
+# (under torch.no_grad the ONNX exporter fails on its as_strided_scatter, and the TorchScript trace gives wrong
+# masks at other batch sizes); with grad it computes the plain op.
 
 
 def _save_onnx(graph: MaskGraph, example: tuple[Tensor, Tensor], path: Path) -> None:
@@ -108,7 +111,7 @@ def _save_onnx(graph: MaskGraph, example: tuple[Tensor, Tensor], path: Path) -> 
     step = 2**graph.depth
     blocks = torch.export.Dim("blocks", min=2 * graph.offset // step + 1, max=65536 // step)
     shapes = {"x": {0: torch.export.Dim("batch", min=1, max=4096), 3: step * blocks}, "agg": None}
-    with _quiet():
+    with _quiet(), torch.enable_grad():
         program = torch.onnx.export(graph, example, dynamo=True, opset_version=OPSET, input_names=list(INPUT_NAMES),
                                     output_names=list(OUTPUT_NAMES), dynamic_shapes=shapes, external_data=False,
                                     optimize=True, verify=False, report=False)
@@ -117,7 +120,7 @@ def _save_onnx(graph: MaskGraph, example: tuple[Tensor, Tensor], path: Path) -> 
 
 def _save_torchscript(graph: MaskGraph, example: tuple[Tensor, Tensor], path: Path) -> None:
     """A traced TorchScript module; the traced size arithmetic keeps the batch and frame axes free."""
-    with _quiet():
+    with _quiet(), torch.enable_grad():
         traced = torch.jit.trace(graph, example, check_trace=False)
         torch.jit.save(traced, str(path))
 
