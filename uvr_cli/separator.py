@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -165,11 +166,14 @@ class Separator:
         bit_depth: str | None = None,
         sample_rate: str | int = "input",
         bitrate: str | None = None,
+        clip_mode: str = "clip",
         on_progress: Callable[[int, int], None] | None = None,
     ) -> FileResult:
         """Decode `source` ('-' = stdin), separate it and write each stem to its path in `outputs` ('-' = stdout).
 
-        Every stem is written completely or not at all. Raises UvrError (one line naming the file) on failure.
+        Every stem is written completely or not at all. clip_mode "clip" clips samples beyond full scale (counted);
+        "rescale" scales all stems by one factor so that none clips (`FileResult.rescaled_by`). Raises UvrError
+        (one line naming the file) on failure.
         """
         if fmt not in OUTPUT_DEPTHS:
             raise UsageError(f"--format {fmt!r}: use {', '.join(OUTPUT_DEPTHS)}")
@@ -195,7 +199,9 @@ class Separator:
                 readers.append(reader)
                 return reader
 
-            with open_stem_writers(outputs, rate, channels, fmt, depth, frames_out, bitrate=bitrate) as writers:
+            with open_stem_writers(
+                outputs, rate, channels, fmt, depth, frames_out, bitrate=bitrate, clip_mode=clip_mode
+            ) as writers:
                 pipeline.separate(self.settings, open_reader, {stem: w.write for stem, w in writers.items()},
                                   output_rate=rate, on_progress=on_progress)
         result = FileResult(input=source, status="ok", duration_s=decoded.frames / decoded.sample_rate,
@@ -209,6 +215,12 @@ class Separator:
             if writer.clipped_samples:
                 result.clipped_samples[stem] = writer.clipped_samples
                 result.warnings.append(f"{stem}: {writer.clipped_samples} samples beyond full scale were clipped")
+        result.rescaled_by = min(writer.scale for writer in writers.values())
+        if result.rescaled_by < 1.0:
+            result.warnings.append(
+                f"scaled by {result.rescaled_by:.4f} ({20 * math.log10(result.rescaled_by):.2f} dB) so that no "
+                "sample clips (--clip-mode rescale)"
+            )
         result.wall_s = time.perf_counter() - start
         return result
 
@@ -229,6 +241,7 @@ class FileResult:
     duration_s: float | None = None
     wall_s: float = 0.0
     clipped_samples: dict[str, int] = field(default_factory=dict)
+    rescaled_by: float = 1.0  # --clip-mode rescale: the factor every stem was multiplied by
     warnings: list[str] = field(default_factory=list)
 
     @property

@@ -50,6 +50,11 @@ class Backend(str, Enum):
     onnxruntime = "onnxruntime"
 
 
+class ClipMode(str, Enum):
+    clip = "clip"
+    rescale = "rescale"
+
+
 STEMS = tuple(choice.value for choice in StemChoice if choice is not StemChoice.all)
 LOSSY_FORMATS = ("ogg", "mp3")
 

@@ -27,6 +27,7 @@ from uvr_cli.cli.common import (
     STEMS,
     Backend,
     BitDepth,
+    ClipMode,
     Format,
     HighEnd,
     StemChoice,
@@ -62,6 +63,7 @@ class _Runner(Protocol):
         bit_depth: str | None = ...,
         sample_rate: str | int = ...,
         bitrate: str | None = ...,
+        clip_mode: str = ...,
         on_progress: Callable[[int, int], None] | None = ...,
     ) -> FileResult: ...
 
@@ -74,6 +76,7 @@ RECORD_FIELDS = (
     "wall_s",
     "realtime_factor",
     "clipped_samples",
+    "rescaled_by",
     "error",
     "redone_because",
     "agg_applied",
@@ -182,6 +185,7 @@ def _separate_one(
             wall_s=round(result.wall_s, 3),
             realtime_factor=result.realtime_factor,
             clipped_samples=result.clipped_samples,
+            rescaled_by=result.rescaled_by,
         )
         if verbose:
             say(f"{job.display}: {record['status']} in {result.wall_s:.1f} s")
@@ -327,6 +331,11 @@ def separate(
     bitrate: str | None = typer.Option(
         None, "--bitrate", help="mp3/ogg bitrate in kbit/s, e.g. 192k (default 320k, or the highest the rate allows)."
     ),
+    clip_mode: ClipMode = typer.Option(
+        "clip",
+        "--clip-mode",
+        help="Samples beyond full scale: clip (default; counted) or rescale (both stems of an input scaled by one factor so that none clips; the factor on stderr and in --json). 32-bit float keeps them as they are.",
+    ),
     sample_rate: str = typer.Option(
         "input", "--sample-rate", help="input (default), model (the preset's rate) or a rate in Hz."
     ),
@@ -448,7 +457,7 @@ def separate(
             "bit_depth": depth or "input",
             "sample_rate": rate,
             "bitrate": (bitrate or "default") if fmt.value in LOSSY_FORMATS else None,
-            "clip_mode": "clip",
+            "clip_mode": clip_mode.value,
         }
         work = _plan_work(jobs, settings, skip_existing)
         if work:
@@ -464,7 +473,7 @@ def separate(
 
         first = separator.first if isinstance(separator, Chain) else separator
         settings = _report_model(first, settings, agg_given, verbose, quiet)
-        options = dict(fmt=fmt.value, bit_depth=depth, sample_rate=rate, bitrate=bitrate)
+        options = dict(fmt=fmt.value, bit_depth=depth, sample_rate=rate, bitrate=bitrate, clip_mode=clip_mode.value)
         task = functools.partial(_separate_one, options=options, settings=settings, verbose=verbose, quiet=quiet)
         streams = out == STDIN or any(job.source == STDIN for job in jobs)
         if jobs_count > 1 and len(work) > 1 and not streams:

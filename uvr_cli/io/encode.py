@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import re
 import secrets
 import shutil
 import sys
@@ -29,6 +28,8 @@ import soundfile as sf
 
 from uvr_cli.errors import AudioError, UsageError
 from uvr_cli.io.decode import STDIO, one_line, sf_reason
+from uvr_cli.io.lossy import LOSSY_SUBTYPES, lossy_settings, lossy_subtype
+from uvr_cli.io.spool import CLIP_MODES, SampleSpool, headroom_factor
 
 _STDOUT_NAME = "standard output"
 _BLOCK_FRAMES = 1 << 16  # frames converted and encoded at a time, so a long array is not copied whole
@@ -38,15 +39,7 @@ _WAV_MAX_DATA_BYTES = 2**32 - 2**20  # beyond this a WAV header's 32-bit sizes o
 _PCM_SUBTYPES = {"16": "PCM_16", "24": "PCM_24", "32f": "FLOAT"}
 _PCM_BITS = {"PCM_16": 16, "PCM_24": 24}
 _FORMAT_DEPTHS = {"wav": ("16", "24", "32f"), "flac": ("16", "24")}
-_LOSSY_SUBTYPES = {"ogg": "VORBIS", "mp3": "MPEG_LAYER_III"}
 _SAMPLE_BYTES = {"PCM_16": 2, "PCM_24": 3, "FLOAT": 4}
-_MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
-# Layer III bitrates (kbit/s) of MPEG-1 (32-48 kHz) and MPEG-2/2.5 (8-24 kHz).
-_MPEG1_KBPS = (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
-_MPEG2_KBPS = (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)
-# libvorbis's nominal bitrates for 44.1 kHz stereo at quality 0, 1, ..., 10.
-_VORBIS_KBPS = (64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 500)
-_DEFAULT_OGG_KBPS = 320
 _SFC_SET_ADD_PEAK_CHUNK = 0x1050  # sndfile.h; soundfile does not name it
 
 
@@ -92,16 +85,8 @@ def output_subtype(
     for wav/flac; ogg and mp3 ignore it. `bitrate` (e.g. "320k") is checked for mp3/ogg and refused for wav/flac.
     """
     fmt = fmt.lower()
-    if fmt in _LOSSY_SUBTYPES:
-        if fmt == "mp3" and channels > 2:
-            raise UsageError(f"mp3 cannot store {channels} channels; choose wav, flac or ogg")
-        if fmt == "mp3" and sample_rate not in _MP3_RATES:
-            raise UsageError(
-                f"mp3 cannot store {sample_rate} Hz audio (only {', '.join(map(str, _MP3_RATES))}); "
-                "choose wav, flac or ogg, or another output sample rate"
-            )
-        _lossy_settings(fmt, sample_rate, bitrate)
-        return _LOSSY_SUBTYPES[fmt]
+    if fmt in LOSSY_SUBTYPES:
+        return lossy_subtype(fmt, sample_rate, channels, bitrate)
     if fmt not in _FORMAT_DEPTHS:
         raise UsageError(f"unknown output format '{fmt}'; choose wav, flac, ogg or mp3")
     if bitrate is not None:
@@ -116,54 +101,13 @@ def output_subtype(
     return _PCM_SUBTYPES[depth]
 
 
-def _lossy_settings(fmt: str, sample_rate: int, bitrate: str | None) -> tuple[float, str | None]:
-    """libsndfile's (compression_level, bitrate_mode) for a bitrate; UsageError for one the format cannot use.
-
-    mp3: constant bitrate, exactly the one asked for (default: the highest at the rate, 320k from 32 kHz up).
-    libsndfile maps compression c to int(top - c * (top - bottom)) kbit/s; c = 1 (the bottom rate) is refused
-    while soundfile still has lame in VBR mode, hence the bottom rate is left out. ogg: Vorbis VBR at the quality
-    whose nominal bitrate for 44.1 kHz stereo is the one asked for (default 320k, quality 9); libsndfile's
-    quality is 1 - c.
-    """
-    kbps = None if bitrate is None else _parse_kbps(bitrate)
-    if fmt == "mp3":
-        bottom, top, table = (
-            (32, 320, _MPEG1_KBPS)
-            if sample_rate >= 32000
-            else (8, 160, _MPEG2_KBPS)
-            if sample_rate >= 16000
-            else (8, 64, _MPEG2_KBPS)
-        )
-        allowed = [k for k in table if bottom < k <= top]
-        kbps = top if kbps is None else kbps
-        if kbps not in allowed:
-            raise UsageError(
-                f"mp3 at {sample_rate} Hz cannot use bitrate {bitrate}; "
-                f"choose one of {', '.join(f'{k}k' for k in allowed)}"
-            )
-        return max(0.0, (top - kbps - 0.5) / (top - bottom)), "CONSTANT"  # +0.5: int() cannot fall a step short
-    kbps = _DEFAULT_OGG_KBPS if kbps is None else kbps
-    if not _VORBIS_KBPS[0] <= kbps <= _VORBIS_KBPS[-1]:
-        raise UsageError(f"ogg cannot use bitrate {bitrate}; choose {_VORBIS_KBPS[0]}k to {_VORBIS_KBPS[-1]}k")
-    quality = float(np.interp(kbps, _VORBIS_KBPS, np.arange(len(_VORBIS_KBPS)))) / 10
-    return 1.0 - quality, None
-
-
-def _parse_kbps(bitrate: str) -> int:
-    """'320k' or '320000' (bit/s) as 320 kbit/s."""
-    match = re.fullmatch(r"\s*(\d+)\s*([kK]?)\s*", bitrate)
-    if match is None or (not match[2] and int(match[1]) % 1000):
-        raise UsageError(f"bitrate '{bitrate}': give it in kbit/s, such as 320k")
-    return int(match[1]) if match[2] else int(match[1]) // 1000
-
-
 def _spec(fmt: str, bit_depth: str | None, sample_rate: int, channels: int, frames: int, bitrate: str | None) -> _Spec:
     fmt = fmt.lower()
     subtype = output_subtype(fmt, bit_depth, sample_rate, channels, bitrate=bitrate)
     container = fmt.upper()
     if fmt == "wav" and frames * channels * _SAMPLE_BYTES[subtype] > _WAV_MAX_DATA_BYTES:
         container = "RF64"
-    level, mode = _lossy_settings(fmt, sample_rate, bitrate) if fmt in _LOSSY_SUBTYPES else (None, None)
+    level, mode = lossy_settings(fmt, sample_rate, bitrate) if fmt in LOSSY_SUBTYPES else (None, None)
     return _Spec(fmt, subtype, container, int(sample_rate), int(channels), level, mode)
 
 
@@ -207,8 +151,10 @@ class BlockWriter:
     def __init__(self, dest: str, name: str, spec: _Spec, raw: BinaryIO) -> None:
         self.dest, self.name, self._spec = dest, name, spec
         self.frames = self.clipped_samples = self.nonfinite_replaced = 0
+        self.scale = 1.0  # what every sample was multiplied by (--clip-mode rescale)
         self._sink = _ErrorKeepingFile(raw)
         self._out: sf.SoundFile | None = None
+        self._spool: SampleSpool | None = None
 
         def start() -> None:
             self._out = sf.SoundFile(
@@ -227,10 +173,39 @@ class BlockWriter:
         self._guarded(start)
 
     def write(self, samples: np.ndarray) -> None:
-        """Encode (frames, channels) or, for one channel, (frames,) floating-point samples."""
+        """Encode (frames, channels) or, for one channel, (frames,) floating-point samples (or keep them, when
+        spooling)."""
         samples = as_frames(samples)
         if samples.shape[1] != self._spec.channels:
             raise ValueError(f"{samples.shape[1]} channels given to a {self._spec.channels}-channel writer")
+        if self._spool is not None:
+            self._guarded(functools.partial(self._spool.write, samples))
+            return
+        self._encode(samples)
+
+    def spool(self, folder: str | None) -> None:
+        """From now on keep the samples in a temporary file in `folder` (None: TMPDIR) until `replay`."""
+        self._guarded(lambda: setattr(self, "_spool", SampleSpool(folder, self._spec.channels)))
+
+    @property
+    def peak(self) -> float:
+        """The largest finite magnitude spooled so far."""
+        return self._spool.peak if self._spool is not None else 0.0
+
+    def replay(self, scale: float) -> None:
+        """Encode the spooled samples multiplied by `scale` (in float64), and drop the spool."""
+        spool, self._spool, self.scale = self._spool, None, scale
+
+        def encode_all() -> None:
+            for block in spool.blocks(_BLOCK_FRAMES):
+                self._encode(block.astype(np.float64) * scale if scale != 1.0 else block)
+
+        try:
+            self._guarded(encode_all)  # a read error of the spool: one line naming the destination
+        finally:
+            spool.close()
+
+    def _encode(self, samples: np.ndarray) -> None:
         for start in range(0, samples.shape[0], _BLOCK_FRAMES):
             block = self._prepare(samples[start : start + _BLOCK_FRAMES])
             self._guarded(functools.partial(self._out.write, block))
@@ -275,6 +250,9 @@ class BlockWriter:
 
     def abandon(self) -> None:
         """Close after a failure, ignoring what the half-written output does."""
+        with contextlib.suppress(Exception):
+            if self._spool is not None:
+                self._spool.close()
         with contextlib.suppress(Exception):
             if self._out is not None:
                 self._out.close()
@@ -366,14 +344,21 @@ def open_stem_writers(
     frames: int,
     *,
     bitrate: str | None = None,
+    clip_mode: str = "clip",
 ) -> Iterator[dict[str, BlockWriter]]:
     """One BlockWriter per stem (key: stem, value: destination path, or "-" for standard output, at most one).
+
+    clip_mode "clip" clips samples beyond full scale (counted); "rescale" keeps every stem's samples until the
+    block ends, then multiplies all stems by the one factor that brings the loudest to full scale (each writer's
+    `scale`; 1.0 when nothing exceeds it, and always for 32-bit float, which stores such samples as they are).
 
     `frames` is the length each stem will have (beyond 4 GiB of data, WAV becomes RF64). Every destination is
     replaced only when the block ends without an exception and every stem is complete; otherwise nothing is
     left behind and the destinations are untouched. Raises UsageError for an impossible format choice,
     AudioError naming the destination when writing fails, StdoutClosed when standard output's reader went away.
     """
+    if clip_mode not in CLIP_MODES:
+        raise UsageError(f"--clip-mode {clip_mode!r}: use {' or '.join(CLIP_MODES)}")
     spec = _spec(fmt, bit_depth, sample_rate, channels, frames, bitrate)
     targets = [_Target(os.fsdecode(dest)) for dest in outputs.values()]
     if sum(target.piped for target in targets) > 1:
@@ -385,7 +370,14 @@ def open_stem_writers(
             raise _write_error(_STDOUT_NAME, "it is a terminal; redirect it to a file or pipe")
     try:
         writers = {stem: target.open(spec) for stem, target in zip(outputs, targets)}
+        rescale = clip_mode == "rescale" and spec.subtype != "FLOAT"
+        for target in targets if rescale else ():
+            target.writer.spool(None if target.piped else os.fspath(target.temp.parent))
         yield writers
+        if rescale:
+            scale = headroom_factor(max(writer.peak for writer in writers.values()))
+            for writer in writers.values():
+                writer.replay(scale)
         for target in targets:
             target.finish()
         for target in targets:
