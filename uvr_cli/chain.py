@@ -8,6 +8,7 @@ what its model's mask estimates, e.g. `vocals-no-echo` and `vocals-echo` for a D
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 import tempfile
@@ -25,7 +26,7 @@ from uvr_cli.engine.resample import resampled_length
 from uvr_cli.engine.synthesis import OUTPUT_RESAMPLER
 from uvr_cli.errors import UsageError
 from uvr_cli.io.decode import open_source
-from uvr_cli.io.encode import open_stem_writers
+from uvr_cli.io.encode import BlockWriter, open_stem_writers
 from uvr_cli.separator import FileResult, ModelInfo, Separator, default_bit_depth
 
 # UVR's names for the two sides of a model's mask; unknown ones fall back to "rest".
@@ -93,6 +94,7 @@ class Chain:
         bit_depth: str | None = None,
         sample_rate: str | int = "input",
         bitrate: str | None = None,
+        clip_mode: str = "clip",
         on_progress: Callable[[int, int], None] | None = None,
     ) -> FileResult:
         """Run every step on `source`; write the stems named in `outputs` (the names in `stems`)."""
@@ -113,21 +115,12 @@ class Chain:
             rate = named.get(sample_rate, sample_rate)
             if not isinstance(rate, int) or rate <= 0:
                 raise UsageError(f"--sample-rate {sample_rate!r}: use input, model or a rate in Hz")
-            clipped = _convert(
-                {s: files[s] for s in outputs},
-                outputs,
-                rate,
-                fmt,
-                depth,
-                bitrate,
-                resampled_length(frames, input_rate, rate),
-            )
+            length = resampled_length(frames, input_rate, rate)
+            writers = _convert({s: files[s] for s in outputs}, outputs, rate, fmt, depth, bitrate, clip_mode, length)
         result = FileResult(input=source, status="ok", duration_s=frames / input_rate, outputs=dict(outputs))
         if channels_in > 2:
             result.warnings.append(f"{channels_in} channels were downmixed to stereo")
-        for stem, count in clipped.items():
-            result.clipped_samples[stem] = count
-            result.warnings.append(f"{stem}: {count} samples beyond full scale were clipped")
+        result.note_writers(writers)
         result.wall_s = time.perf_counter() - start
         return result
 
@@ -154,33 +147,25 @@ def _convert(
     fmt: str,
     depth: str | None,
     bitrate: str | None,
+    clip_mode: str,
     length: int,
-) -> dict[str, int]:
-    """Write each stem file to its output at `rate` (resampled as uvr's outputs are), all together, in blocks;
-    returns the clipped sample counts."""
-    opened = {stem: open_source(path) for stem, path in files.items()}
-    sources = {stem: context.__enter__() for stem, context in opened.items()}
-    try:
+) -> dict[str, BlockWriter]:
+    """Write each stem file to its output at `rate` (resampled as uvr's outputs are), all together, in blocks."""
+    with contextlib.ExitStack() as stack:
+        sources = {stem: stack.enter_context(open_source(path)) for stem, path in files.items()}
         channels = next(iter(sources.values())).channels
-        with open_stem_writers(outputs, rate, channels, fmt, depth, length, bitrate=bitrate) as writers:
+        with open_stem_writers(
+            outputs, rate, channels, fmt, depth, length, bitrate=bitrate, clip_mode=clip_mode
+        ) as writers:
             for stem, decoded in sources.items():
                 with decoded.open() as reader:
                     stream = InputStream(reader)
+                    n_out = resampled_length(decoded.frames, decoded.sample_rate, rate)
                     for q0 in range(0, length, BLOCK):
                         q1 = min(q0 + BLOCK, length)
                         s, e = source_range(q0, q1, decoded.sample_rate, rate, OUTPUT_RESAMPLER, decoded.frames)
-                        span = stream.get(s, e)
                         block = resample_range(
-                            span,
-                            q0,
-                            q1,
-                            decoded.sample_rate,
-                            rate,
-                            OUTPUT_RESAMPLER,
-                            resampled_length(decoded.frames, decoded.sample_rate, rate),
+                            stream.get(s, e), q0, q1, decoded.sample_rate, rate, OUTPUT_RESAMPLER, n_out
                         )
                         writers[stem].write(np.ascontiguousarray(block[:channels].T, dtype=np.float32))
-        return {stem: w.clipped_samples for stem, w in writers.items() if w.clipped_samples}
-    finally:
-        for context in opened.values():
-            context.__exit__(None, None, None)
+        return writers

@@ -1,4 +1,5 @@
 """`Separator`: a model loaded once, and the one engine (engine/pipeline.py) run over arrays, files and pipes."""
+
 from __future__ import annotations
 
 import contextlib
@@ -27,7 +28,7 @@ from uvr_cli.engine.resample import resampled_length
 from uvr_cli.engine.windows import NetworkRun
 from uvr_cli.errors import AudioError, UsageError
 from uvr_cli.io.decode import open_source
-from uvr_cli.io.encode import open_stem_writers, output_subtype
+from uvr_cli.io.encode import BlockWriter, open_stem_writers, output_subtype
 
 HIGH_END_MODES = ("mirroring", "mirroring2", "none")
 
@@ -101,14 +102,17 @@ class Separator:
         self.preset = loaded[0].preset
         for other in loaded[1:]:  # an ensemble's models share one analysis
             if other.preset != self.preset:
-                raise UsageError(f"{other.path.name} runs with preset {other.preset.name}, {paths[0].name} with "
-                                 f"{self.preset.name}: an ensemble's models must share one band preset")
+                raise UsageError(
+                    f"{other.path.name} runs with preset {other.preset.name}, {paths[0].name} with "
+                    f"{self.preset.name}: an ensemble's models must share one band preset"
+                )
         members = [self._member(one, primary) for one in loaded]
         reuse_freed_memory()
         self.members_info = [info for _, info in members]
         self.info = self.members_info[0]
-        self.settings = pipeline.Settings(self.preset, tuple(member for member, _ in members), high_end, post_process,
-                                          combine)
+        self.settings = pipeline.Settings(
+            self.preset, tuple(member for member, _ in members), high_end, post_process, combine
+        )
 
     def _member(self, loaded: Model, primary: str | None) -> tuple[pipeline.Member, ModelInfo]:
         """One loaded model made ready to run, with what reports say about it."""
@@ -118,13 +122,23 @@ class Separator:
         if self.window % 2**network.depth:
             raise UsageError(f"--window {self.window} must be a multiple of {2**network.depth} for this network")
         label = primary or ("vocals" if loaded.identity.primary_is_vocals else "instrumental")
-        info = ModelInfo(path=loaded.path, spec=loaded.loaded.spec, preset=self.preset.name,
-                         identity=loaded.identity, primary=label)
-        net = (prepare_for_inference(network, self.device) if self.backend == "torch"
-               else onnx_mask_model(loaded, window=self.window, **self._ort_options))
-        run = NetworkRun(net, self.window,
-                         Aggressiveness(self.agg / 100, self.preset.split_bin), self.tta, self.batch_size,
-                         self.device, self.dtype)
+        info = ModelInfo(
+            path=loaded.path, spec=loaded.loaded.spec, preset=self.preset.name, identity=loaded.identity, primary=label
+        )
+        net = (
+            prepare_for_inference(network, self.device)
+            if self.backend == "torch"
+            else onnx_mask_model(loaded, window=self.window, **self._ort_options)
+        )
+        run = NetworkRun(
+            net,
+            self.window,
+            Aggressiveness(self.agg / 100, self.preset.split_bin),
+            self.tta,
+            self.batch_size,
+            self.device,
+            self.dtype,
+        )
         return pipeline.Member(run, label), info
 
     @property
@@ -152,9 +166,13 @@ class Separator:
         if audio.ndim != 2 or audio.shape[0] == 0:
             raise UsageError("audio must have shape (frames,) or (frames, channels) with at least one frame")
         parts: dict[str, list[np.ndarray]] = {stem: [] for stem in stems}
-        pipeline.separate(self.settings, lambda: contextlib.nullcontext(ArraySource(audio, sample_rate)),
-                          {stem: parts[stem].append for stem in stems}, output_rate=output_rate,
-                          on_progress=on_progress)
+        pipeline.separate(
+            self.settings,
+            lambda: contextlib.nullcontext(ArraySource(audio, sample_rate)),
+            {stem: parts[stem].append for stem in stems},
+            output_rate=output_rate,
+            on_progress=on_progress,
+        )
         return {stem: np.concatenate(parts[stem]) for stem in stems}
 
     def separate_file(
@@ -202,25 +220,22 @@ class Separator:
             with open_stem_writers(
                 outputs, rate, channels, fmt, depth, frames_out, bitrate=bitrate, clip_mode=clip_mode
             ) as writers:
-                pipeline.separate(self.settings, open_reader, {stem: w.write for stem, w in writers.items()},
-                                  output_rate=rate, on_progress=on_progress)
-        result = FileResult(input=source, status="ok", duration_s=decoded.frames / decoded.sample_rate,
-                            outputs=dict(outputs))
+                pipeline.separate(
+                    self.settings,
+                    open_reader,
+                    {stem: w.write for stem, w in writers.items()},
+                    output_rate=rate,
+                    on_progress=on_progress,
+                )
+        result = FileResult(
+            input=source, status="ok", duration_s=decoded.frames / decoded.sample_rate, outputs=dict(outputs)
+        )
         nonfinite = max((r.nonfinite_replaced for r in readers), default=0)
         if nonfinite:
             result.warnings.append(f"{nonfinite} NaN/Inf input samples were replaced by silence")
         if decoded.channels > 2:
             result.warnings.append(f"{decoded.channels} channels were downmixed to stereo")
-        for stem, writer in writers.items():
-            if writer.clipped_samples:
-                result.clipped_samples[stem] = writer.clipped_samples
-                result.warnings.append(f"{stem}: {writer.clipped_samples} samples beyond full scale were clipped")
-        result.rescaled_by = min(writer.scale for writer in writers.values())
-        if result.rescaled_by < 1.0:
-            result.warnings.append(
-                f"scaled by {result.rescaled_by:.4f} ({20 * math.log10(result.rescaled_by):.2f} dB) so that no "
-                "sample clips (--clip-mode rescale)"
-            )
+        result.note_writers(writers)
         result.wall_s = time.perf_counter() - start
         return result
 
@@ -242,6 +257,20 @@ class FileResult:
     wall_s: float = 0.0
     clipped_samples: dict[str, int] = field(default_factory=dict)
     rescaled_by: float = 1.0  # --clip-mode rescale: the factor every stem was multiplied by
+
+    def note_writers(self, writers: dict[str, BlockWriter]) -> None:
+        """What writing changed in the samples: clipped counts, or the rescaling factor, with their warnings."""
+        for stem, writer in writers.items():
+            if writer.clipped_samples:
+                self.clipped_samples[stem] = writer.clipped_samples
+                self.warnings.append(f"{stem}: {writer.clipped_samples} samples beyond full scale were clipped")
+        self.rescaled_by = min(writer.scale for writer in writers.values())
+        if self.rescaled_by < 1.0:
+            self.warnings.append(
+                f"scaled by {self.rescaled_by:.4f} ({20 * math.log10(self.rescaled_by):.2f} dB) so that no "
+                "sample clips (--clip-mode rescale)"
+            )
+
     warnings: list[str] = field(default_factory=list)
 
     @property
