@@ -57,6 +57,9 @@ def test_each_output_records_the_settings_that_made_it(finished):
     record = json.loads((finished.root / "out/.a_vocals.wav.uvr.json").read_text())
     assert record["settings"] == {
         "model": uvr_model_hash(ROOT / "models/default.pth"),
+        "ensemble": None,
+        "then": None,
+        "backend": "torch",
         "params": "auto",
         "primary": "auto",
         "agg": 10,

@@ -11,10 +11,11 @@ import functools
 import hashlib
 import signal
 import sys
-import traceback
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, cast
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, cast
 
 import typer
 
@@ -32,55 +33,17 @@ from uvr_cli.cli.common import (
     HighEnd,
     StemChoice,
     closed_pipe_exit,
-    emit,
     fail,
     say,
-    stdout_closed,
 )
+from uvr_cli.cli.records import Runner, print_records, report, report_model, separate_one
 from uvr_cli.errors import UsageError, UvrError
+from uvr_cli.io.jobs import STDIN
 
 if TYPE_CHECKING:
     from uvr_cli.chain import Chain
     from uvr_cli.io.jobs import Job
-    from uvr_cli.separator import FileResult, ModelInfo, Separator
-
-
-class _Runner(Protocol):
-    """What a run needs of its model: a Separator, or a Chain of them (--then)."""
-
-    @property
-    def members_info(self) -> Sequence[ModelInfo]: ...
-
-    @property
-    def model_sample_rate(self) -> int: ...
-
-    def separate_file(
-        self,
-        source: str,
-        outputs: dict[str, str],
-        *,
-        fmt: str = ...,
-        bit_depth: str | None = ...,
-        sample_rate: str | int = ...,
-        bitrate: str | None = ...,
-        clip_mode: str = ...,
-        on_progress: Callable[[int, int], None] | None = ...,
-    ) -> FileResult: ...
-
-
-RECORD_FIELDS = (
-    "input",
-    "status",
-    "outputs",
-    "duration_s",
-    "wall_s",
-    "realtime_factor",
-    "clipped_samples",
-    "rescaled_by",
-    "error",
-    "redone_because",
-    "agg_applied",
-)
+    from uvr_cli.separator import Separator
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
@@ -136,76 +99,6 @@ def _model_rate_guess(params: str | None) -> int:
         return 44100  # loading the model reports the bad preset
 
 
-def _record(job: Job, **fields: object) -> dict:
-    record: dict = {**dict.fromkeys(RECORD_FIELDS), "input": job.display, "outputs": {}, "clipped_samples": {}}
-    record.update(fields)
-    return record
-
-
-def _separate_one(
-    separator: _Runner, job: Job, options: dict, settings: dict, show_progress: bool, verbose: bool, quiet: bool
-) -> dict:
-    """Run one input; any failure becomes an error record (one stderr line naming the input), never an exception.
-    Its settings are recorded beside its outputs only once all of them are written."""
-    from uvr_cli import __version__
-    from uvr_cli.io.outputs import write_records
-
-    record = _record(
-        job,
-        status="error",
-        redone_because=job.redo,
-        agg_applied=settings["agg"] is not None,
-        models=[info.path.name for info in separator.members_info],
-        ensemble=settings["ensemble"],
-    )
-    file_bar = None
-    try:
-        if job.redo and not quiet:
-            say(f"{job.display}: separating again: {job.redo}")
-        if show_progress:
-            from tqdm import tqdm
-
-            file_bar = tqdm(unit="win", position=1, leave=False, desc=Path(job.display).name, file=sys.stderr)
-
-        def progress(done: int, total: int) -> None:
-            if file_bar is not None:
-                file_bar.total = total
-                file_bar.n = done
-                file_bar.refresh()
-
-        result = separator.separate_file(job.source, job.outputs, on_progress=progress, **options)
-        write_records(job.source, result.outputs, settings, __version__)
-        if not quiet:
-            for warning in result.warnings:
-                say(f"{job.display}: {warning}")
-        record.update(
-            status="redone" if job.redo else result.status,
-            outputs=result.outputs,
-            duration_s=result.duration_s,
-            wall_s=round(result.wall_s, 3),
-            realtime_factor=result.realtime_factor,
-            clipped_samples=result.clipped_samples,
-            rescaled_by=result.rescaled_by,
-        )
-        if verbose:
-            say(f"{job.display}: {record['status']} in {result.wall_s:.1f} s")
-    except (UvrError, MemoryError, RuntimeError, ValueError, OSError) as exc:
-        if stdout_closed(exc):
-            raise BrokenPipeError from exc  # the reader went away: the run ends quietly with 141
-        # Errors of torch, numpy or the OS that no check foresaw are still one line, and the batch goes on.
-        first = str(exc).splitlines()[0] if str(exc) else "failed"
-        message = first if isinstance(exc, UvrError) else f"{type(exc).__name__}: {first}"
-        message = message if job.display in message else f"{job.display}: {message}"
-        say(message)
-        if verbose and not isinstance(exc, UvrError):
-            traceback.print_exc(file=sys.stderr)
-        record["error"] = message
-    finally:
-        if file_bar is not None:
-            file_bar.close()
-    return record
-
-
 def _plan_work(jobs: list[Job], settings: dict, skip_existing: bool) -> list[Job]:
     """Mark each input whose outputs are complete and match `settings` as done, and note why others are redone.
     Returns the inputs that need the model."""
@@ -238,44 +131,6 @@ def _check_room(work: list[Job], fmt: str, depth: str | None, rate: str | int, p
         )
         planned += [(path, size) for path in job.outputs.values()]
     check_room(planned)
-
-
-def _report(jobs: list[Job], results: Iterator[dict]) -> Iterator[dict]:
-    """One record per input, in input order: answered ones at once, the others as `results` yields them."""
-    for job in jobs:
-        if job.error:
-            say(job.error)
-            yield _record(job, status="error", error=job.error)
-        elif job.done:
-            yield _record(job, status="skipped", outputs=dict(job.outputs))
-        else:
-            yield next(results)
-
-
-def _print_records(records: Iterable[dict], as_json: bool, to_stdout: bool, progress: bool, total: int) -> int:
-    """Print each record (a JSON line, or its output paths); returns how many inputs failed."""
-    import json
-
-    overall = None
-    if progress:
-        from tqdm import tqdm
-
-        overall = tqdm(total=total, unit="file", position=0, desc="all files", file=sys.stderr)
-    failed = 0
-    try:
-        for record in records:
-            failed += record["status"] == "error"
-            if as_json:
-                emit(json.dumps(record))
-            elif not to_stdout:
-                for path in record["outputs"].values():
-                    emit(path)
-            if overall is not None:
-                overall.update(1)
-    finally:
-        if overall is not None:
-            overall.close()
-    return failed
 
 
 def separate(
@@ -395,100 +250,22 @@ def separate(
     Prints each written (or already present) output path on stdout. Beside each output a hidden .NAME.uvr.json
     records the settings that made it; a rerun skips an input only when these match.
     """
-    from uvr_cli.catalog.models import resolve_model
-    from uvr_cli.catalog.registry import uvr_model_hash
-    from uvr_cli.engine.ensemble import parse as ensemble_algorithms
-    from uvr_cli.io.jobs import STDIN, expand_inputs, model_label, parse_shard, plan_outputs, select_shard
-
     signal.signal(signal.SIGTERM, _on_sigterm)
+    options = SimpleNamespace(**ctx.params)  # the options above, by name
     try:
-        if jobs_count < 1:
-            raise UsageError("--jobs must be at least 1")
-        rate = _parse_rate(sample_rate)
-        depth = bit_depth.value if bit_depth else None
-        _check_output_options(fmt.value, depth, rate, bitrate, out, as_json)
-        if STDIN in inputs and sys.stdin.isatty():
-            raise UsageError("- reads audio from standard input, which is a terminal; pipe audio into uvr")
-        stems = list(STEMS) if stem.value == "all" else [stem.value]
-        jobs = expand_inputs(inputs)
-        models: Sequence[str | None] = model or [None]
-        if len(models) > 1:
-            ensemble_algorithms(ensemble)  # a usage error before any work
-        model_paths = [resolve_model(m) for m in models]
-        separator_options = dict(
-            model=model_paths if len(model_paths) > 1 else model_paths[0],
-            ensemble=ensemble,
-            params=params,
-            agg=agg,
-            tta=tta,
-            high_end=high_end.value,
-            post_process=post_process,
-            primary=primary,
-            window=window,
-            batch_size=batch_size,
-            device=device,
-            precision=precision,
-            backend=backend.value,
-        )
-        check_rate = functools.partial(_check_model_rate, fmt.value, depth, rate, bitrate, out, as_json)
-        steps = [_then_step(text) for text in then or []]
-        separator = None
-        if steps:  # a chain's stem names come from its models: load them before planning
-            if jobs_count > 1 or stem.value != "all":
-                raise UsageError("--then runs one process and writes every stem of the chain: leave out -j and --stem")
-            separator = _load(separator_options, check_rate, steps)
-            stems = cast("Chain", separator).stems  # _load gives a Chain whenever there are steps
-        plan_outputs(jobs, out_dir=out, template=name, stems=stems, model=model_label(models), agg=agg, ext=fmt.value)
-        if shard is not None:  # after planning, so that name collisions are found across the whole corpus
-            jobs = select_shard(jobs, *parse_shard(shard))
-        settings = {
-            "model": "+".join(uvr_model_hash(p) for p in model_paths),
-            "ensemble": ensemble if len(models) > 1 else None,
-            "then": [f"{uvr_model_hash(path)}:{split}" for path, split in steps] or None,
-            "params": _params_key(params),
-            "primary": primary or "auto",
-            "agg": agg,
-            "tta": tta,
-            "post_process": post_process,
-            "high_end": high_end.value,
-            "window": window,
-            "precision": precision,
-            "format": fmt.value,
-            "bit_depth": depth or "input",
-            "sample_rate": rate,
-            "bitrate": (bitrate or "default") if fmt.value in LOSSY_FORMATS else None,
-            "clip_mode": clip_mode.value,
-        }
-        work = _plan_work(jobs, settings, skip_existing)
-        if work:
-            _check_room(work, fmt.value, depth, rate, params)
+        plan = _plan(options)
     except UvrError as exc:
         raise fail(exc) from None
     source = ctx.get_parameter_source("agg")
     agg_given = source is not None and source.name == "COMMANDLINE"
-    results: Iterator[dict] = iter(())
-    if work:
-        separator = separator or _load(separator_options, check_rate, steps)
-        from uvr_cli.chain import Chain  # loaded with the model above
-
-        first = separator.first if isinstance(separator, Chain) else separator
-        settings = _report_model(first, settings, agg_given, verbose, quiet)
-        options = dict(fmt=fmt.value, bit_depth=depth, sample_rate=rate, bitrate=bitrate, clip_mode=clip_mode.value)
-        task = functools.partial(_separate_one, options=options, settings=settings, verbose=verbose, quiet=quiet)
-        streams = out == STDIN or any(job.source == STDIN for job in jobs)
-        if jobs_count > 1 and len(work) > 1 and not streams:
-            from uvr_cli.cli.parallel import map_jobs
-
-            del separator  # each worker loads its own
-            results = map_jobs(
-                separator_options, functools.partial(task, show_progress=False), work, min(jobs_count, len(work))
-            )
-        else:
-            show_progress = sys.stderr.isatty() and not quiet
-            results = (task(separator, job, show_progress=show_progress) for job in work)
+    results = _start(plan, options, agg_given) if plan.work else iter(())
     try:
-        failed = _print_records(
-            _report(jobs, results), as_json, out == STDIN, sys.stderr.isatty() and not quiet, len(jobs)
+        failed = print_records(
+            report(plan.jobs, results),
+            options.as_json,
+            options.out == STDIN,
+            sys.stderr.isatty() and not options.quiet,
+            len(plan.jobs),
         )
     except BrokenPipeError:
         raise closed_pipe_exit() from None
@@ -499,6 +276,131 @@ def separate(
 
 
 separate.__doc__ = f"{separate.__doc__}\n    {EXIT_CODES_HELP}\n"
+
+
+@dataclass
+class _Plan:
+    """What a run will do, decided before torch is imported (unless a chain needs its models to name outputs)."""
+
+    jobs: list[Job]
+    work: list[Job]
+    settings: dict
+    separator_options: dict
+    check_rate: Callable[[int], None]
+    steps: list[tuple[Path, str]]
+    separator: Runner | None
+
+
+def _plan(o: SimpleNamespace) -> _Plan:
+    """Expand the inputs, name the outputs, find what is already done, and check everything that can be checked."""
+    from uvr_cli.catalog.models import resolve_model
+    from uvr_cli.engine.ensemble import parse as ensemble_algorithms
+    from uvr_cli.io.jobs import expand_inputs, model_label, parse_shard, plan_outputs, select_shard
+
+    if o.jobs_count < 1:
+        raise UsageError("--jobs must be at least 1")
+    rate = _parse_rate(o.sample_rate)
+    depth = o.bit_depth.value if o.bit_depth else None
+    _check_output_options(o.fmt.value, depth, rate, o.bitrate, o.out, o.as_json)
+    if STDIN in o.inputs and sys.stdin.isatty():
+        raise UsageError("- reads audio from standard input, which is a terminal; pipe audio into uvr")
+    stems = list(STEMS) if o.stem.value == "all" else [o.stem.value]
+    jobs = expand_inputs(o.inputs)
+    models: Sequence[str | None] = o.model or [None]
+    if len(models) > 1:
+        ensemble_algorithms(o.ensemble)  # a usage error before any work
+    model_paths = [resolve_model(m) for m in models]
+    separator_options = dict(
+        model=model_paths if len(model_paths) > 1 else model_paths[0],
+        ensemble=o.ensemble,
+        params=o.params,
+        agg=o.agg,
+        tta=o.tta,
+        high_end=o.high_end.value,
+        post_process=o.post_process,
+        primary=o.primary,
+        window=o.window,
+        batch_size=o.batch_size,
+        device=o.device,
+        precision=o.precision,
+        backend=o.backend.value,
+    )
+    check_rate = functools.partial(_check_model_rate, o.fmt.value, depth, rate, o.bitrate, o.out, o.as_json)
+    steps = [_then_step(text) for text in o.then or []]
+    separator = None
+    if steps:  # a chain's stem names come from its models: load them before planning
+        if o.jobs_count > 1 or o.stem.value != "all":
+            raise UsageError("--then runs one process and writes every stem of the chain: leave out -j and --stem")
+        chain = _load(separator_options, check_rate, steps)
+        separator, stems = chain, cast("Chain", chain).stems  # _load gives a Chain whenever there are steps
+    plan_outputs(
+        jobs, out_dir=o.out, template=o.name, stems=stems, model=model_label(models), agg=o.agg, ext=o.fmt.value
+    )
+    if o.shard is not None:  # after planning, so that name collisions are found across the whole corpus
+        jobs = select_shard(jobs, *parse_shard(o.shard))
+    settings = _settings(o, model_paths, steps, rate, depth)
+    work = _plan_work(jobs, settings, o.skip_existing)
+    if work:
+        _check_room(work, o.fmt.value, depth, rate, o.params)
+    return _Plan(jobs, work, settings, separator_options, check_rate, steps, separator)
+
+
+def _settings(
+    o: SimpleNamespace, model_paths: list[Path], steps: list[tuple[Path, str]], rate: str | int, depth: str | None
+) -> dict:
+    """What the settings record beside each output holds: everything that changes the samples written."""
+    from uvr_cli.catalog.registry import uvr_model_hash
+
+    return {
+        "model": "+".join(uvr_model_hash(p) for p in model_paths),
+        "ensemble": o.ensemble if len(model_paths) > 1 else None,
+        "then": [f"{uvr_model_hash(path)}:{split}" for path, split in steps] or None,
+        "backend": o.backend.value,
+        "params": _params_key(o.params),
+        "primary": o.primary or "auto",
+        "agg": o.agg,
+        "tta": o.tta,
+        "post_process": o.post_process,
+        "high_end": o.high_end.value,
+        "window": o.window,
+        "precision": o.precision,
+        "format": o.fmt.value,
+        "bit_depth": depth or "input",
+        "sample_rate": rate,
+        "bitrate": (o.bitrate or "default") if o.fmt.value in LOSSY_FORMATS else None,
+        "clip_mode": o.clip_mode.value,
+    }
+
+
+def _start(plan: _Plan, o: SimpleNamespace, agg_given: bool) -> Iterator[dict]:
+    """Load the model(s) and separate the work, in this process or in -j workers; yields records in input order."""
+    from uvr_cli.chain import Chain  # after the checks: it imports torch
+
+    separator = plan.separator or _load(plan.separator_options, plan.check_rate, plan.steps)
+    first = separator.first if isinstance(separator, Chain) else separator
+    settings = report_model(cast("Separator", first), plan.settings, agg_given, o.verbose, o.quiet)
+    depth = o.bit_depth.value if o.bit_depth else None
+    options = dict(
+        fmt=o.fmt.value,
+        bit_depth=depth,
+        sample_rate=_parse_rate(o.sample_rate),
+        bitrate=o.bitrate,
+        clip_mode=o.clip_mode.value,
+    )
+    task = functools.partial(separate_one, options=options, settings=settings, verbose=o.verbose, quiet=o.quiet)
+    streams = o.out == STDIN or any(job.source == STDIN for job in plan.jobs)
+    if o.jobs_count > 1 and len(plan.work) > 1 and not streams:
+        from uvr_cli.cli.parallel import map_jobs
+
+        del separator  # each worker loads its own
+        return map_jobs(
+            plan.separator_options,
+            functools.partial(task, show_progress=False),
+            plan.work,
+            min(o.jobs_count, len(plan.work)),
+        )
+    show_progress = sys.stderr.isatty() and not o.quiet
+    return (task(separator, job, show_progress=show_progress) for job in plan.work)
 
 
 def _then_step(text: str) -> tuple[Path, str]:
@@ -537,25 +439,3 @@ def _load(separator_options: dict, check_rate, steps: list[tuple[Path, str]]) ->
     except KeyboardInterrupt:  # e.g. while torch is imported or the model loads: not click's bare "Aborted!"
         say("interrupted before any input was separated; nothing was written")
         raise typer.Exit(EXIT_INTERRUPTED) from None
-
-
-def _report_model(separator: Separator, settings: dict, agg_given: bool, verbose: bool, quiet: bool) -> dict:
-    """Say what was loaded (-v) and whether --agg applies; returns the settings to record beside the outputs."""
-    applies = separator.info.uses_aggressiveness
-    if agg_given and not applies and not quiet:
-        say(
-            f"--agg {separator.agg:g} has no effect: {separator.info.path.name} is a CascadedNet model, which "
-            "ignores aggressiveness (as in RVC)"
-        )
-    if verbose:
-        info = separator.info
-        say(
-            f"model {info.path}: {info.spec}, preset {info.preset}, primary stem {info.primary} "
-            f"({info.identity.how}); device {separator.device}, {separator.dtype}"
-        )
-        say(
-            f"agg {separator.agg:g}{'' if applies else ' (ignored by this model)'}, tta "
-            f"{'on' if separator.tta else 'off'}, post-process {'on' if separator.post_process else 'off'}, "
-            f"high end {separator.high_end}, window {separator.window}, batch size {separator.batch_size}"
-        )
-    return {**settings, "agg": settings["agg"] if applies else None}
