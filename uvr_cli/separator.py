@@ -25,7 +25,7 @@ from uvr_cli.engine.onnx_runtime import BACKENDS, onnx_mask_model
 from uvr_cli.engine.optimize import prepare_for_inference
 from uvr_cli.engine.pipeline import STEMS
 from uvr_cli.engine.resample import resampled_length
-from uvr_cli.engine.windows import NetworkRun
+from uvr_cli.engine.windows import MaskModel, NetworkRun
 from uvr_cli.errors import AudioError, UsageError
 from uvr_cli.io.decode import open_source
 from uvr_cli.io.encode import BlockWriter, open_stem_writers, output_subtype
@@ -97,7 +97,12 @@ class Separator:
         combine = ensemble_algorithms(ensemble)
         self.window = window
         map_large_allocations()  # before the weights: their temporaries would stay resident otherwise
-        paths = [resolve_model(m) for m in (model if isinstance(model, (list, tuple)) else [model])]
+        names: Sequence[str | os.PathLike | None]
+        if model is None or isinstance(model, (str, os.PathLike)):
+            names = [model]
+        else:  # an ensemble: a list, tuple or other sequence of models
+            names = model
+        paths = [resolve_model(m) for m in names]
         loaded = [load_model(path, params) for path in paths]
         self.preset = loaded[0].preset
         for other in loaded[1:]:  # an ensemble's models share one analysis
@@ -125,7 +130,7 @@ class Separator:
         info = ModelInfo(
             path=loaded.path, spec=loaded.loaded.spec, preset=self.preset.name, identity=loaded.identity, primary=label
         )
-        net = (
+        net: MaskModel = (
             prepare_for_inference(network, self.device)
             if self.backend == "torch"
             else onnx_mask_model(loaded, window=self.window, **self._ort_options)
@@ -200,7 +205,8 @@ class Separator:
         _check_stems(list(outputs))
         start = time.perf_counter()
         with open_source(source) as decoded:
-            rate = {"input": decoded.sample_rate, "model": self.preset.sr}.get(sample_rate, sample_rate)
+            named_rates = {"input": decoded.sample_rate, "model": self.preset.sr}
+            rate = named_rates.get(sample_rate, sample_rate) if isinstance(sample_rate, str) else sample_rate
             if not isinstance(rate, int) or rate <= 0:
                 raise UsageError(f"--sample-rate {sample_rate!r}: use input, model or a rate in Hz")
             depth = bit_depth if bit_depth is not None else default_bit_depth(fmt, decoded.subtype)

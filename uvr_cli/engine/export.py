@@ -7,6 +7,7 @@ ONNX Runtime and TorchScript fuse the plain graph themselves. The ONNX file uses
 TorchScript-based one cannot export the ASPP pooling branch, ``AdaptiveAvgPool2d((1, None))``, with a dynamic
 frame axis); batch and frame axes are dynamic in both formats.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -44,6 +45,8 @@ class MaskGraph(nn.Module):
     nets.CascadedASPPNet does. CascadedNet ignores it (RVC semantics) but keeps the input, so every export has
     the same interface.
     """
+
+    agg_scale: Tensor  # a buffer, registered in __init__
 
     def __init__(self, network: MaskNetwork, split_bin: int) -> None:
         super().__init__()
@@ -112,9 +115,20 @@ def _save_onnx(graph: MaskGraph, example: tuple[Tensor, Tensor], path: Path) -> 
     blocks = torch.export.Dim("blocks", min=2 * graph.offset // step + 1, max=65536 // step)
     shapes = {"x": {0: torch.export.Dim("batch", min=1, max=4096), 3: step * blocks}, "agg": None}
     with _quiet(), torch.enable_grad():
-        program = torch.onnx.export(graph, example, dynamo=True, opset_version=OPSET, input_names=list(INPUT_NAMES),
-                                    output_names=list(OUTPUT_NAMES), dynamic_shapes=shapes, external_data=False,
-                                    optimize=True, verify=False, report=False)
+        program = torch.onnx.export(
+            graph,
+            example,
+            dynamo=True,
+            opset_version=OPSET,
+            input_names=list(INPUT_NAMES),
+            output_names=list(OUTPUT_NAMES),
+            dynamic_shapes=shapes,
+            external_data=False,
+            optimize=True,
+            verify=False,
+            report=False,
+        )
+        assert program is not None  # dynamo=True always returns the program
         program.save(str(path), external_data=False)
 
 
@@ -138,8 +152,9 @@ def sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def export_network(model: Model, path: Path, *, precision: str = "fp32", window: int = 512,
-                   primary: str = "instrumental") -> dict:
+def export_network(
+    model: Model, path: Path, *, precision: str = "fp32", window: int = 512, primary: str = "instrumental"
+) -> dict:
     """Write `model`'s network to `path` (.onnx or .pt) and its description to sidecar_path(path); returns it.
 
     Both files are written under temporary names and renamed when complete; a failure leaves neither.
@@ -206,8 +221,13 @@ def describe(model: Model, fmt: str, precision: str, window: int, primary: str) 
         "format": fmt,
         **({"opset": OPSET} if fmt == "onnx" else {}),
         "exported_by": f"uvr {__version__}, torch {torch.__version__}",
-        "model": {"file": model.path.name, "md5": model.loaded.md5, "uvr_hash": model.identity.uvr_hash,
-                  "architecture": type(network).__name__, "spec": dataclasses.asdict(model.loaded.spec)},
+        "model": {
+            "file": model.path.name,
+            "md5": model.loaded.md5,
+            "uvr_hash": model.identity.uvr_hash,
+            "architecture": type(network).__name__,
+            "spec": dataclasses.asdict(model.loaded.spec),
+        },
         "primary_stem": primary,
         "precision": precision,
         "preset": dataclasses.asdict(preset),
@@ -218,24 +238,37 @@ def describe(model: Model, fmt: str, precision: str, window: int, primary: str) 
         "frames_multiple": step,
         "min_frames": (2 * offset // step + 1) * step,
         "inputs": [
-            {"name": "x", "dtype": dtype, "shape": ["batch", 2, rows, "frames"],
-             "meaning": "magnitudes of the preset's combined spectrogram (channels, bins+1 rows, frames) divided "
-                        "by the song's largest magnitude, so in [0, 1]; frames a multiple of frames_multiple and "
-                        "at least min_frames"},
-            {"name": "agg", "dtype": "float32", "shape": [],
-             "meaning": "aggressiveness value = uvr's --agg / 100 (RVC's default 0.1): mask ** (1 + agg/3) below "
-                        "split_bin, ** (1 + agg) from it up; " + ("used" if isinstance(network, CascadedASPPNet)
-                                                                   else "ignored by CascadedNet (RVC semantics)")},
+            {
+                "name": "x",
+                "dtype": dtype,
+                "shape": ["batch", 2, rows, "frames"],
+                "meaning": "magnitudes of the preset's combined spectrogram (channels, bins+1 rows, frames) divided "
+                "by the song's largest magnitude, so in [0, 1]; frames a multiple of frames_multiple and "
+                "at least min_frames",
+            },
+            {
+                "name": "agg",
+                "dtype": "float32",
+                "shape": [],
+                "meaning": "aggressiveness value = uvr's --agg / 100 (RVC's default 0.1): mask ** (1 + agg/3) below "
+                "split_bin, ** (1 + agg) from it up; "
+                + ("used" if isinstance(network, CascadedASPPNet) else "ignored by CascadedNet (RVC semantics)"),
+            },
         ],
         "outputs": [
-            {"name": "mask", "dtype": dtype, "shape": ["batch", 2, rows, "frames - 2*offset"],
-             "meaning": f"mask in [0, 1] of the primary stem ({primary}) for input frames [offset, frames - "
-                        "offset): offset frames are trimmed from each side"},
+            {
+                "name": "mask",
+                "dtype": dtype,
+                "shape": ["batch", 2, rows, "frames - 2*offset"],
+                "meaning": f"mask in [0, 1] of the primary stem ({primary}) for input frames [offset, frames - "
+                "offset): offset frames are trimmed from each side",
+            },
         ],
         "conventions": (
             "The song's frames are zero-padded at both ends; window i covers frames [i*roi - offset, i*roi - offset "
             "+ window) and gives the mask of frames [i*roi, (i+1)*roi), roi = window - 2*offset, so each frame is "
             "predicted once with offset frames of context each side. "
             f"{primary} = mask * complex spectrogram; the other stem = mix - {primary}. Row {rows - 1} (the top "
-            f"bin) is a copy of row {rows - 2}; high-end rebuilding and band synthesis are the caller's."),
+            f"bin) is a copy of row {rows - 2}; high-end rebuilding and band synthesis are the caller's."
+        ),
     }

@@ -240,14 +240,14 @@ class CascadedASPPNet(MaskNetwork):
 
     def __init__(self, n_fft: int, spec: AsppNetSpec) -> None:
         super().__init__(n_fft)
-        ch, base = spec.ch, {"enc5": spec.enc5, "branches": spec.branches}
-        self.depth = 5 if spec.enc5 else 4
-        self.stg1_low_band_net = BaseASPPNet(2, ch, **base)
-        self.stg1_high_band_net = BaseASPPNet(2, ch, **base)
+        ch, enc5, branches = spec.ch, spec.enc5, spec.branches
+        self.depth = 5 if enc5 else 4
+        self.stg1_low_band_net = BaseASPPNet(2, ch, enc5=enc5, branches=branches)
+        self.stg1_high_band_net = BaseASPPNet(2, ch, enc5=enc5, branches=branches)
         self.stg2_bridge = Conv2DBNActiv(ch + 2, ch // 2, 1, 1, 0)
-        self.stg2_full_band_net = BaseASPPNet(ch // 2, ch, **base)
+        self.stg2_full_band_net = BaseASPPNet(ch // 2, ch, enc5=enc5, branches=branches)
         self.stg3_bridge = Conv2DBNActiv(ch * 2 + 2, ch, 1, 1, 0)
-        self.stg3_full_band_net = BaseASPPNet(ch, ch * 2, **base)
+        self.stg3_full_band_net = BaseASPPNet(ch, ch * 2, enc5=enc5, branches=branches)
         self.out = nn.Conv2d(ch * 2, 2, 1, bias=False)
         self.aux1_out = nn.Conv2d(ch, 2, 1, bias=False)
         self.aux2_out = nn.Conv2d(ch, 2, 1, bias=False)

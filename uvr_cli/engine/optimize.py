@@ -8,12 +8,15 @@ Each step only changes float32 rounding; together they make a window faster and 
 from __future__ import annotations
 
 import sys
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from uvr_cli.engine.layers import Conv2DBNActiv, DecoderV4, DecoderV51, crop_center
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
 def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride=1, padding=0, dilation=1) -> Tensor:
@@ -45,7 +48,7 @@ class OneDnnConv(nn.Module):
         return conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation)
 
 
-def fold_batchnorm(model: nn.Module) -> nn.Module:
+def fold_batchnorm(model: ModuleT) -> ModuleT:
     """Fold every eval-mode BatchNorm into the conv/linear layer before it, in place.
 
     y = gamma * (Wx + b - mean) / sqrt(var + eps) + beta is again a single affine layer; computed in float64, the
@@ -59,6 +62,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
             layer, bn = seq[i], seq[i + 1]
             if not (isinstance(layer, (nn.Conv2d, nn.Linear)) and isinstance(bn, (nn.BatchNorm2d, nn.BatchNorm1d))):
                 continue
+            assert bn.running_mean is not None and bn.running_var is not None  # eval mode uses them: tracked
             scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
             weight = layer.weight.double() * scale.view(-1, *([1] * (layer.weight.dim() - 1)))
             bias = bn.bias.double() - bn.running_mean.double() * scale
@@ -80,7 +84,9 @@ class SplitInputConv(nn.Module):
 
     def __init__(self, block: Conv2DBNActiv) -> None:
         super().__init__()
-        self.conv = block.conv[0]
+        conv = block.conv[0]
+        assert isinstance(conv, nn.Conv2d)  # Conv2DBNActiv: Conv2d, BatchNorm2d (folded), activation
+        self.conv = conv
         self.activation = block.conv[-1]
 
     def forward(self, *inputs: Tensor) -> Tensor:
@@ -95,6 +101,7 @@ class SplitInputConv(nn.Module):
             out = y if out is None else out.add_(y)
         if first != conv.weight.size(1):
             raise ValueError(f"inputs with {first} channels for a conv over {conv.weight.size(1)}")
+        assert out is not None  # the channels matched, so there was an input
         if conv.bias is not None:
             out.add_(conv.bias.view(1, -1, 1, 1))
         return self.activation(out)
@@ -118,9 +125,17 @@ class BandedDecoder(nn.Module):
         super().__init__()
         block = decoder.conv if isinstance(decoder, DecoderV4) else decoder.conv1
         conv = block.conv[0]
-        if conv.stride != (1, 1) or conv.dilation != (1, 1) or conv.padding[0] != (conv.kernel_size[0] - 1) // 2:
+        assert isinstance(conv, nn.Conv2d)  # Conv2DBNActiv: Conv2d, BatchNorm2d, activation
+        padding = conv.padding
+        if (
+            isinstance(padding, str)  # "same"/"valid": its padding[0] is a letter, refused below as before
+            or conv.stride != (1, 1)
+            or conv.dilation != (1, 1)
+            or padding[0] != (conv.kernel_size[0] - 1) // 2
+        ):
             raise ValueError("a banded decoder needs a stride-1, undilated, 'same' padded conv")
         self.conv = conv
+        self.padding = padding  # conv.padding as a tuple
         self.activation = block.conv[-1]
 
     def _upsampled_rows(self, x: Tensor, first: int, last: int, height: int, width: int) -> Tensor:
@@ -139,9 +154,9 @@ class BandedDecoder(nn.Module):
 
     def forward(self, x: Tensor, skip: Tensor) -> Tensor:
         height, width = 2 * x.size(2), 2 * x.size(3)
-        weight, halo = self.conv.weight, self.conv.padding[0]
+        weight, halo = self.conv.weight, self.padding[0]
         up_weight = weight[:, : x.size(1)]
-        out = conv2d(crop_center(skip, width), weight[:, x.size(1) :], None, 1, self.conv.padding)
+        out = conv2d(crop_center(skip, width), weight[:, x.size(1) :], None, 1, self.padding)
         if self.conv.bias is not None:
             out.add_(self.conv.bias.view(1, -1, 1, 1))
         band_rows = max(1, self.band_bytes // (x.size(0) * x.size(1) * width * x.element_size()))
@@ -151,7 +166,7 @@ class BandedDecoder(nn.Module):
             band = self._upsampled_rows(x, lo, hi, height, width)
             if lo > first - halo or hi < last + halo:  # the map's top/bottom edge: the conv's zero padding
                 band = F.pad(band, (0, 0, lo - (first - halo), (last + halo) - hi))
-            out[:, :, first:last] += conv2d(band, up_weight, None, 1, (0, self.conv.padding[1]))
+            out[:, :, first:last] += conv2d(band, up_weight, None, 1, (0, self.padding[1]))
         return self.activation(out)
 
 
@@ -161,7 +176,7 @@ def _use_inplace_activations(model: nn.Module) -> None:
             module.inplace = True
 
 
-def prepare_for_inference(model: nn.Module, device: torch.device) -> nn.Module:
+def prepare_for_inference(model: ModuleT, device: torch.device) -> ModuleT:
     """Eval mode, BatchNorm folded, banded decoders, split-input bridges, in-place activations, channels-last,
     and every convolution computed the same way whatever the thread count (`conv2d`).
 
@@ -180,4 +195,5 @@ def prepare_for_inference(model: nn.Module, device: torch.device) -> nn.Module:
             elif isinstance(child, nn.Conv2d) and child.groups == 1:
                 setattr(parent, name, OneDnnConv(child))
     _use_inplace_activations(model)
-    return model.to(device=device, memory_format=torch.channels_last)
+    # torch's stubs lack Module.to's memory_format keyword, which it accepts at run time
+    return model.to(device=device, memory_format=torch.channels_last)  # type: ignore[call-overload]

@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 import numpy as np
 import soundfile as sf
@@ -119,7 +119,7 @@ class _ErrorKeepingFile:
     raised by `check` once control is back in Python.
     """
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: IO[bytes]) -> None:
         self._raw = raw
         self.error: BaseException | None = None
 
@@ -148,7 +148,7 @@ class _ErrorKeepingFile:
 class BlockWriter:
     """Encodes (frames, channels) float blocks of one stem in order; made by `open_stem_writers`."""
 
-    def __init__(self, dest: str, name: str, spec: _Spec, raw: BinaryIO) -> None:
+    def __init__(self, dest: str, name: str, spec: _Spec, raw: IO[bytes]) -> None:
         self.dest, self.name, self._spec = dest, name, spec
         self.frames = self.clipped_samples = self.nonfinite_replaced = 0
         self.scale = 1.0  # what every sample was multiplied by (--clip-mode rescale)
@@ -195,6 +195,7 @@ class BlockWriter:
     def replay(self, scale: float) -> None:
         """Encode the spooled samples multiplied by `scale` (in float64), and drop the spool."""
         spool, self._spool, self.scale = self._spool, None, scale
+        assert spool is not None, "replay() without spool()"
 
         def encode_all() -> None:
             for block in spool.blocks(_BLOCK_FRAMES):
@@ -208,6 +209,7 @@ class BlockWriter:
     def _encode(self, samples: np.ndarray) -> None:
         for start in range(0, samples.shape[0], _BLOCK_FRAMES):
             block = self._prepare(samples[start : start + _BLOCK_FRAMES])
+            assert self._out is not None  # opened in __init__, which raises otherwise
             self._guarded(functools.partial(self._out.write, block))
             self.frames += block.shape[0]
 
@@ -276,7 +278,7 @@ class _Target:
         self.piped = dest == STDIO
         self.name = _STDOUT_NAME if self.piped else f"'{dest}'"
         self.temp: Path | None = None
-        self.raw: BinaryIO | None = None
+        self.raw: IO[bytes] | None = None
         self.writer: BlockWriter | None = None
 
     def open(self, spec: _Spec) -> BlockWriter:
@@ -293,6 +295,7 @@ class _Target:
 
     def finish(self) -> None:
         """Complete the encoding; a file is closed (flushed), the spool kept open for `commit`."""
+        assert self.writer is not None and self.raw is not None, "finish() before open()"
         self.writer.close()
         if not self.piped:
             try:
@@ -303,11 +306,13 @@ class _Target:
     def commit(self) -> None:
         """Rename the file into place, or copy the spool to standard output."""
         if not self.piped:
+            assert self.temp is not None  # set by open() for a file
             try:
                 os.replace(self.temp, self.dest)
             except OSError as exc:
                 raise _write_error(self.name, _write_reason(exc)) from None
             return
+        assert self.raw is not None  # the spool, set by open()
         self.raw.seek(0)
         try:
             sys.stdout.flush()
@@ -372,7 +377,9 @@ def open_stem_writers(
         writers = {stem: target.open(spec) for stem, target in zip(outputs, targets)}
         rescale = clip_mode == "rescale" and spec.subtype != "FLOAT"
         for target in targets if rescale else ():
-            target.writer.spool(None if target.piped else os.fspath(target.temp.parent))
+            writer = target.writer
+            assert writer is not None  # set by target.open above
+            writer.spool(None if target.temp is None else os.fspath(target.temp.parent))  # None: piped, TMPDIR
         yield writers
         if rescale:
             scale = headroom_factor(max(writer.peak for writer in writers.values()))

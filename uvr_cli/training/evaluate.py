@@ -11,6 +11,7 @@ The primary metric is the vocal SI-SDR: plain SDR rewards any estimate at the ri
 scores 3.0 dB SDR on an equal-level mixture but 0.0 dB SI-SDR. With the eval extra installed, `uvr eval` also
 scores wide-band PESQ and STOI (perceptual.py).
 """
+
 from __future__ import annotations
 
 import math
@@ -18,6 +19,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -86,23 +88,37 @@ def sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
 
 def energy_ratio(estimate: np.ndarray, reference: np.ndarray) -> float:
     """Estimated-to-true energy in dB (0 dB: the right level; negative: vocals left in the instrumental)."""
-    return 10 * math.log10((np.sum(estimate.astype(np.float64) ** 2) + EPS) / (np.sum(reference.astype(np.float64) ** 2) + EPS))
+    return 10 * math.log10(
+        (np.sum(estimate.astype(np.float64) ** 2) + EPS) / (np.sum(reference.astype(np.float64) ** 2) + EPS)
+    )
 
 
-def score_clip(name: str, estimate: np.ndarray, vocals: np.ndarray, mixture: np.ndarray, rate: int,
-               perceptual: bool = False) -> ClipScore:
+def score_clip(
+    name: str, estimate: np.ndarray, vocals: np.ndarray, mixture: np.ndarray, rate: int, perceptual: bool = False
+) -> ClipScore:
     """All scores of one clip (PESQ and STOI too when `perceptual`); the arrays are (frames, channels) and are
     cut to the shortest."""
     n = min(len(estimate), len(vocals), len(mixture))
     est, ref, mix = estimate[:n], vocals[:n], mixture[:n]
     extra = {"pesq": pesq_wb(est, ref, rate), "stoi": stoi(est, ref, rate)} if perceptual else {}
-    return ClipScore(name=name, duration_s=n / rate, si_sdr=si_sdr(est, ref), sdr=sdr(est, ref),
-                     si_sdr_mix=si_sdr(mix, ref), sdr_mix=sdr(mix, ref), energy_ratio=energy_ratio(est, ref),
-                     **extra)
+    return ClipScore(
+        name=name,
+        duration_s=n / rate,
+        si_sdr=si_sdr(est, ref),
+        sdr=sdr(est, ref),
+        si_sdr_mix=si_sdr(mix, ref),
+        sdr_mix=sdr(mix, ref),
+        energy_ratio=energy_ratio(est, ref),
+        **extra,
+    )
 
 
-def weighted_means(scores: Sequence[ClipScore]) -> dict[str, float]:
-    """Duration-weighted mean of each metric, plus the total duration."""
+def weighted_means(scores: Sequence[ClipScore]) -> dict[str, Any]:
+    """Duration-weighted mean of each metric, plus the total duration.
+
+    Values: a float per metric (None for one no clip has a value for, e.g. PESQ and STOI when not scored),
+    "clips" an int, "duration_s" a float.
+    """
     if not scores:
         return {}
     weights = np.array([s.duration_s for s in scores])
@@ -188,8 +204,12 @@ def separator_estimator(separator) -> Estimator:
     return estimate
 
 
-def evaluate(clips: Iterable[Clip], estimator: Estimator,
-             on_clip: Callable[[ClipScore], None] | None = None, perceptual: bool = False) -> list[ClipScore]:
+def evaluate(
+    clips: Iterable[Clip],
+    estimator: Estimator,
+    on_clip: Callable[[ClipScore], None] | None = None,
+    perceptual: bool = False,
+) -> list[ClipScore]:
     """Score every clip that has audible vocals with `estimator(mixture, rate) -> vocals` (PESQ and STOI too
     when `perceptual`: they need the eval extra, see perceptual.py)."""
     scores = []
@@ -213,5 +233,4 @@ def _cell(value: float | None) -> str:
     return f"{value:>9.2f}" if value is not None and math.isfinite(value) else f"{'-':>9}"
 
 
-HEADER = f"{'clip':<32} " + " ".join(f"{h:>9}" for h in ("SI-SDR", "SDR", "SI-SDRi", "SDRi", "energy", "PESQ",
-                                                          "STOI"))
+HEADER = f"{'clip':<32} " + " ".join(f"{h:>9}" for h in ("SI-SDR", "SDR", "SI-SDRi", "SDRi", "energy", "PESQ", "STOI"))
