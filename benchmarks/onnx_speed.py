@@ -8,6 +8,7 @@ random normalised-magnitude window, batch 1, with each library's default thread 
 runs, the two alternating; the median and the best time are printed, with the SNR of ONNX Runtime's mask
 against torch's. Runs worth keeping go into benchmarks/RESULTS.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -72,15 +73,21 @@ def main() -> None:
         with torch.inference_mode():
             want = optimised.predict_mask(batch, agg).numpy()
             got = ort_model.predict_mask(x, agg).numpy()
-            times = timed({"torch": lambda: optimised.predict_mask(batch, agg),
-                           "ort": lambda: ort_model.predict_mask(x, agg)}, a.repeats)
+            times = timed(
+                {"torch": lambda: optimised.predict_mask(batch, agg), "ort": lambda: ort_model.predict_mask(x, agg)},
+                a.repeats,
+            )
         torch_times, ort_times = times["torch"], times["ort"]
     snr = 10 * np.log10(np.sum(want.astype(np.float64) ** 2) / np.sum((want.astype(np.float64) - got) ** 2))
-    print(f"{a.family} {preset_name} window {a.window}, batch 1, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads); "
-          f"export {export_s:.0f} s")
-    for name, times in (("torch (engine: folded BN, banded decoders, channels-last)", torch_times),
-                        ("onnxruntime (exported graph)", ort_times)):
+    print(
+        f"{a.family} {preset_name} window {a.window}, batch 1, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads); "
+        f"export {export_s:.0f} s"
+    )
+    for name, times in (
+        ("torch (engine: folded BN, banded decoders, channels-last)", torch_times),
+        ("onnxruntime (exported graph)", ort_times),
+    ):
         print(f"  {name:<58} median {statistics.median(times):6.3f} s  best {min(times):6.3f} s")
     ratio = statistics.median(torch_times) / statistics.median(ort_times)
     print(f"  onnxruntime / torch speed: {ratio:.2f}x; mask SNR {snr:.1f} dB")

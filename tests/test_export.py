@@ -1,6 +1,7 @@
 """`uvr export` and `--backend onnxruntime`: every family's exported network (ONNX run by ONNX Runtime, and
 TorchScript) gives the torch network's masks, on other batch sizes and frame counts than it was traced with and
 at any aggressiveness; the ONNX Runtime backend separates as torch does; failures are one line and leave no file."""
+
 from __future__ import annotations
 
 import json
@@ -103,14 +104,18 @@ def test_uvr_export_torchscript_and_its_description(ch16_weights: Path, tmp_path
     assert snr_db(want.detach().numpy(), got.numpy()) >= 80
 
 
-@pytest.mark.parametrize("args, words", [
-    (["-o", "{tmp}/net.txt"], ["net.txt", ".onnx"]),
-    (["-o", "{tmp}/net.pt", "--window", "300"], ["--window 300"]),
-    (["-o", "{tmp}/net.pt", "--precision", "bf16"], ["--precision"]),
-    (["-o", "{tmp}/absent/net.pt"], ["absent", "does not exist"]),
-])
-def test_uvr_export_refusals_are_one_line_and_leave_no_file(ch16_weights: Path, tmp_path: Path, args: list[str],
-                                                            words: list[str]) -> None:
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["-o", "{tmp}/net.txt"], ["net.txt", ".onnx"]),
+        (["-o", "{tmp}/net.pt", "--window", "300"], ["--window 300"]),
+        (["-o", "{tmp}/net.pt", "--precision", "bf16"], ["--precision"]),
+        (["-o", "{tmp}/absent/net.pt"], ["absent", "does not exist"]),
+    ],
+)
+def test_uvr_export_refusals_are_one_line_and_leave_no_file(
+    ch16_weights: Path, tmp_path: Path, args: list[str], words: list[str]
+) -> None:
     done = run_uvr("export", str(ch16_weights), "--params", PRESET_1024, *[a.format(tmp=tmp_path) for a in args])
     lines = done.stderr.decode().strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and all(w in lines[0] for w in words), lines
@@ -118,15 +123,31 @@ def test_uvr_export_refusals_are_one_line_and_leave_no_file(ch16_weights: Path, 
 
 
 def _separate(inp: Path, weights: Path, out: Path, *extra: str) -> dict[str, np.ndarray]:
-    done = run_uvr("separate", str(inp), "-m", str(weights), "--params", PRESET_1024, "--agg", "30", "-o", str(out),
-                   "--bit-depth", "32f", "-q", *extra, timeout=900)
+    done = run_uvr(
+        "separate",
+        str(inp),
+        "-m",
+        str(weights),
+        "--params",
+        PRESET_1024,
+        "--agg",
+        "30",
+        "-o",
+        str(out),
+        "--bit-depth",
+        "32f",
+        "-q",
+        *extra,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr.decode()
     return {stem: sf.read(out / f"song_{stem}.wav", dtype="float64")[0] for stem in ("vocals", "instrumental")}
 
 
 @pytest.mark.slow
-def test_onnxruntime_backend_separates_as_torch_does(ch16_weights: Path, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_onnxruntime_backend_separates_as_torch_does(
+    ch16_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("UVR_MODEL_DIR", str(tmp_path / "cache"))  # the exported network is cached there
     song = tmp_path / "song.wav"
     sf.write(song, tone_mix(3.0), 44100, subtype="FLOAT")
@@ -144,8 +165,23 @@ def test_onnxruntime_backend_without_the_package_names_the_extra(ch16_weights: P
     song = tmp_path / "song.wav"
     sf.write(song, tone_mix(1.0), 44100)
     env = {**os.environ, "PYTHONPATH": f"{blocker}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    done = subprocess.run([*uvr_command(), "separate", str(song), "-m", str(ch16_weights), "--params", PRESET_1024,
-                           "-o", str(tmp_path / "out"), "--backend", "onnxruntime"], capture_output=True, env=env)
+    done = subprocess.run(
+        [
+            *uvr_command(),
+            "separate",
+            str(song),
+            "-m",
+            str(ch16_weights),
+            "--params",
+            PRESET_1024,
+            "-o",
+            str(tmp_path / "out"),
+            "--backend",
+            "onnxruntime",
+        ],
+        capture_output=True,
+        env=env,
+    )
     assert done.returncode == 2
     assert done.stderr.decode().strip().splitlines() == [f"uvr: {MISSING_ORT}"]
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

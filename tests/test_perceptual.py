@@ -1,5 +1,6 @@
 """PESQ and STOI in `uvr eval`: they order estimates as they should, reach the per-clip scores and the means, and
 without the packages `uvr eval` says which extra to install and still scores SI-SDR and SDR."""
+
 from __future__ import annotations
 
 import json
@@ -96,8 +97,9 @@ def test_cli_eval_without_the_packages_names_the_extra(tmp_path: Path) -> None:
     for name in ("pesq", "pystoi"):  # modules that fail to import, standing in for absent packages
         (blocker / f"{name}.py").write_text("raise ImportError('not installed')\n")
     env = {**os.environ, "PYTHONPATH": f"{blocker}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    done = subprocess.run([*uvr_command(), "eval", "--baseline", "half", "--json", str(folder)], capture_output=True,
-                          env=env)
+    done = subprocess.run(
+        [*uvr_command(), "eval", "--baseline", "half", "--json", str(folder)], capture_output=True, env=env
+    )
     assert done.returncode == 0, done.stderr.decode()
     assert done.stderr.decode().strip().splitlines() == [f"uvr: {perceptual.MISSING}"]
     means = json.loads(done.stdout)["folders"][str(folder)]["means"]

@@ -1,4 +1,5 @@
 """`uvr export`: a model's network as ONNX or TorchScript, with a JSON description beside it (engine/export.py)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,12 +11,31 @@ from uvr_cli.errors import UsageError, UvrError
 
 
 def export(
-    model: str = typer.Argument(..., help="Weight file (.pth), the name of a downloaded model (see `uvr models`), or default."),
-    out: str = typer.Option(..., "-o", "--out", help="Output file: FILE.onnx (ONNX, opset 18) or FILE.pt (TorchScript); FILE.onnx.json / FILE.pt.json describes it."),
-    params: str | None = typer.Option(None, "--params", help="Band preset name or JSON path; needed only for unrecognised files (its split_bin is baked into the aggressiveness)."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 or fp16 (weights, input and mask in half precision: for GPU runtimes)."),
-    window: int = typer.Option(512, "--window", help="Window in frames recorded as the one to use and traced with (batch and frame axes stay dynamic)."),
-    primary: str | None = typer.Option(None, "--primary", help="What the mask keeps, for unknown files: instrumental (default) or vocals."),
+    model: str = typer.Argument(
+        ..., help="Weight file (.pth), the name of a downloaded model (see `uvr models`), or default."
+    ),
+    out: str = typer.Option(
+        ...,
+        "-o",
+        "--out",
+        help="Output file: FILE.onnx (ONNX, opset 18) or FILE.pt (TorchScript); FILE.onnx.json / FILE.pt.json describes it.",
+    ),
+    params: str | None = typer.Option(
+        None,
+        "--params",
+        help="Band preset name or JSON path; needed only for unrecognised files (its split_bin is baked into the aggressiveness).",
+    ),
+    precision: str = typer.Option(
+        "fp32", "--precision", help="fp32 or fp16 (weights, input and mask in half precision: for GPU runtimes)."
+    ),
+    window: int = typer.Option(
+        512,
+        "--window",
+        help="Window in frames recorded as the one to use and traced with (batch and frame axes stay dynamic).",
+    ),
+    primary: str | None = typer.Option(
+        None, "--primary", help="What the mask keeps, for unknown files: instrumental (default) or vocals."
+    ),
 ) -> None:
     """Export a model's network for other runtimes (ONNX Runtime, TensorRT, LibTorch...).
 
@@ -47,12 +67,12 @@ def _need_onnx() -> None:
         import onnx  # noqa: F401
         import onnxscript  # noqa: F401
     except ImportError:
-        raise UsageError("ONNX export needs the onnx extra: pip install 'uvr-cli[onnx]' (onnx, onnxscript, "
-                         "onnxruntime)") from None
+        raise UsageError(
+            "ONNX export needs the onnx extra: pip install 'uvr-cli[onnx]' (onnx, onnxscript, onnxruntime)"
+        ) from None
 
 
-def _export(model: str, path: Path, params: str | None, precision: str, window: int, primary: str | None
-            ) -> list[str]:
+def _export(model: str, path: Path, params: str | None, precision: str, window: int, primary: str | None) -> list[str]:
     from uvr_cli.catalog.models import resolve_model
     from uvr_cli.engine.export import export_network, sidecar_path
     from uvr_cli.engine.loading import load_model

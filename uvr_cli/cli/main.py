@@ -1,5 +1,6 @@
 """The `uvr` command: the typer app, its commands (each in the module of its job), and the entry point that turns
 every error into one line on stderr and an exit status. No signal processing lives here."""
+
 from __future__ import annotations
 
 import difflib
@@ -40,7 +41,9 @@ def version_callback(value: bool) -> None:
 
 @app.callback()
 def root(
-    version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True, help="Show the version."),
+    version: bool = typer.Option(
+        False, "--version", callback=version_callback, is_eager=True, help="Show the version."
+    ),
 ) -> None:
     """uvr: vocal/instrument separation with UVR5 VR models."""
 
@@ -52,7 +55,7 @@ def _option_value(option: str, argv: list[str]) -> str | None:
         if token == option and i + 1 < len(argv):
             value = argv[i + 1]
         elif token.startswith(option + "="):
-            value = token[len(option) + 1:]
+            value = token[len(option) + 1 :]
     return value
 
 
@@ -74,8 +77,12 @@ def _bad_value(exc: click_errors.BadParameter, argv: list[str]) -> str:
 
 def _no_such_option(exc: click_errors.NoSuchOption) -> str:
     """'no such option --aggressiveness; did you mean --agg?' (click's own guess, else a known prefix of it)."""
-    known = [opt for param in (exc.ctx.command.params if exc.ctx else []) for opt in
-             (*getattr(param, "opts", ()), *getattr(param, "secondary_opts", ())) if opt.startswith("--")]
+    known = [
+        opt
+        for param in (exc.ctx.command.params if exc.ctx else [])
+        for opt in (*getattr(param, "opts", ()), *getattr(param, "secondary_opts", ()))
+        if opt.startswith("--")
+    ]
     guesses = list(exc.possibilities or [])
     guesses = guesses or difflib.get_close_matches(exc.option_name, known, n=1)
     guesses = guesses or sorted((opt for opt in known if exc.option_name.startswith(opt)), key=len)[-1:]

@@ -1,4 +1,5 @@
 """Argument parsing for `uvr eval`, `uvr train` and `uvr dataset synth`; the work lives in evaluate/train/dataset."""
+
 from __future__ import annotations
 
 import json
@@ -23,13 +24,24 @@ def _threads(threads: int) -> None:
 
 
 def eval_command(
-    dirs: list[str] = typer.Argument(..., help="Test folders: mixtures/+vocals/ pairs, song folders with mixture.*+vocals.*, or MIR-1K stereo clips (left accompaniment, right voice)."),
+    dirs: list[str] = typer.Argument(
+        ...,
+        help="Test folders: mixtures/+vocals/ pairs, song folders with mixture.*+vocals.*, or MIR-1K stereo clips (left accompaniment, right voice).",
+    ),
     model: str | None = typer.Option(None, "-m", "--model", help="Weight file (.pth) to score."),
-    params: str | None = typer.Option(None, "--params", help="Band preset of the model, for files the registry does not know."),
-    primary: str | None = typer.Option(None, "--primary", help="What the model's mask keeps, for unknown files: instrumental or vocals."),
-    baseline: str | None = typer.Option(None, "--baseline", help="Score a fixed estimate instead of a model: 'half' (half the mixture)."),
+    params: str | None = typer.Option(
+        None, "--params", help="Band preset of the model, for files the registry does not know."
+    ),
+    primary: str | None = typer.Option(
+        None, "--primary", help="What the model's mask keeps, for unknown files: instrumental or vocals."
+    ),
+    baseline: str | None = typer.Option(
+        None, "--baseline", help="Score a fixed estimate instead of a model: 'half' (half the mixture)."
+    ),
     agg: float = typer.Option(10, "--agg", help="Aggressiveness used for separation (10: uvr separate's default)."),
-    max_clips: int | None = typer.Option(None, "--max-clips", help="Score at most N clips per folder, spread evenly (quick checks)."),
+    max_clips: int | None = typer.Option(
+        None, "--max-clips", help="Score at most N clips per folder, spread evenly (quick checks)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (clips and means) instead of a table."),
     threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0: torch's default)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
@@ -75,8 +87,15 @@ def eval_command(
 
 
 def train_command(
-    dataset: str = typer.Argument(..., help="Data set folder with train/{mixtures,instruments[,vocals]} and validation/ (from uvr dataset synth)."),
-    out: str = typer.Option("checkpoints/run", "-o", "--out", help="Run folder: state.pt, best.pth, last.pth, log.jsonl. An existing run there is continued."),
+    dataset: str = typer.Argument(
+        ..., help="Data set folder with train/{mixtures,instruments[,vocals]} and validation/ (from uvr dataset synth)."
+    ),
+    out: str = typer.Option(
+        "checkpoints/run",
+        "-o",
+        "--out",
+        help="Run folder: state.pt, best.pth, last.pth, log.jsonl. An existing run there is continued.",
+    ),
     preset: str = typer.Option("4band_v2", "--preset", help="Band preset the model is trained on."),
     arch: str = typer.Option("aspp", "--arch", help="aspp (CascadedASPPNet, UVR v5) or cascaded (CascadedNet, v5.1)."),
     ch: int = typer.Option(16, "--ch", help="Width: ASPP ch (16, 32, 64) or CascadedNet nout."),
@@ -85,7 +104,9 @@ def train_command(
     lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate."),
     epoch_steps: int = typer.Option(100, "--epoch-steps", help="Steps per epoch; each epoch ends with validation."),
     max_steps: int = typer.Option(0, "--max-steps", help="Stop at this total step count (0: no limit)."),
-    max_minutes: float = typer.Option(0, "--max-minutes", help="Stop after this many minutes of this run (0: no limit)."),
+    max_minutes: float = typer.Option(
+        0, "--max-minutes", help="Stop after this many minutes of this run (0: no limit)."
+    ),
     save_every: int = typer.Option(20, "--save-every", help="Save the resumable state every N steps."),
     mixup_rate: float = typer.Option(0.25, "--mixup-rate", help="Share of patches mixed up with another one."),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 autocast) or fp32."),
@@ -99,9 +120,25 @@ def train_command(
     from uvr_cli.training.train import TrainConfig, train
 
     _threads(threads)
-    cfg = TrainConfig(dataset=dataset, out=out, preset=preset, arch=arch, ch=ch, batch=batch, cropsize=cropsize, lr=lr,
-                      epoch_steps=epoch_steps, max_steps=max_steps, max_minutes=max_minutes, save_every=save_every,
-                      mixup_rate=mixup_rate, precision=precision, device=device, seed=seed, validate=validate)
+    cfg = TrainConfig(
+        dataset=dataset,
+        out=out,
+        preset=preset,
+        arch=arch,
+        ch=ch,
+        batch=batch,
+        cropsize=cropsize,
+        lr=lr,
+        epoch_steps=epoch_steps,
+        max_steps=max_steps,
+        max_minutes=max_minutes,
+        save_every=save_every,
+        mixup_rate=mixup_rate,
+        precision=precision,
+        device=device,
+        seed=seed,
+        validate=validate,
+    )
     result = train(cfg, log=_say, progress=not quiet and sys.stderr.isatty())
     print(json.dumps(result), flush=True)
     if result.get("stopped_by_signal"):
@@ -112,8 +149,14 @@ def synth_command(
     out: str = typer.Argument(..., help="Output folder (train/, validation/ and CREDITS.md are written there)."),
     hours: float = typer.Option(1.0, "--hours", help="Hours of training songs to generate."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same data set."),
-    voices: str = typer.Option("../shared/audio/cc-by-vocals", "--voices", help="Folder with the CC BY singing clips (training and validation voices)."),
-    soundfont: str | None = typer.Option(None, "--soundfont", help="General MIDI .sf2 (default: FluidR3_GM, else TimGM6mb)."),
+    voices: str = typer.Option(
+        "../shared/audio/cc-by-vocals",
+        "--voices",
+        help="Folder with the CC BY singing clips (training and validation voices).",
+    ),
+    soundfont: str | None = typer.Option(
+        None, "--soundfont", help="General MIDI .sf2 (default: FluidR3_GM, else TimGM6mb)."
+    ),
     song_seconds: float = typer.Option(30.0, "--song-seconds", help="Length of each generated song."),
     espeak: bool = typer.Option(True, "--espeak/--no-espeak", help="Also make espeak-ng voices sing."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
@@ -132,8 +175,9 @@ def synth_command(
             bar.total = total
             bar.update(1)
 
-    summary = synthesise_dataset(out, hours, seed, voices, soundfont=soundfont, song_seconds=song_seconds,
-                                 use_espeak=espeak, on_song=progress)
+    summary = synthesise_dataset(
+        out, hours, seed, voices, soundfont=soundfont, song_seconds=song_seconds, use_espeak=espeak, on_song=progress
+    )
     if bar is not None:
         bar.close()
     print(json.dumps(summary), flush=True)

@@ -3,6 +3,7 @@
 The ONNX file is exported once per weight file, preset and precision (export.py; about a minute) and kept in the
 model cache's ``onnx/`` folder, so later runs only load it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -39,7 +40,8 @@ def providers(device: str) -> list[str]:
     if device not in ("auto", "cpu") and not device.startswith("cuda"):
         raise UsageError(f"--device {device!r}: --backend onnxruntime runs on auto, cpu, cuda or cuda:N")
     return (["CUDAExecutionProvider"] if use_cuda and "CUDAExecutionProvider" in available else []) + [
-        "CPUExecutionProvider"]
+        "CPUExecutionProvider"
+    ]
 
 
 class OnnxMaskModel:
@@ -83,8 +85,7 @@ def cached_export(model: Model, precision: str, window: int) -> Path:
     return path
 
 
-def onnx_mask_model(model: Model, *, device: str = "auto", precision: str = "auto", window: int = 512
-                    ) -> OnnxMaskModel:
+def onnx_mask_model(model: Model, *, device: str = "auto", precision: str = "auto", window: int = 512) -> OnnxMaskModel:
     """`model`'s network as an ONNX Runtime session (exported and cached on first use)."""
     provider_names = providers(device)
     precision = onnx_precision(precision, provider_names)
@@ -102,4 +103,3 @@ def onnx_precision(precision: str, provider_names: list[str]) -> str:
     if precision == "fp16" and "CUDAExecutionProvider" not in provider_names:
         raise UsageError("--precision fp16 with --backend onnxruntime needs its CUDA provider; on the CPU use fp32")
     return precision
-

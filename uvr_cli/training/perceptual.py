@@ -4,6 +4,7 @@ Both come from optional packages, `pesq` and `pystoi` (the `eval` extra); withou
 one line and reports SI-SDR and SDR only. Both are scored on the channel mean, as the metrics are defined for
 one channel. PESQ is a MOS-LQO from about 1.0 (bad) to 4.64; STOI an intelligibility index from 0 to 1.
 """
+
 from __future__ import annotations
 
 import math
