@@ -9,6 +9,7 @@ window, and inputs of at most 0.3 s, so that each input is a single network wind
 from __future__ import annotations
 
 import io
+import json
 import os
 import resource
 import shutil
@@ -50,6 +51,11 @@ def temporaries(root: Path) -> list[Path]:
 
 def tree(root: Path) -> set[Path]:
     return set(root.rglob("*"))
+
+
+def audio_files(paths) -> list[Path]:
+    """The stems among `paths`, without the settings records written beside them."""
+    return sorted(p for p in paths if p.is_file() and not p.name.endswith(".uvr.json"))
 
 
 def write_wav(path: Path, samples: np.ndarray, rate: int = MODEL_RATE, subtype: str = "PCM_16") -> Path:
@@ -289,7 +295,7 @@ def test_odd_input_separates_into_complete_finite_stems(batch: BatchRun, name: s
 
 def test_long_odd_files_stream_with_the_same_repairs(tmp_path: Path, cascadednet_weights: Path) -> None:
     """Files longer than a streaming block (decoded block by block): NaN/Inf in 5.1 float, 8-bit mono at 22.05 kHz."""
-    from uvr_cli.engine.streaming import BLOCK_SECONDS
+    from uvr_cli.engine.pipeline import BLOCK_SECONDS
 
     seconds = BLOCK_SECONDS + 2
     rate = MODEL_RATE
@@ -334,7 +340,24 @@ def test_long_odd_files_stream_with_the_same_repairs(tmp_path: Path, cascadednet
 def test_warnings_name_the_repairs(batch: BatchRun) -> None:
     assert any("NaN/Inf" in line for line in batch.lines_about("nan_and_inf.wav")), batch.lines
     assert any("downmixed" in line for line in batch.lines_about("surround_5.1.wav")), batch.lines
-    assert any("clipped" in line for line in batch.lines_about("full_scale_clipping.wav")), batch.lines
+    # whether a full-scale square wave's stems clip depends on the weights: the warning appears exactly when they do
+    at_full_scale = any(np.abs(sf.read(p)[0]).max() >= 32767 / 32768 for p in batch.stems("full_scale_clipping.wav"))
+    warned = any("clipped" in line for line in batch.lines_about("full_scale_clipping.wav"))
+    assert warned == at_full_scale, batch.lines
+
+
+def test_clipped_samples_are_counted_and_named(tmp_path: Path) -> None:
+    """With the bundled model a full-scale square wave's instrumental goes beyond full scale: one warning line."""
+    t = np.arange(MODEL_RATE) / MODEL_RATE
+    song = write_wav(tmp_path / "square.wav", np.repeat(np.sign(np.sin(2 * np.pi * 220 * t))[:, None], 2, axis=1))
+    proc = run_uvr("separate", str(song), "-o", str(tmp_path / "out"), "--json", "--device", "cpu")
+    assert proc.returncode == 0, stderr_lines(proc)
+    clipped = json.loads(proc.stdout)["clipped_samples"]
+    assert clipped.get("instrumental", 0) > 0
+    lines = [line for line in stderr_lines(proc) if "clipped" in line]
+    assert lines == [f"uvr: {song}: instrumental: {clipped['instrumental']} samples beyond full scale were clipped"]
+    written, _ = sf.read(tmp_path / "out" / "square_instrumental.wav", dtype="int16")
+    assert np.count_nonzero(np.abs(written.astype(np.int32)) >= 32767) >= clipped["instrumental"]
 
 
 def test_the_last_partial_hop_is_separated_too(batch: BatchRun) -> None:
@@ -468,7 +491,7 @@ def test_signal_leaves_only_whole_files_and_a_rerun_finishes_the_rest(
             proc.kill()
     assert not temporaries(out)
     frames = int(0.3 * MODEL_RATE)
-    done_first = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in out.iterdir()}
+    done_first = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in audio_files(out.iterdir())}
     for path in done_first:
         assert_stem(path, frames, 2, MODEL_RATE)
     assert len(done_first) < 2 * len(songs), "the signal came after the batch had finished"
@@ -536,7 +559,7 @@ def test_two_processes_writing_one_folder_leave_whole_files(tmp_path: Path, casc
         _, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err.decode()
     frames = int(0.3 * MODEL_RATE)
-    outputs = sorted(out.iterdir())
+    outputs = audio_files(out.iterdir())
     assert len(outputs) == 2 * len(songs)
     for path in outputs:
         assert_stem(path, frames, 2, MODEL_RATE)
@@ -583,8 +606,8 @@ def test_odd_names_and_subfolder_templates_write_inside(tmp_path: Path, cascaded
     proc = run_uvr(*separate_args(cascadednet_weights, out), "--name", "{stem}/{name}.{ext}", "--", *map(str, songs))
     assert proc.returncode == 0, stderr_lines(proc)
     new = {p for p in tree(tmp_path) - before if p.is_file()}
-    assert len(new) == 2 * len(songs)
-    assert all(out in p.parents for p in new), new
+    assert len(audio_files(new)) == 2 * len(songs)
+    assert all(out in p.parents for p in new), new  # the settings records too
 
 
 def test_symlinked_subfolder_pointing_outside_is_refused(tmp_path: Path, cascadednet_weights: Path) -> None:
