@@ -55,6 +55,11 @@ class Settings:
     def needs_whole_song(self) -> bool:
         return self.preset.reverse or self.post_process
 
+    @property
+    def context(self) -> int:
+        """Frames of input each side of a block that the members' windows read: the widest member's."""
+        return max(m.network.context for m in self.members)
+
     def count_windows(self, n_frames: int) -> int:
         return sum(m.network.count_windows(n_frames) for m in self.members)
 
@@ -82,7 +87,7 @@ class _Stems:
     def __init__(self, settings: Settings, analyser: Analyser, stems: list[str], coef: float) -> None:
         self.settings, self.analyser, self.stems, self.coef = settings, analyser, stems, coef
         self.runners = [WindowRunner(m.network) for m in settings.members]
-        self.context = max(r.context for r in self.runners)
+        self.context = settings.context
         self.last_masks: list[np.ndarray] = []
 
     def _split(self, member: Member, spec: np.ndarray, primary: np.ndarray) -> dict[str, np.ndarray]:
@@ -235,8 +240,8 @@ def separate(
         n_in, rate_in, channels_in = reader.frames, reader.sample_rate, reader.channels
         output_rate = output_rate or rate_in
         analyser = Analyser(preset, n_in, rate_in, settings.high_end != "none")
-        n_frames, runner = analyser.frames, WindowRunner(settings.members[0].network)
-        block = block_frames(preset, runner.roi, BLOCK_SECONDS if block_seconds is None else block_seconds)
+        n_frames, roi = analyser.frames, settings.members[0].network.roi
+        block = block_frames(preset, roi, BLOCK_SECONDS if block_seconds is None else block_seconds)
         whole = settings.needs_whole_song or n_frames <= block
         block = max(n_frames, 1) if whole else block
         output = _Output(
@@ -249,7 +254,7 @@ def separate(
         )
         head_need, edge_first = output.synth.edge_frames()
         needs_edges = bool(output.synth.fft_levels) and not whole
-        context = max(WindowRunner(m.network).context for m in settings.members)
+        context = settings.context
         keep_from = analyser.input_start(edge_first - context, n_frames + context) if needs_edges else 0
         source = InputStream(reader, keep_from if needs_edges or whole else None)
         coef = _normalisation(analyser, source, block)

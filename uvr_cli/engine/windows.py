@@ -42,6 +42,11 @@ class NetworkRun:
         roi = self.window - 2 * self.model.offset
         return roi if roi > 0 else self.window
 
+    @property
+    def context(self) -> int:
+        """Frames of input each side of a block that its windows read."""
+        return self.model.offset + self.roi
+
     def count_windows(self, n_frames: int) -> int:
         """How many network windows a song of `n_frames` frames takes (for progress bars)."""
         plain = math.ceil(n_frames / self.roi)
@@ -58,7 +63,7 @@ class WindowRunner:
     def __init__(self, run: NetworkRun) -> None:
         self.run = run
         self.offset, self.roi = run.model.offset, run.roi
-        self.context = self.offset + self.roi
+        self.context = run.context
         self._tta_cache: tuple[int, np.ndarray] | None = None
 
     def _masks(self, windows: list[np.ndarray]) -> list[np.ndarray]:
