@@ -1,7 +1,8 @@
 """Speed, memory and fidelity of uvr against the reference pipeline, side by side on this machine.
 
 usage: python benchmarks/run.py [--seconds 60] [--long-minutes 10] [--clips 200] [--reference-clips 20]
-                                [--rows main,families,batch,long,ensemble,clips,gpu] [--device cuda] [--markdown FILE]
+                                [--rows main,fast,bf16,families,batch,long,ensemble,clips,gpu] [--device cuda]
+                                [--markdown FILE]
 
 Every row runs in its own child process (the real `uvr` CLI, or benchmarks/reference_job.py for the reference),
 so its wall time includes start-up and model loading and its peak RSS is the child's own (os.wait4, through a
@@ -45,6 +46,7 @@ class Row:
     peak_mb: float
     snr_db: float | None = None
     baseline_wall_s: float | None = None
+    exact_wall_s: float | None = None  # uvr's exact mode on the same input, for the "vs exact" column
 
     @property
     def rtf(self) -> float:
@@ -53,6 +55,10 @@ class Row:
     @property
     def speedup(self) -> str:
         return f"{self.baseline_wall_s / self.wall_s:.2f}x" if self.baseline_wall_s else "-"
+
+    @property
+    def vs_exact(self) -> str:
+        return f"{self.exact_wall_s / self.wall_s:.2f}x" if self.exact_wall_s else "-"
 
 
 # Spawns the command and prints its ru_maxrss (KiB) and exit code; its own few MB are all the command inherits.
@@ -174,6 +180,7 @@ def main_rows(cache: Path, seconds: float, rows: set[str]) -> list[Row]:
     exact = cache / "out_fp32"
     wall, peak = run_child(uvr_separate([song], weights, preset, exact))
     fp32 = Row(f"uvr fp32 exact, ch32 {preset}", seconds, wall, peak)
+    ref_wall = None
     if "main" in rows:
         ref_out = cache / "out_ref"
         ref_wall, ref_peak = run_child(reference_job([song], weights, preset, ref_out))
@@ -181,10 +188,19 @@ def main_rows(cache: Path, seconds: float, rows: set[str]) -> list[Row]:
         fp32.baseline_wall_s = ref_wall
         fp32.snr_db = float("inf")
         result.append(fp32)
-        for precision in ("bf16",):
-            out = cache / f"out_{precision}"
-            wall, peak = run_child(uvr_separate([song], weights, preset, out, "--precision", precision))
-            result.append(Row(f"uvr {precision}, ch32 {preset}", seconds, wall, peak, stem_snr(exact, out), ref_wall))
+    if "fast" in rows:
+        # a private model cache, so that the first run prepares (exports and quantises) the network, as a user's does
+        os.environ["UVR_MODEL_DIR"] = str(cache / "models")
+        for label in ("uvr --fast, first use (prepares the int8 network)", "uvr --fast"):
+            out = cache / "out_fast"
+            wall, peak = run_child(uvr_separate([song], weights, preset, out, "--fast"))
+            result.append(
+                Row(f"{label}, ch32 {preset}", seconds, wall, peak, stem_snr(exact, out), ref_wall, fp32.wall_s)
+            )
+    if "bf16" in rows:
+        out = cache / "out_bf16"
+        wall, peak = run_child(uvr_separate([song], weights, preset, out, "--precision", "bf16"))
+        result.append(Row(f"uvr bf16, ch32 {preset}", seconds, wall, peak, stem_snr(exact, out), ref_wall))
     if "batch" in rows:
         for batch in (2, 4):
             out = cache / f"out_b{batch}"
@@ -381,13 +397,15 @@ def gpu_rows(
 
 def table(rows: list[Row]) -> str:
     lines = [
-        "| run | audio s | wall s | realtime factor | speed vs reference | peak RSS MB | SNR vs fp32 dB |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| run | audio s | wall s | realtime factor | speed vs reference | speed vs exact | peak RSS MB "
+        "| SNR vs fp32 dB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         snr_text = "-" if r.snr_db is None else ("exact" if r.snr_db == float("inf") else f"{r.snr_db:.1f}")
         lines.append(
-            f"| {r.name} | {r.audio_s:g} | {r.wall_s:.1f} | {r.rtf:.3f} | {r.speedup} | {r.peak_mb:.0f} | {snr_text} |"
+            f"| {r.name} | {r.audio_s:g} | {r.wall_s:.1f} | {r.rtf:.3f} | {r.speedup} | {r.vs_exact} | {r.peak_mb:.0f} "
+            f"| {snr_text} |"
         )
     return "\n".join(lines)
 
@@ -406,7 +424,7 @@ def main() -> None:
     ap.add_argument("--reference-clips", type=int, default=20, help="clips the reference is timed on (extrapolated)")
     ap.add_argument(
         "--rows",
-        default="main,families,batch,long,clips",
+        default="main,fast,families,batch,long,clips",
         help="comma-separated; 'gpu' adds the GPU rows (not in the default: it needs a CUDA GPU)",
     )
     ap.add_argument("--device", default="cuda", help="device of the gpu rows")
@@ -417,7 +435,7 @@ def main() -> None:
     cache = Path(args.cache or tempfile.mkdtemp(prefix="uvr-bench-"))
     cache.mkdir(parents=True, exist_ok=True)
     groups: list[Callable[[], list[Row]]] = []
-    if rows_wanted & {"main", "families", "batch"}:
+    if rows_wanted & {"main", "fast", "bf16", "families", "batch"}:
         groups.append(lambda: main_rows(cache, args.seconds, rows_wanted))
     if "long" in rows_wanted:
         groups.append(lambda: long_rows(cache, args.long_minutes, args.long_model))

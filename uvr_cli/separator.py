@@ -18,6 +18,7 @@ from uvr_cli.engine import pipeline
 from uvr_cli.engine.analysis import ArraySource
 from uvr_cli.engine.device import configure_gpu_math, resolve_device, resolve_precision
 from uvr_cli.engine.ensemble import parse as ensemble_algorithms
+from uvr_cli.engine.fast import EXACT_WINDOW, FAST_WINDOW
 from uvr_cli.engine.loading import Model, load_model
 from uvr_cli.engine.malloc import map_large_allocations, reuse_freed_memory
 from uvr_cli.engine.nets import Aggressiveness, CascadedNetSpec, NetworkSpec
@@ -55,6 +56,7 @@ class Separator:
     >>> sep = Separator(model="HP2_all_vocals.pth", agg=10)
     >>> stems = sep.separate(audio, 44100)   # {"vocals": (frames, ch), "instrumental": (frames, ch)}
     >>> both = Separator(model=["HP2_all_vocals.pth", "HP5_only_main_vocal.pth"], ensemble="max/min")
+    >>> quick = Separator(model="HP2_all_vocals.pth", fast=True)   # int8 in ONNX Runtime, 2048-frame windows
     """
 
     def __init__(
@@ -68,11 +70,12 @@ class Separator:
         high_end: str = "mirroring",
         post_process: bool = False,
         primary: str | None = None,
-        window: int = 512,
+        window: int | None = None,
         batch_size: int | None = None,
         device: str = "auto",
         precision: str = "auto",
-        backend: str = "torch",
+        backend: str | None = None,
+        fast: bool = False,
     ) -> None:
         if high_end not in HIGH_END_MODES:
             raise UsageError(f"--high-end {high_end!r}: use {', '.join(HIGH_END_MODES)}")
@@ -82,9 +85,13 @@ class Separator:
             raise UsageError("--batch-size must be at least 1")
         if not 0 <= agg <= 100:
             raise UsageError(f"--agg {agg}: use a value from 0 to 100 (10 is RVC's default)")
+        if fast and backend == "torch":
+            raise UsageError("--fast runs the network in ONNX Runtime: leave out --backend torch")
+        backend = backend or ("onnxruntime" if fast else "torch")
         if backend not in BACKENDS:
             raise UsageError(f"--backend {backend!r}: use {' or '.join(BACKENDS)}")
-        self.backend, self._ort_options = backend, {"device": device, "precision": precision}
+        self.backend, self.fast = backend, fast
+        self._ort_options = {"device": device, "precision": precision}
         if backend == "onnxruntime":  # the window loop hands ORT host arrays; ORT picks its own device and precision
             device, precision = "cpu", "fp32"
         self.agg, self.tta, self.high_end, self.post_process = agg, tta, high_end, post_process
@@ -95,7 +102,7 @@ class Separator:
         self.dtype = resolve_precision(precision, self.device)
         configure_gpu_math(self.device, self.dtype)
         combine = ensemble_algorithms(ensemble)
-        self.window = window
+        self.window = window or (FAST_WINDOW if fast else EXACT_WINDOW)
         map_large_allocations()  # before the weights: their temporaries would stay resident otherwise
         names: Sequence[str | os.PathLike | None]
         if model is None or isinstance(model, (str, os.PathLike)):
@@ -133,7 +140,7 @@ class Separator:
         net: MaskModel = (
             prepare_for_inference(network, self.device)
             if self.backend == "torch"
-            else onnx_mask_model(loaded, window=self.window, **self._ort_options)
+            else onnx_mask_model(loaded, window=self.window, fast=self.fast, **self._ort_options)
         )
         run = NetworkRun(
             net,

@@ -176,7 +176,8 @@ def report_model(separator: Separator, settings: dict, agg_given: bool, verbose:
         info = separator.info
         say(
             f"model {info.path}: {info.spec}, preset {info.preset}, primary stem {info.primary} "
-            f"({info.identity.how}); device {separator.device}, {separator.dtype}"
+            f"({info.identity.how}); backend {separator.backend}{', --fast' if separator.fast else ''}, "
+            f"device {separator.device}, {separator.dtype}"
         )
         say(
             f"agg {separator.agg:g}{'' if applies else ' (ignored by this model)'}, tta "

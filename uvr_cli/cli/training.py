@@ -46,6 +46,7 @@ def eval_command(
     threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0: torch's default)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option("auto", "--precision", help="auto, fp32, fp16 or bf16."),
+    fast: bool = typer.Option(False, "--fast", help="Separate as uvr separate --fast does (int8, wider windows)."),
 ) -> None:
     """Score vocal estimates: SI-SDR (primary), SDR, their improvement over the mixture, the energy ratio, and
     wide-band PESQ (at 16 kHz) and STOI with the eval extra (pip install 'uvr-cli[eval]')."""
@@ -60,14 +61,16 @@ def eval_command(
     if model is not None:
         from uvr_cli.separator import Separator
 
-        separator = Separator(model, params=params, primary=primary, agg=agg, device=device, precision=precision)
+        separator = Separator(
+            model, params=params, primary=primary, agg=agg, device=device, precision=precision, fast=fast
+        )
         estimator = ev.separator_estimator(separator)
     else:
         estimator = ev.half_mixture
     scored = perceptual.available()
     if not scored:
         _say(perceptual.MISSING)
-    report: dict = {"model": model or f"baseline:{baseline}", "folders": {}}
+    report: dict = {"model": model or f"baseline:{baseline}", "fast": fast, "folders": {}}
     for folder in dirs:
         clips = ev.pick_evenly(ev.find_clips(folder), max_clips)
         if not as_json:

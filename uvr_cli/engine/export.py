@@ -164,7 +164,7 @@ def export_network(
     check_window(window, network.offset, network.depth)
     description = describe(model, fmt, precision, window, primary)
     sidecar = sidecar_path(path)
-    with _atomic(sidecar) as tmp_json:
+    with atomic_file(sidecar) as tmp_json:
         tmp_json.write_text(json.dumps(description, indent=2) + "\n")
         write_graph(mask_graph(network, model.preset.split_bin, precision), path, window)
     return description
@@ -178,7 +178,7 @@ def write_graph(graph: MaskGraph, path: Path, window: int) -> None:
     fmt = export_format(path)
     save = _save_onnx if fmt == "onnx" else _save_torchscript
     try:
-        with _atomic(path) as tmp:
+        with atomic_file(path) as tmp:
             save(graph, _example(graph, window), tmp)
     except UvrError:
         raise
@@ -188,7 +188,7 @@ def write_graph(graph: MaskGraph, path: Path, window: int) -> None:
 
 
 @contextlib.contextmanager
-def _atomic(path: Path) -> Iterator[Path]:
+def atomic_file(path: Path) -> Iterator[Path]:
     """A temporary file beside `path`, renamed to it when the block succeeds and removed otherwise."""
     folder = path.parent
     if not folder.is_dir():

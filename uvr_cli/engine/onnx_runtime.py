@@ -7,13 +7,15 @@ model cache's ``onnx/`` folder, so later runs only load it.
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from uvr_cli.catalog.models import cache_dir
-from uvr_cli.engine.export import export_network
+from uvr_cli.engine.export import atomic_file, check_window, export_network, mask_graph, write_graph
+from uvr_cli.engine.fast import CALIBRATION_VERSION, calibration_windows, quantize_graph
 from uvr_cli.engine.loading import Model
 from uvr_cli.engine.nets import Aggressiveness
 from uvr_cli.errors import UsageError, UvrError
@@ -69,9 +71,10 @@ class OnnxMaskModel:
 
 
 def cached_export(model: Model, precision: str, window: int) -> Path:
-    """The ONNX file of `model` at `precision`, exported into the cache on first use."""
+    """The ONNX file of `model` at `precision` (fp32, fp16, or int8: see fast.py), made in the cache on first use."""
+    recipe = f"{precision}|calibration{CALIBRATION_VERSION}" if precision == "int8" else precision
     key = hashlib.sha256(
-        f"{model.loaded.md5}|{model.preset.bins}|{model.preset.split_bin}|{precision}|{torch.__version__}".encode()
+        f"{model.loaded.md5}|{model.preset.bins}|{model.preset.split_bin}|{recipe}|{torch.__version__}".encode()
     ).hexdigest()[:16]
     folder = cache_dir() / "onnx"
     path = folder / f"{model.path.stem}-{model.preset.name}-{precision}-{key}.onnx"
@@ -81,25 +84,45 @@ def cached_export(model: Model, precision: str, window: int) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UvrError(f"cannot create the ONNX cache {folder}: {exc.strerror or exc}") from None
-    export_network(model, path, precision=precision, window=window)
+    if precision != "int8":
+        export_network(model, path, precision=precision, window=window)
+        return path
+    network = model.loaded.module
+    check_window(window, network.offset, network.depth)
+    with tempfile.TemporaryDirectory(prefix=".uvr-int8-", dir=folder) as scratch:
+        float_path = Path(scratch) / "fp32.onnx"
+        write_graph(mask_graph(network, model.preset.split_bin), float_path, window)
+        windows = calibration_windows(model.preset, network.depth)
+        try:
+            with atomic_file(path) as tmp:
+                quantize_graph(float_path, tmp, windows)
+        except Exception as exc:  # the quantiser's failure: one line naming the model
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise UvrError(f"{model.path}: the int8 quantisation failed: {type(exc).__name__}: {first}") from None
     return path
 
 
-def onnx_mask_model(model: Model, *, device: str = "auto", precision: str = "auto", window: int = 512) -> OnnxMaskModel:
-    """`model`'s network as an ONNX Runtime session (exported and cached on first use)."""
+def onnx_mask_model(
+    model: Model, *, device: str = "auto", precision: str = "auto", window: int = 512, fast: bool = False
+) -> OnnxMaskModel:
+    """`model`'s network as an ONNX Runtime session (exported and cached on first use); `fast`: int8 on the CPU."""
     provider_names = providers(device)
-    precision = onnx_precision(precision, provider_names)
+    precision = onnx_precision(precision, provider_names, fast)
     path = cached_export(model, precision, window)
     network = model.loaded.module
     return OnnxMaskModel(path, network.offset, network.depth, model.preset.split_bin, provider_names)
 
 
-def onnx_precision(precision: str, provider_names: list[str]) -> str:
-    """'auto' is fp32 on the CPU and fp16 with CUDA, as for torch; bf16 has no ONNX Runtime kernels here."""
+def onnx_precision(precision: str, provider_names: list[str], fast: bool = False) -> str:
+    """'auto' is fp32 on the CPU and fp16 with CUDA, as for torch, and int8 on the CPU when `fast`; bf16 has no
+    ONNX Runtime kernels here."""
+    cuda = "CUDAExecutionProvider" in provider_names
     if precision == "auto":
-        return "fp16" if "CUDAExecutionProvider" in provider_names else "fp32"
-    if precision not in ("fp32", "fp16"):
-        raise UsageError(f"--precision {precision!r} with --backend onnxruntime: use auto, fp32 or fp16")
+        return "fp16" if cuda else "int8" if fast else "fp32"
+    if precision == "int8" and cuda:
+        raise UsageError("--precision int8 runs on the CPU only; with CUDA use fp16 or auto")
+    if precision not in ("fp32", "fp16", "int8"):
+        raise UsageError(f"--precision {precision!r} with --backend onnxruntime: use auto, fp32, fp16 or int8")
     if precision == "fp16" and "CUDAExecutionProvider" not in provider_names:
         raise UsageError("--precision fp16 with --backend onnxruntime needs its CUDA provider; on the CPU use fp32")
     return precision

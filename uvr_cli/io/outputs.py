@@ -74,10 +74,14 @@ def _describe(key: str, value: object) -> str:
     return f"{option} {value:g}" if isinstance(value, float) else f"{option} {value}"
 
 
+# Settings added after records began: what a record made before them means (exact mode)
+UNRECORDED_MEANT = {"fast": False}
+
+
 def difference(recorded: dict, wanted: dict) -> str | None:
     """The first setting that differs, worded for the user, or None when `recorded` matches `wanted`."""
     for key, value in wanted.items():
-        old = recorded.get(key, "unrecorded")
+        old = recorded.get(key, UNRECORDED_MEANT.get(key, "unrecorded"))
         if old is NOT_APPLIED or value is NOT_APPLIED or old == value:
             continue
         return f"made with {_describe(key, old)}, not {_describe(key, value)}"
