@@ -1,4 +1,4 @@
-"""`--fast`: int8 convolutions in ONNX Runtime and 2048-frame windows, on the bundled model and the example song.
+"""`--fast`: int8 convolutions in ONNX Runtime and wider windows, on the bundled model and the example song.
 
 The quantised network keeps the convolutions that read the normalised magnitudes in float and quantises all the
 others; its stems stay close to exact mode's without being them; it is prepared once per model and reused; and
@@ -90,7 +90,7 @@ def test_fast_outputs_are_not_taken_for_exact_ones(tmp_path: Path) -> None:
     _, said = _separate(tmp_path / "out", "--fast")
     assert "separating again" in said and "--fast off, not --fast on" in said, said
     record = json.loads((tmp_path / "out" / ".slow_motion_dream_vocals.wav.uvr.json").read_text())
-    assert record["settings"]["fast"] is True and record["settings"]["window"] == 2048
+    assert record["settings"]["fast"] is True and record["settings"]["window"] == 1536
 
 
 @pytest.mark.parametrize(

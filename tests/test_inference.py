@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import sys
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 
 from uvr_cli.engine.checkpoint import load_network
 from uvr_cli.engine.device import configure_gpu_math
+from uvr_cli.engine.fast import fit_window
 from uvr_cli.engine.nets import Aggressiveness, AsppNetSpec, build_network
 from uvr_cli.engine.optimize import BandedDecoder, SplitInputConv, prepare_for_inference
 from uvr_cli.engine.postprocess import mask_silence
@@ -128,3 +130,14 @@ def test_mask_silence_returns_quiet_residue_with_fades():
 def test_mask_silence_without_quiet_frames_changes_nothing():
     mag = np.ones((2, 4, 100))
     np.testing.assert_array_equal(mask_silence(mag, np.ones((2, 4, 100))), mag)
+
+
+@pytest.mark.parametrize("n_frames", [0, 1, 300, 1279, 1280, 1281, 5513, 100_000])
+@pytest.mark.parametrize("widest, context, step", [(1536, 256, 16), (1024, 128, 32)])
+def test_fitted_window_needs_no_more_windows_than_the_widest_and_pads_least(n_frames, widest, context, step):
+    window = fit_window(n_frames, widest, context, step)
+    roi, widest_roi = window - context, widest - context
+    count = max(1, math.ceil(n_frames / widest_roi))
+    assert window <= widest and window % step == 0
+    assert math.ceil(max(n_frames, 1) / roi) == count  # as many windows as the widest needs
+    assert (roi - step) * count < max(n_frames, 1)  # a step narrower would need one more

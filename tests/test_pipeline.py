@@ -14,9 +14,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import tone_mix, uvr_command
+from conftest import save_random_checkpoint, tone_mix, uvr_command
 from uvr_cli.engine import pipeline
-from uvr_cli.engine.analysis import ArraySource
+from uvr_cli.engine.analysis import Analyser, ArraySource
+from uvr_cli.engine.nets import AsppNetSpec
 from uvr_cli.separator import Separator
 
 BLOCK_SECONDS = 3.0  # one roi per block: an 8 s song spans three blocks
@@ -188,3 +189,26 @@ def test_peak_memory_does_not_grow_with_length(ch16_weights: Path, tmp_path: Pat
         )
     print(json.dumps({"peak_rss_mb": peaks}))
     assert peaks[10] <= 1.10 * peaks[1]
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_each_window_runs_once_and_progress_reaches_the_total(tmp_path: Path, tta: bool) -> None:
+    """The first pass runs the windows of the song's last frames (the FFT levels' synthesis needs them first);
+    the second pass takes them from there instead of running them again."""
+    weights = save_random_checkpoint(tmp_path / "ch4.pth", AsppNetSpec(4, 5), 672, seed=3)
+    sep = Separator(weights, params="4band_v2", device="cpu", tta=tta)
+    model = sep.settings.members[0].network.model
+    run_window, windows_run, progress = model.predict_mask, [], []
+    model.predict_mask = lambda x, agg=None: windows_run.append(len(x)) or run_window(x, agg)
+    audio = song(12.0, 44100)
+    pipeline.separate(
+        sep.settings,
+        lambda: contextlib.nullcontext(ArraySource(audio, 44100)),
+        {"vocals": lambda block: None},
+        block_seconds=BLOCK_SECONDS,
+        on_progress=lambda done, total: progress.append((done, total)),
+    )
+    total = sep.settings.count_windows(Analyser(sep.preset, len(audio), 44100, True).frames)
+    assert total >= 5  # several blocks, so that the first pass's windows are met again
+    assert sum(windows_run) == total
+    assert progress[-1] == (total, total)

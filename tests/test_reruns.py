@@ -59,6 +59,7 @@ def test_each_output_records_the_settings_that_made_it(finished):
         "model": uvr_model_hash(ROOT / "models/default.pth"),
         "ensemble": None,
         "then": None,
+        "fast": False,
         "backend": "torch",
         "params": "auto",
         "primary": "auto",

@@ -56,7 +56,7 @@ class Separator:
     >>> sep = Separator(model="HP2_all_vocals.pth", agg=10)
     >>> stems = sep.separate(audio, 44100)   # {"vocals": (frames, ch), "instrumental": (frames, ch)}
     >>> both = Separator(model=["HP2_all_vocals.pth", "HP5_only_main_vocal.pth"], ensemble="max/min")
-    >>> quick = Separator(model="HP2_all_vocals.pth", fast=True)   # int8 in ONNX Runtime, 2048-frame windows
+    >>> quick = Separator(model="HP2_all_vocals.pth", fast=True)   # int8 in ONNX Runtime, wider windows
     """
 
     def __init__(
@@ -103,6 +103,7 @@ class Separator:
         configure_gpu_math(self.device, self.dtype)
         combine = ensemble_algorithms(ensemble)
         self.window = window or (FAST_WINDOW if fast else EXACT_WINDOW)
+        self.fit_window = fast and window is None  # --fast's window is the widest; each song gets its own
         map_large_allocations()  # before the weights: their temporaries would stay resident otherwise
         names: Sequence[str | os.PathLike | None]
         if model is None or isinstance(model, (str, os.PathLike)):
@@ -150,6 +151,8 @@ class Separator:
             self.batch_size,
             self.device,
             self.dtype,
+            fit=self.fit_window,
+            step=2**network.depth,
         )
         return pipeline.Member(run, label), info
 

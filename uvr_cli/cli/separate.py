@@ -218,10 +218,12 @@ def separate(
     fast: bool = typer.Option(
         False,
         "--fast",
-        help="About 3x faster on the CPU, stems a little different: int8 convolutions in ONNX Runtime (the onnx extra; prepared once per model, about a minute) and 2048-frame windows.",
+        help="About 3x faster on the CPU, stems a little different: int8 convolutions in ONNX Runtime (the onnx extra; prepared once per model, about a minute) and windows of up to 1536 frames, fitted to the song.",
     ),
     window: int | None = typer.Option(
-        None, "--window", help="Network window in frames (default 512, as in RVC and UVR; 2048 with --fast)."
+        None,
+        "--window",
+        help="Network window in frames (default 512, as in RVC and UVR; with --fast up to 1536, fitted to each song).",
     ),
     batch_size: int | None = typer.Option(
         None,

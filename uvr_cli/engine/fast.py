@@ -1,6 +1,7 @@
 """What `--fast` changes: wider network windows, and int8 convolutions calibrated on real music.
 
-A 2048-frame window spends 1/8 of its frames on context where RVC's 512-frame one spends 1/2. The convolutions take
+Windows of up to 1536 frames spend at most 1/6 of their frames on context where RVC's 512-frame ones spend 1/2, and
+each song gets the width that tiles it with the least padding (`fit_window`). The convolutions take
 8-bit activations and per-channel 8-bit weights (ONNX Runtime runs them on VNNI where the CPU has it); the
 activation ranges come from running the float network on windows of a shipped song. The convolutions that read the
 input itself stay float: the normalised magnitudes span ~100 dB, which 8 bits cannot hold (quantising them too took
@@ -20,11 +21,21 @@ from uvr_cli.catalog.presets import BandPreset
 from uvr_cli.engine.analysis import analyse
 
 EXACT_WINDOW = 512  # RVC's and UVR's window
-FAST_WINDOW = 2048
+# --fast's widest window: wider is a little faster per frame but ONNX Runtime's peak memory grows with it
+# (ch32 at 4band_v2: 2.0 GB at 960 frames, 2.6 GB at 1360, 3.0 GB at 1648; benchmarks/RESULTS.md)
+FAST_WINDOW = 1536
 CALIBRATION_FILE = "calibration.mp3"  # the example song's excerpt (models/NOTICE)
 CALIBRATION_WINDOWS = 4
 CALIBRATION_WIDTH = 512  # frames per calibration window; wider ones only cost memory (ranges are per element)
 CALIBRATION_VERSION = 1  # part of the cache key: bump when the calibration or the recipe changes
+
+
+def fit_window(n_frames: int, widest: int, context: int, step: int) -> int:
+    """The window, at most `widest` frames, that covers `n_frames` with as few windows as the widest does and the
+    fewest frames computed: each window's roi (its width less `context`) is just wide enough; a multiple of `step`."""
+    count = max(1, -(-n_frames // (widest - context)))
+    roi = max(1, -(-n_frames // count))
+    return min(widest, -(-(roi + context) // step) * step)
 
 
 def calibration_windows(preset: BandPreset, depth: int, width: int = CALIBRATION_WIDTH) -> list[np.ndarray]:

@@ -53,6 +53,9 @@ class OnnxMaskModel:
         ort = _onnxruntime()
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: ORT's warnings would reach the user's terminal
+        # ORT's arena keeps every buffer it ever held: a ch32 run in 2048-frame windows peaked at 6.9 GB with it
+        # and 3.7 GB without, at the same speed (benchmarks/RESULTS.md)
+        options.enable_cpu_mem_arena = False
         try:
             self.session = ort.InferenceSession(str(path), options, providers=provider_names)
         except Exception as exc:  # a damaged cache file or a foreign one: one line naming it

@@ -11,6 +11,7 @@ a song shorter than a block is one block too, and then every stage is exactly th
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -63,6 +64,11 @@ class Settings:
     def count_windows(self, n_frames: int) -> int:
         return sum(m.network.count_windows(n_frames) for m in self.members)
 
+    def for_song(self, n_frames: int) -> Settings:
+        """These settings with each network's window for a song of `n_frames` frames (NetworkRun.for_song)."""
+        members = tuple(dataclasses.replace(m, network=m.network.for_song(n_frames)) for m in self.members)
+        return dataclasses.replace(self, members=members)
+
 
 @dataclass(frozen=True)
 class Result:
@@ -84,9 +90,11 @@ StemFrames = dict[str, tuple[np.ndarray, np.ndarray | None]]  # per stem: spectr
 class _Stems:
     """Each stem's frames for the blocks of a pass: one analysis, each model's mask, the stems combined."""
 
-    def __init__(self, settings: Settings, analyser: Analyser, stems: list[str], coef: float) -> None:
+    def __init__(
+        self, settings: Settings, analyser: Analyser, stems: list[str], coef: float, runners: list[WindowRunner]
+    ) -> None:
         self.settings, self.analyser, self.stems, self.coef = settings, analyser, stems, coef
-        self.runners = [WindowRunner(m.network) for m in settings.members]
+        self.runners = runners
         self.context = settings.context
         self.last_masks: list[np.ndarray] = []
 
@@ -107,8 +115,10 @@ class _Stems:
             out[stem] = (combine(algorithm, specs), None if mirrored is None else combine(algorithm, mirrored))
         return out
 
-    def frames(self, source: InputStream, a: int, b: int, on_window: Callable[[int], None]) -> StemFrames:
-        """Each stem's spectrogram and mirrored high end for frames [a, b)."""
+    def frames(
+        self, source: InputStream, a: int, b: int, on_window: Callable[[int], None], ahead: bool = False
+    ) -> StemFrames:
+        """Each stem's spectrogram and mirrored high end for frames [a, b) (`ahead`: see WindowRunner.mask)."""
         ctx = self.context
         found = self.analyser.analyse(source, a - ctx, b + ctx)
         magnitude = np.abs(found.spec)
@@ -116,7 +126,7 @@ class _Stems:
         primaries = []
         for runner in self.runners:
             if self.coef > 0:
-                mask = runner.mask(magnitude / self.coef, a - ctx, a, b, on_window)
+                mask = runner.mask(magnitude / self.coef, a - ctx, a, b, on_window, ahead)
             else:
                 mask = np.zeros((2, found.spec.shape[1], b - a), dtype=np.float32)
             if b == self.analyser.frames:
@@ -240,6 +250,7 @@ def separate(
         n_in, rate_in, channels_in = reader.frames, reader.sample_rate, reader.channels
         output_rate = output_rate or rate_in
         analyser = Analyser(preset, n_in, rate_in, settings.high_end != "none")
+        settings = settings.for_song(analyser.frames)
         n_frames, roi = analyser.frames, settings.members[0].network.roi
         block = block_frames(preset, roi, BLOCK_SECONDS if block_seconds is None else block_seconds)
         whole = settings.needs_whole_song or n_frames <= block
@@ -258,12 +269,13 @@ def separate(
         keep_from = analyser.input_start(edge_first - context, n_frames + context) if needs_edges else 0
         source = InputStream(reader, keep_from if needs_edges or whole else None)
         coef = _normalisation(analyser, source, block)
+        runners = [WindowRunner(m.network) for m in settings.members]  # shared: pass 2 reuses the edges' windows
         edges = (
-            _Stems(settings, analyser, stems, coef).frames(source, edge_first, n_frames, lambda n: None)
+            _Stems(settings, analyser, stems, coef, runners).frames(source, edge_first, n_frames, lambda n: None, True)
             if needs_edges
             else {}
         )
-    pieces = _Stems(settings, analyser, stems, coef)
+    pieces = _Stems(settings, analyser, stems, coef, runners)
     total, done = settings.count_windows(n_frames), 0
 
     def step(n: int) -> None:

@@ -7,6 +7,7 @@ are independent, so they run in batches; a block of frames needs only its own wi
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from uvr_cli.engine.device import precision_context
+from uvr_cli.engine.fast import fit_window
 from uvr_cli.engine.nets import Aggressiveness
 
 
@@ -27,7 +29,10 @@ class MaskModel(Protocol):
 
 @dataclass(frozen=True)
 class NetworkRun:
-    """How the network is run: the model, its window, aggressiveness, TTA, batching, device and precision."""
+    """How the network is run: the model, its window, aggressiveness, TTA, batching, device and precision.
+
+    With `fit`, `window` is the widest allowed and each song gets its own (`for_song`).
+    """
 
     model: MaskModel
     window: int = 512
@@ -36,6 +41,16 @@ class NetworkRun:
     batch_size: int = 1
     device: torch.device = torch.device("cpu")
     dtype: torch.dtype = torch.float32
+    fit: bool = False
+    step: int = 1  # windows must be a multiple of this (2**depth of the network)
+
+    def for_song(self, n_frames: int) -> NetworkRun:
+        """This run with the window a song of `n_frames` frames gets."""
+        if not self.fit:
+            return self
+        return dataclasses.replace(
+            self, window=fit_window(n_frames, self.window, 2 * self.model.offset, self.step), fit=False
+        )
 
     @property
     def roi(self) -> int:
@@ -57,14 +72,17 @@ class NetworkRun:
 class WindowRunner:
     """The mask of frames [a, b) of a song, from normalised magnitudes with `context` frames each side.
 
-    With TTA, the shifted window that straddles two consecutive blocks is run once and kept for the next block.
+    Each window's mask is kept until no later block needs it: with TTA, the shifted window that straddles two
+    consecutive blocks runs once; and the windows the first pass runs for the song's last frames (the synthesis
+    needs them early, pipeline.py) are not run again when the second pass gets there.
     """
 
     def __init__(self, run: NetworkRun) -> None:
         self.run = run
         self.offset, self.roi = run.model.offset, run.roi
         self.context = run.context
-        self._tta_cache: tuple[int, np.ndarray] | None = None
+        self._known: dict[tuple[bool, int], np.ndarray] = {}  # (shifted, first frame) -> roi-wide mask
+        self._counted_shifted: int | None = None  # the last shifted window reported to on_window
 
     def _masks(self, windows: list[np.ndarray]) -> list[np.ndarray]:
         run = self.run
@@ -76,30 +94,38 @@ class WindowRunner:
                 out.extend(run.model.predict_mask(batch, run.aggressiveness).float().cpu().numpy())
         return out
 
-    def mask(self, magnitude: np.ndarray, first: int, a: int, b: int, on_window: Callable[[int], None]) -> np.ndarray:
-        """Mask for frames [a, b); `magnitude` holds normalised frames from `first` (zeros outside the song)."""
+    def mask(
+        self,
+        magnitude: np.ndarray,
+        first: int,
+        a: int,
+        b: int,
+        on_window: Callable[[int], None],
+        ahead: bool = False,
+    ) -> np.ndarray:
+        """Mask for frames [a, b); `magnitude` holds normalised frames from `first` (zeros outside the song).
+
+        Calls go in song order; an `ahead` call (frames needed before their turn) keeps all its windows for then.
+        """
         roi, offset, window = self.roi, self.offset, self.run.window
-        starts = [(i * roi - offset, i * roi) for i in range(a // roi, -(-b // roi))]
-        tta_starts: list[tuple[int, int]] = []
+        wanted = [(False, i * roi) for i in range(a // roi, -(-b // roi))]
         if self.run.tta:
             half = roi // 2
-            tta_starts = [
-                (j * roi - half - offset, j * roi - half) for j in range((a + half) // roi, (b - 1 + half) // roi + 1)
-            ]
-        cached = self._tta_cache
-        todo = starts + [s for s in tta_starts if not (cached and cached[0] == s[1])]
-        masks = self._masks([magnitude[:, :, s - first : s - first + window] for s, _ in todo])
-        on_window(len(todo))
-        plain = _place(zip([o for _, o in starts], masks[: len(starts)]), a, b, roi, magnitude.shape[:2])
-        if not self.run.tta:
-            return plain
-        tta_masks = dict(zip([o for _, o in todo[len(starts) :]], masks[len(starts) :]))
-        if cached:
-            tta_masks.setdefault(cached[0], cached[1])
-        shifted = _place(((o, tta_masks[o]) for _, o in tta_starts), a, b, roi, magnitude.shape[:2])
-        last = tta_starts[-1][1]
-        self._tta_cache = (last, tta_masks[last])
-        return (plain + shifted) * 0.5
+            wanted += [(True, j * roi - half) for j in range((a + half) // roi, (b - 1 + half) // roi + 1)]
+        todo = [key for key in wanted if key not in self._known]
+        masks = self._masks([magnitude[:, :, o - offset - first : o - offset - first + window] for _, o in todo])
+        self._known.update(zip(todo, masks))
+        shape = magnitude.shape[:2]
+        plain = _place(((o, self._known[(s, o)]) for s, o in wanted if not s), a, b, roi, shape)
+        if self.run.tta:
+            shifted = _place(((o, self._known[(s, o)]) for s, o in wanted if s), a, b, roi, shape)
+            plain = (plain + shifted) * 0.5
+        if not ahead:
+            last = self._counted_shifted
+            on_window(sum(1 for shifted, o in wanted if not shifted or last is None or o > last))
+            self._counted_shifted = wanted[-1][1] if self.run.tta else None
+            self._known = {key: m for key, m in self._known.items() if key[1] + roi > b}  # what later blocks use
+        return plain
 
 
 def _place(masks, a: int, b: int, roi: int, shape: tuple[int, ...]) -> np.ndarray:
