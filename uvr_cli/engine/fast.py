@@ -25,9 +25,11 @@ EXACT_WINDOW = 512  # RVC's and UVR's window
 # (ch32 at 4band_v2: 2.0 GB at 960 frames, 2.6 GB at 1360, 3.0 GB at 1648; benchmarks/RESULTS.md)
 FAST_WINDOW = 1536
 CALIBRATION_FILE = "calibration.mp3"  # the example song's excerpt (models/NOTICE)
-CALIBRATION_WINDOWS = 4
-CALIBRATION_WIDTH = 512  # frames per calibration window; wider ones only cost memory (ranges are per element)
-CALIBRATION_VERSION = 1  # part of the cache key: bump when the calibration or the recipe changes
+# The calibrator holds every activation of every window until it takes the ranges (ORT 1.32 drops, not merges,
+# them when told to do it in parts): 4 x 512 frames peaked at 6.4 GB for ch32 at 4band_v2.
+CALIBRATION_WINDOWS = 3
+CALIBRATION_WIDTH = 272  # frames per window: the narrowest the exported graph takes (more than twice the offset)
+CALIBRATION_VERSION = 2  # part of the cache key: bump when the calibration or the recipe changes
 
 
 def fit_window(n_frames: int, widest: int, context: int, step: int) -> int:
