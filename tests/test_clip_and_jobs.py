@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from conftest import tone_mix, uvr_command
@@ -21,16 +22,32 @@ def uvr(*args: str, cwd: Path, threads: int = 1) -> subprocess.CompletedProcess:
     return subprocess.run([*uvr_command(), *args], cwd=cwd, capture_output=True, env=env, timeout=300)
 
 
-def test_jobs_write_the_bytes_of_one_process(tmp_path):
+@pytest.mark.parametrize("mode", [[], ["--fast"]], ids=["exact", "fast"])
+def test_jobs_write_the_bytes_of_one_process(tmp_path, mode, monkeypatch):
     """One process with 3 torch threads and `-j 2` workers with a share of the cores each: the same files, bit for
     bit (32-bit float output, where a 1 ulp difference in a mask would show). Before the network's results were
     made independent of the thread count, 1x1 convolutions (PyTorch's own code on one thread, oneDNN on more) and
-    the mask's sigmoid and pow (the split of the elements among threads) made them differ."""
+    the mask's sigmoid and pow (the split of the elements among threads) made them differ. --fast's ONNX Runtime
+    threads follow torch's, and its results do not depend on them either."""
+    if mode:
+        pytest.importorskip("onnxruntime")
+        monkeypatch.setenv("UVR_MODEL_DIR", str(tmp_path / "cache"))  # the int8 network is prepared there once
     for i in range(2):
         sf.write(tmp_path / f"s{i}.wav", tone_mix(1.0, seed=i), 44100, subtype="FLOAT")
     for jobs in ("1", "2"):
         proc = uvr(
-            "separate", "s0.wav", "s1.wav", "-j", jobs, "-o", f"out{jobs}", "--device", "cpu", cwd=tmp_path, threads=3
+            "separate",
+            "s0.wav",
+            "s1.wav",
+            "-j",
+            jobs,
+            "-o",
+            f"out{jobs}",
+            "--device",
+            "cpu",
+            *mode,
+            cwd=tmp_path,
+            threads=3,
         )
         assert proc.returncode == 0, proc.stderr
     names = sorted(p.name for p in (tmp_path / "out1").glob("*.wav"))

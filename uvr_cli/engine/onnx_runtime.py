@@ -56,6 +56,7 @@ class OnnxMaskModel:
         # ORT's arena keeps every buffer it ever held: a ch32 run in 2048-frame windows peaked at 6.9 GB with it
         # and 3.7 GB without, at the same speed (benchmarks/RESULTS.md)
         options.enable_cpu_mem_arena = False
+        options.intra_op_num_threads = torch.get_num_threads()  # as torch: `-j N` gives each worker its share
         try:
             self.session = ort.InferenceSession(str(path), options, providers=provider_names)
         except Exception as exc:  # a damaged cache file or a foreign one: one line naming it
