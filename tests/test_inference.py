@@ -141,3 +141,27 @@ def test_fitted_window_needs_no_more_windows_than_the_widest_and_pads_least(n_fr
     assert window <= widest and window % step == 0
     assert math.ceil(max(n_frames, 1) / roi) == count  # as many windows as the widest needs
     assert (roi - step) * count < max(n_frames, 1)  # a step narrower would need one more
+
+
+def test_bf16_is_refused_on_a_cpu_without_onednn_bf16_kernels(monkeypatch):
+    """Without them PyTorch runs bf16 convolutions in its slow reference code (~9x fp32 measured): refuse, and keep
+    training's 'auto' in fp32 there; with them bf16 is what was asked for."""
+    from uvr_cli.engine import device as device_module
+    from uvr_cli.errors import UsageError
+    from uvr_cli.training import train
+    from uvr_cli.training.config import TrainConfig
+
+    cpu = torch.device("cpu")
+    for supported in (False, True):
+        monkeypatch.setattr(device_module, "cpu_bf16_supported", lambda s=supported: s)
+        monkeypatch.setattr(train, "cpu_bf16_supported", lambda s=supported: s)
+        auto = TrainConfig(dataset="d", out="o", precision="auto")
+        if supported:
+            assert device_module.resolve_precision("bf16", cpu) == torch.bfloat16
+            assert train.uses_bf16(auto, cpu)
+        else:
+            with pytest.raises(UsageError, match="bf16.*fp32"):
+                device_module.resolve_precision("bf16", cpu)
+            with pytest.raises(UsageError, match="bf16"):
+                train.uses_bf16(TrainConfig(dataset="d", out="o", precision="bf16"), cpu)
+            assert not train.uses_bf16(auto, cpu)

@@ -33,6 +33,15 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
+def cpu_bf16_supported() -> bool:
+    """Whether PyTorch's oneDNN has bf16 kernels on this CPU; without them bf16 convolutions fall back to PyTorch's
+    slow reference code (a ch32 window: 36 s against 4 s in fp32 on an AVX-512 AMD EPYC, benchmarks/RESULTS.md)."""
+    return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+NO_CPU_BF16 = "this CPU has no oneDNN bf16 kernels, so bf16 would run about 9x slower than fp32; use fp32"
+
+
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     """'auto' is exact fp32 on the CPU and fp16 on a GPU (as RVC runs its models there)."""
     if precision == "auto":
@@ -41,6 +50,8 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
         raise UsageError(f"--precision {precision!r}: use auto, fp32, fp16 or bf16")
     if device.type == "cpu" and precision == "fp16":
         raise UsageError("--precision fp16 needs a GPU; on the CPU use bf16 or fp32")
+    if device.type == "cpu" and precision == "bf16" and not cpu_bf16_supported():
+        raise UsageError(f"--precision bf16: {NO_CPU_BF16}")
     return PRECISIONS[precision]
 
 

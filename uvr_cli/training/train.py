@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from uvr_cli.catalog.presets import BandPreset, load_preset
-from uvr_cli.engine.device import precision_context, resolve_device
+from uvr_cli.engine.device import NO_CPU_BF16, cpu_bf16_supported, precision_context, resolve_device
 from uvr_cli.engine.nets import AsppNetSpec, CascadedNetSpec, MaskNetwork, NetworkSpec, build_network
 from uvr_cli.errors import UsageError
 from uvr_cli.training.config import TrainConfig
@@ -62,10 +62,18 @@ def loss_fn(outputs: tuple[torch.Tensor, ...], y: torch.Tensor) -> torch.Tensor:
     return loss
 
 
-def autocast(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
+def uses_bf16(cfg: TrainConfig, device: torch.device) -> bool:
+    """'auto' is bf16 where it is fast: a GPU, or a CPU with oneDNN bf16 kernels; fp32 elsewhere."""
     if cfg.precision not in ("auto", "bf16", "fp32"):
         raise UsageError(f"--precision {cfg.precision!r}: use auto, bf16 or fp32")
-    return precision_context(device, torch.float32 if cfg.precision == "fp32" else torch.bfloat16)
+    fast_bf16 = device.type != "cpu" or cpu_bf16_supported()
+    if cfg.precision == "bf16" and not fast_bf16:
+        raise UsageError(f"--precision bf16: {NO_CPU_BF16}")
+    return cfg.precision == "bf16" or (cfg.precision == "auto" and fast_bf16)
+
+
+def autocast(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
+    return precision_context(device, torch.bfloat16 if uses_bf16(cfg, device) else torch.float32)
 
 
 def fp16_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -89,7 +97,7 @@ def validate(weights: Path, cfg: TrainConfig, device: torch.device) -> dict[str,
     folder = Path(cfg.dataset) / "validation"
     if not folder.is_dir():
         return {}
-    precision = "bf16" if cfg.precision != "fp32" and device.type == "cpu" else "auto"
+    precision = "bf16" if device.type == "cpu" and uses_bf16(cfg, device) else "auto"
     sep = Separator(weights, params=cfg.preset, primary="instrumental", device=str(device), precision=precision)
     return weighted_means(evaluate(find_clips(folder), separator_estimator(sep)))
 
