@@ -31,6 +31,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from uvr_cli.engine.device import cpu_bf16_supported
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("UVR_SHARED", ROOT.parent / "shared"))
 SONG = SHARED / "audio" / "Karissa_Hobbs_-_Lets_Go_Fishin.hq.ogg"
@@ -197,7 +199,7 @@ def main_rows(cache: Path, seconds: float, rows: set[str]) -> list[Row]:
             result.append(
                 Row(f"{label}, ch32 {preset}", seconds, wall, peak, stem_snr(exact, out), ref_wall, fp32.wall_s)
             )
-    if "bf16" in rows:
+    if "bf16" in rows and cpu_bf16_supported():  # uvr refuses bf16 on CPUs without oneDNN bf16 kernels
         out = cache / "out_bf16"
         wall, peak = run_child(uvr_separate([song], weights, preset, out, "--precision", "bf16"))
         result.append(Row(f"uvr bf16, ch32 {preset}", seconds, wall, peak, stem_snr(exact, out), ref_wall))
@@ -214,9 +216,10 @@ def main_rows(cache: Path, seconds: float, rows: set[str]) -> list[Row]:
             ref_dir = cache / f"out_{kind}_fp32"
             wall, peak = run_child(uvr_separate([song], w, p, ref_dir))
             result.append(Row(f"uvr fp32, {kind} {p}", seconds, wall, peak, float("inf")))
-            out = cache / f"out_{kind}_bf16"
-            wall, peak = run_child(uvr_separate([song], w, p, out, "--precision", "bf16"))
-            result.append(Row(f"uvr bf16, {kind} {p}", seconds, wall, peak, stem_snr(ref_dir, out)))
+            if cpu_bf16_supported():
+                out = cache / f"out_{kind}_bf16"
+                wall, peak = run_child(uvr_separate([song], w, p, out, "--precision", "bf16"))
+                result.append(Row(f"uvr bf16, {kind} {p}", seconds, wall, peak, stem_snr(ref_dir, out)))
     return result
 
 
