@@ -18,7 +18,8 @@ from uvr_cli.engine import pipeline
 from uvr_cli.engine.analysis import ArraySource
 from uvr_cli.engine.device import configure_gpu_math, resolve_device, resolve_precision
 from uvr_cli.engine.ensemble import parse as ensemble_algorithms
-from uvr_cli.engine.fast import EXACT_WINDOW, FAST_WINDOW
+from uvr_cli.engine.export import check_window
+from uvr_cli.engine.fast import mode_defaults
 from uvr_cli.engine.loading import Model, load_model
 from uvr_cli.engine.malloc import map_large_allocations, reuse_freed_memory
 from uvr_cli.engine.nets import Aggressiveness, CascadedNetSpec, NetworkSpec
@@ -87,7 +88,8 @@ class Separator:
             raise UsageError(f"--agg {agg}: use a value from 0 to 100 (10 is RVC's default)")
         if fast and backend == "torch":
             raise UsageError("--fast runs the network in ONNX Runtime: leave out --backend torch")
-        backend = backend or ("onnxruntime" if fast else "torch")
+        self.fit_window = fast and window is None  # --fast's window is the widest; each song gets its own
+        backend, self.window = mode_defaults(fast, backend, window)
         if backend not in BACKENDS:
             raise UsageError(f"--backend {backend!r}: use {' or '.join(BACKENDS)}")
         self.backend, self.fast = backend, fast
@@ -102,8 +104,6 @@ class Separator:
         self.dtype = resolve_precision(precision, self.device)
         configure_gpu_math(self.device, self.dtype)
         combine = ensemble_algorithms(ensemble)
-        self.window = window or (FAST_WINDOW if fast else EXACT_WINDOW)
-        self.fit_window = fast and window is None  # --fast's window is the widest; each song gets its own
         map_large_allocations()  # before the weights: their temporaries would stay resident otherwise
         names: Sequence[str | os.PathLike | None]
         if model is None or isinstance(model, (str, os.PathLike)):
@@ -130,10 +130,7 @@ class Separator:
     def _member(self, loaded: Model, primary: str | None) -> tuple[pipeline.Member, ModelInfo]:
         """One loaded model made ready to run, with what reports say about it."""
         network = loaded.loaded.module
-        if self.window <= 2 * network.offset:
-            raise UsageError(f"--window {self.window} must exceed twice the model's context ({2 * network.offset})")
-        if self.window % 2**network.depth:
-            raise UsageError(f"--window {self.window} must be a multiple of {2**network.depth} for this network")
+        check_window(self.window, network.offset, network.depth)
         label = primary or ("vocals" if loaded.identity.primary_is_vocals else "instrumental")
         info = ModelInfo(
             path=loaded.path, spec=loaded.loaded.spec, preset=self.preset.name, identity=loaded.identity, primary=label

@@ -8,7 +8,6 @@ these very settings, is answered from their records without loading the model at
 from __future__ import annotations
 
 import functools
-import hashlib
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -37,6 +36,7 @@ from uvr_cli.cli.common import (
     say,
 )
 from uvr_cli.cli.records import Runner, print_records, report, report_model, separate_one
+from uvr_cli.cli.settings_record import settings_record
 from uvr_cli.errors import UsageError, UvrError
 from uvr_cli.io.jobs import STDIN
 
@@ -77,16 +77,6 @@ def _check_output_options(
             raise UsageError("--json and -o - both write to standard output; choose one")
         if sys.stdout.isatty():
             raise UsageError("-o - writes audio to standard output, which is a terminal; pipe it or redirect it")
-
-
-def _params_key(params: str | None) -> str:
-    """--params as recorded beside the outputs: 'auto', a shipped name, or a preset file by its contents."""
-    if params is None:
-        return "auto"
-    path = Path(params)
-    if path.is_file() and (len(path.parts) > 1 or path.suffix == ".json"):
-        return f"{path.name} (md5 {hashlib.md5(path.read_bytes()).hexdigest()})"
-    return params
 
 
 def _model_rate_guess(params: str | None) -> int:
@@ -352,40 +342,11 @@ def _plan(o: SimpleNamespace) -> _Plan:
     )
     if o.shard is not None:  # after planning, so that name collisions are found across the whole corpus
         jobs = select_shard(jobs, *parse_shard(o.shard))
-    settings = _settings(o, model_paths, steps, rate, depth)
+    settings = settings_record(o, model_paths, steps, rate, depth)
     work = _plan_work(jobs, settings, o.skip_existing)
     if work:
         _check_room(work, o.fmt.value, depth, rate, o.params)
     return _Plan(jobs, work, settings, separator_options, check_rate, steps, separator)
-
-
-def _settings(
-    o: SimpleNamespace, model_paths: list[Path], steps: list[tuple[Path, str]], rate: str | int, depth: str | None
-) -> dict:
-    """What the settings record beside each output holds: everything that changes the samples written."""
-    from uvr_cli.catalog.registry import uvr_model_hash
-    from uvr_cli.engine.fast import EXACT_WINDOW, FAST_WINDOW
-
-    return {
-        "model": "+".join(uvr_model_hash(p) for p in model_paths),
-        "ensemble": o.ensemble if len(model_paths) > 1 else None,
-        "then": [f"{uvr_model_hash(path)}:{split}" for path, split in steps] or None,
-        "fast": o.fast,
-        "backend": o.backend.value if o.backend else ("onnxruntime" if o.fast else "torch"),
-        "params": _params_key(o.params),
-        "primary": o.primary or "auto",
-        "agg": o.agg,
-        "tta": o.tta,
-        "post_process": o.post_process,
-        "high_end": o.high_end.value,
-        "window": o.window or (FAST_WINDOW if o.fast else EXACT_WINDOW),
-        "precision": o.precision,
-        "format": o.fmt.value,
-        "bit_depth": depth or "input",
-        "sample_rate": rate,
-        "bitrate": (o.bitrate or "default") if o.fmt.value in LOSSY_FORMATS else None,
-        "clip_mode": o.clip_mode.value,
-    }
 
 
 def _start(plan: _Plan, o: SimpleNamespace, agg_given: bool) -> Iterator[dict]:

@@ -32,6 +32,12 @@ CALIBRATION_WIDTH = 272  # frames per window: the narrowest the exported graph t
 CALIBRATION_VERSION = 2  # part of the cache key: bump when the calibration or the recipe changes
 
 
+def mode_defaults(fast: bool, backend: str | None, window: int | None) -> tuple[str, int]:
+    """The backend and (widest) window a run uses unless given: ONNX Runtime and FAST_WINDOW with --fast, else torch
+    and EXACT_WINDOW."""
+    return backend or ("onnxruntime" if fast else "torch"), window or (FAST_WINDOW if fast else EXACT_WINDOW)
+
+
 def fit_window(n_frames: int, widest: int, context: int, step: int) -> int:
     """The window, at most `widest` frames, that covers `n_frames` with as few windows as the widest does and the
     fewest frames computed: each window's roi (its width less `context`) is just wide enough; a multiple of `step`."""

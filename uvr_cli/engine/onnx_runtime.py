@@ -127,6 +127,6 @@ def onnx_precision(precision: str, provider_names: list[str], fast: bool = False
         raise UsageError("--precision int8 runs on the CPU only; with CUDA use fp16 or auto")
     if precision not in ("fp32", "fp16", "int8"):
         raise UsageError(f"--precision {precision!r} with --backend onnxruntime: use auto, fp32, fp16 or int8")
-    if precision == "fp16" and "CUDAExecutionProvider" not in provider_names:
+    if precision == "fp16" and not cuda:
         raise UsageError("--precision fp16 with --backend onnxruntime needs its CUDA provider; on the CPU use fp32")
     return precision
