@@ -20,6 +20,7 @@ from uvr_cli.engine.device import configure_gpu_math, resolve_device, resolve_pr
 from uvr_cli.engine.ensemble import parse as ensemble_algorithms
 from uvr_cli.engine.export import check_window
 from uvr_cli.engine.fast import mode_defaults
+from uvr_cli.engine.frontend import resolve_front_end
 from uvr_cli.engine.loading import Model, load_model
 from uvr_cli.engine.malloc import map_large_allocations, reuse_freed_memory
 from uvr_cli.engine.nets import Aggressiveness, CascadedNetSpec, NetworkSpec
@@ -77,6 +78,7 @@ class Separator:
         precision: str = "auto",
         backend: str | None = None,
         fast: bool = False,
+        front_end: str = "auto",
     ) -> None:
         if high_end not in HIGH_END_MODES:
             raise UsageError(f"--high-end {high_end!r}: use {', '.join(HIGH_END_MODES)}")
@@ -94,6 +96,7 @@ class Separator:
             raise UsageError(f"--backend {backend!r}: use {' or '.join(BACKENDS)}")
         self.backend, self.fast = backend, fast
         self._ort_options = {"device": device, "precision": precision}
+        self.front_end = resolve_front_end(front_end, resolve_device(device))  # on the device asked for, even with ORT
         if backend == "onnxruntime":  # the window loop hands ORT host arrays; ORT picks its own device and precision
             device, precision = "cpu", "fp32"
         self.agg, self.tta, self.high_end, self.post_process = agg, tta, high_end, post_process
@@ -184,6 +187,7 @@ class Separator:
             {stem: parts[stem].append for stem in stems},
             output_rate=output_rate,
             on_progress=on_progress,
+            front_end=self.front_end,
         )
         return {stem: np.concatenate(parts[stem]) for stem in stems}
 
@@ -239,6 +243,7 @@ class Separator:
                     {stem: w.write for stem, w in writers.items()},
                     output_rate=rate,
                     on_progress=on_progress,
+                    front_end=self.front_end,
                 )
         result = FileResult(
             input=source, status="ok", duration_s=decoded.frames / decoded.sample_rate, outputs=dict(outputs)

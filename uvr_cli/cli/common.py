@@ -50,6 +50,12 @@ class Backend(str, Enum):
     onnxruntime = "onnxruntime"
 
 
+class FrontEndChoice(str, Enum):
+    auto = "auto"
+    numpy = "numpy"
+    torch = "torch"
+
+
 class ClipMode(str, Enum):
     clip = "clip"
     rescale = "rescale"

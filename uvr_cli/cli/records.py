@@ -177,7 +177,7 @@ def report_model(separator: Separator, settings: dict, agg_given: bool, verbose:
         say(
             f"model {info.path}: {info.spec}, preset {info.preset}, primary stem {info.primary} "
             f"({info.identity.how}); backend {separator.backend}{', --fast' if separator.fast else ''}, "
-            f"device {separator.device}, {separator.dtype}"
+            f"device {separator.device}, {separator.dtype}, front end {separator.front_end.name}"
         )
         say(
             f"agg {separator.agg:g}{'' if applies else ' (ignored by this model)'}, tta "

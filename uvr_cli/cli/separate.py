@@ -29,6 +29,7 @@ from uvr_cli.cli.common import (
     BitDepth,
     ClipMode,
     Format,
+    FrontEndChoice,
     HighEnd,
     StemChoice,
     closed_pipe_exit,
@@ -231,6 +232,11 @@ def separate(
         "--backend",
         help="What runs the network: torch (default), or onnxruntime (the onnx extra; the network is exported once, about a minute, and cached; the default with --fast).",
     ),
+    front_end: FrontEndChoice = typer.Option(
+        FrontEndChoice.auto,
+        "--front-end",
+        help="Where the STFT, iSTFT and resampling run: auto (torch on a CUDA GPU, numpy otherwise), numpy, or torch (on --device; the same transforms, stems within -120 dB).",
+    ),
     jobs_count: int = typer.Option(
         1,
         "-j",
@@ -328,6 +334,7 @@ def _plan(o: SimpleNamespace) -> _Plan:
         precision=o.precision,
         backend=o.backend.value if o.backend else None,
         fast=o.fast,
+        front_end=o.front_end.value,
     )
     check_rate = functools.partial(_check_model_rate, o.fmt.value, depth, rate, o.bitrate, o.out, o.as_json)
     steps = [_then_step(text) for text in o.then or []]

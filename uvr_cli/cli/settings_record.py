@@ -41,6 +41,7 @@ def settings_record(
         "high_end": o.high_end.value,
         "window": window,
         "precision": o.precision,
+        "front_end": o.front_end.value,
         "format": o.fmt.value,
         "bit_depth": depth or "input",
         "sample_rate": rate,

@@ -15,6 +15,7 @@ import numpy as np
 
 from uvr_cli.catalog.presets import BandPreset
 from uvr_cli.engine import spectral
+from uvr_cli.engine.frontend import NUMPY, FrontEnd
 from uvr_cli.engine.ranges import Span, resample_range, source_range
 from uvr_cli.engine.resample import resampled_length
 
@@ -100,8 +101,10 @@ class Frames:
 class Analyser:
     """Combined spectrogram frames [f0, f1) of the whole song (zero outside [0, frames)), from an InputStream."""
 
-    def __init__(self, preset: BandPreset, n_input: int, input_rate: int, keep_high_end: bool) -> None:
-        self.preset, self.input_rate, self.n_input = preset, input_rate, n_input
+    def __init__(
+        self, preset: BandPreset, n_input: int, input_rate: int, keep_high_end: bool, front_end: FrontEnd = NUMPY
+    ) -> None:
+        self.preset, self.input_rate, self.n_input, self.front_end = preset, input_rate, n_input, front_end
         bands = preset.bands
         lengths = [0] * len(bands)
         lengths[-1] = resampled_length(n_input, input_rate, bands[-1].sr) if input_rate != bands[-1].sr else n_input
@@ -133,7 +136,7 @@ class Analyser:
 
     def analyse(self, source: InputStream, f0: int, f1: int, beyond_end: bool = False) -> Frames:
         """Frames [f0, f1); those outside the song are zero, unless `beyond_end` (the tail's frames after it)."""
-        bands, preset = self.preset.bands, self.preset
+        bands, preset, front_end = self.preset.bands, self.preset, self.front_end
         stft_range, need, (s, e) = self._ranges(f0, f1)
         top = len(bands) - 1
         span = source.get(s, e)
@@ -142,15 +145,17 @@ class Analyser:
             sr_from = self.input_rate if d == top else bands[d + 1].sr
             span = Span(
                 need[d][0],
-                resample_range(span, *need[d], sr_from, bands[d].sr, bands[d].res_type, self.band_lengths[d]),
+                resample_range(
+                    span, *need[d], sr_from, bands[d].sr, bands[d].res_type, self.band_lengths[d], front_end=front_end
+                ),
                 self.band_lengths[d],
             )
             if preset.reverse:
                 full = spectral.to_model_channels(span.get(0, self.band_lengths[d]), preset)
-                specs[d] = spectral.stft_frames(full, bands[d].n_fft, bands[d].hl, f0, f1 - f0)
+                segment = spectral.frames_segment(full, bands[d].n_fft, bands[d].hl, f0, f1 - f0)
             else:  # the segment starts at frame f0's first sample
                 segment = spectral.to_model_channels(span.get(*stft_range[d]), preset)
-                specs[d] = spectral.stft_segment(segment, bands[d].n_fft, bands[d].hl)
+            specs[d] = front_end.stft_segment(segment, bands[d].n_fft, bands[d].hl)
         combined = spectral.combine(specs, preset)
         high_end = None
         if self.high_end_rows > 0:
@@ -179,7 +184,9 @@ class ArraySource:
         return block
 
 
-def analyse(audio: np.ndarray, sample_rate: int, preset: BandPreset, keep_high_end: bool = False) -> Frames:
+def analyse(
+    audio: np.ndarray, sample_rate: int, preset: BandPreset, keep_high_end: bool = False, front_end: FrontEnd = NUMPY
+) -> Frames:
     """The whole song's combined spectrogram from (frames, channels) audio: the same analysis as every block."""
-    analyser = Analyser(preset, audio.shape[0], sample_rate, keep_high_end)
+    analyser = Analyser(preset, audio.shape[0], sample_rate, keep_high_end, front_end)
     return analyser.analyse(InputStream(ArraySource(audio, sample_rate)), 0, analyser.frames)

@@ -20,6 +20,7 @@ import numpy as np
 from uvr_cli.catalog.presets import BandPreset
 from uvr_cli.engine.analysis import Analyser, BlockSource, Frames, InputStream
 from uvr_cli.engine.ensemble import combine
+from uvr_cli.engine.frontend import NUMPY, FrontEnd
 from uvr_cli.engine.postprocess import mask_silence
 from uvr_cli.engine.resample import resampled_length
 from uvr_cli.engine.spectral import mirror
@@ -169,8 +170,11 @@ class _Output:
         channels: int,
     ) -> None:
         self.preset, self.sinks, self.out_length, self.channels = settings.preset, sinks, out_length, channels
-        self.n_frames, self.top_length = analyser.frames, analyser.top_length
-        self.synths = {stem: Synthesiser(self.preset, self.n_frames, self.top_length, output_rate) for stem in sinks}
+        self.n_frames, self.top_length, self.front_end = analyser.frames, analyser.top_length, analyser.front_end
+        self.synths = {
+            stem: Synthesiser(self.preset, self.n_frames, self.top_length, output_rate, self.front_end)
+            for stem in sinks
+        }
         self.synth = next(iter(self.synths.values()))  # plans are the same for every stem
         self.tail_first = max(0, self.n_frames - TAIL_CONTEXT_FRAMES)
         self.buf: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}  # per stem: frames from buf_start on
@@ -196,7 +200,7 @@ class _Output:
             local = np.concatenate([spec[:, :, cut:], extra_spec], axis=-1)
             local_he = None if high_end is None else np.concatenate([high_end[:, :, cut:], extra_high_end], axis=-1)
             self.synths[stem].end = synthesise_tail(
-                local, local_he, self.preset, self.tail_first, self.n_frames, self.top_length
+                local, local_he, self.preset, self.tail_first, self.n_frames, self.top_length, self.front_end
             )
         self.emit(self.out_length, self.n_frames)
 
@@ -239,17 +243,19 @@ def separate(
     output_rate: int | None = None,
     block_seconds: float | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    front_end: FrontEnd = NUMPY,
 ) -> Result:
     """Separate the input `open_source()` gives (opened once per pass), handing each stem's samples to its sink.
 
     Sinks get (frames, channels) float32 blocks in order: mono input gives mono stems, anything else stereo;
     `output_rate` defaults to the input's rate, and each stem is exactly as long as the input at that rate.
+    `front_end` runs the transforms (frontend.py): on the host, or on the model's device.
     """
     preset, stems = settings.preset, list(sinks)
     with open_source() as reader:  # pass 1
         n_in, rate_in, channels_in = reader.frames, reader.sample_rate, reader.channels
         output_rate = output_rate or rate_in
-        analyser = Analyser(preset, n_in, rate_in, settings.high_end != "none")
+        analyser = Analyser(preset, n_in, rate_in, settings.high_end != "none", front_end)
         settings = settings.for_song(analyser.frames)
         n_frames, roi = analyser.frames, settings.members[0].network.roi
         block = block_frames(preset, roi, BLOCK_SECONDS if block_seconds is None else block_seconds)

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import scipy.fft
 
-from uvr_cli.engine.resample import fft_resample, resample
+from uvr_cli.engine.frontend import NUMPY, FrontEnd
 
 FIR_MARGIN = 1024  # source samples of context per FIR resampler, times the decimation factor (sinc_best needs ~150)
 FFT_CONTEXT_S = 1.0  # seconds of context each side when emulating a whole-signal FFT resample
@@ -81,9 +81,17 @@ def _taper(x: np.ndarray, width: int) -> np.ndarray:
 
 
 def _fft_segment(
-    x: np.ndarray, s: int, e: int, up: int, down: int, sr_src: int, n: int, wrap: tuple[Span, Span] | None
+    x: np.ndarray,
+    s: int,
+    e: int,
+    ratio: tuple[int, int],
+    sr_src: int,
+    n: int,
+    wrap: tuple[Span, Span] | None,
+    front_end: FrontEnd,
 ) -> np.ndarray:
     """FFT-resample source samples [s, e), emulating the whole-signal resample (see the module docstring)."""
+    up, down = ratio
     if wrap is not None:
         if s < 0:
             x[..., : min(-s, e - s)] = wrap[1].get(n + s, n + min(0, e))
@@ -94,7 +102,7 @@ def _fft_segment(
     while size % down:
         size = scipy.fft.next_fast_len(size + 1, real=True)
     x = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, size - (e - s))])
-    return fft_resample(x, size * up // down).astype(x.dtype, copy=False)
+    return front_end.fft_resample(x, size * up // down).astype(x.dtype, copy=False)
 
 
 def resample_range(
@@ -106,6 +114,7 @@ def resample_range(
     res_type: str,
     n_dst: int,
     wrap: tuple[Span, Span] | None = None,
+    front_end: FrontEnd = NUMPY,
 ) -> np.ndarray:
     """Destination samples [d0, d1) of resample(whole source), zero outside [0, n_dst).
 
@@ -115,7 +124,7 @@ def resample_range(
         return src.get(d0, d1)
     out = np.zeros(src.data.shape[:-1] + (d1 - d0,), dtype=src.data.dtype)
     if src.whole:
-        y, o = resample(src.get(0, src.length), sr_src, sr_dst, res_type), 0
+        y, o = front_end.resample(src.get(0, src.length), sr_src, sr_dst, res_type), 0
     else:
         up, down = _ratio(sr_src, sr_dst)
         s, e = source_range(d0, d1, sr_src, sr_dst, res_type, src.length)
@@ -123,9 +132,9 @@ def resample_range(
             return out
         x = src.get(s, e)
         if res_type in FFT_TYPES:
-            y = _fft_segment(x, s, e, up, down, sr_src, src.length, wrap)
+            y = _fft_segment(x, s, e, (up, down), sr_src, src.length, wrap, front_end)
         else:
-            y = resample(x, sr_src, sr_dst, res_type)
+            y = front_end.resample(x, sr_src, sr_dst, res_type)
         o = s * up // down
     lo, hi = max(d0, o, 0), min(d1, o + y.shape[-1], n_dst)
     if lo < hi:

@@ -18,6 +18,7 @@ import scipy.fft
 from uvr_cli.errors import ModelError
 
 SINC_TYPES = ("sinc_best", "sinc_medium", "sinc_fastest", "linear", "zero_order_hold")
+FIR_TYPES = ("polyphase", "kaiser_best", "kaiser_fast", *SINC_TYPES)  # fixed taps per output phase
 
 
 def resampled_length(n: int, orig_sr: int, target_sr: int) -> int:

@@ -14,7 +14,6 @@ import numpy as np
 import scipy.fft
 
 from uvr_cli.catalog.presets import Band, BandPreset
-from uvr_cli.engine.ranges import Span
 
 
 @lru_cache(maxsize=32)
@@ -24,10 +23,18 @@ def hann(n_fft: int, dtype: str = "float64") -> np.ndarray:
     return (0.5 - 0.5 * np.cos(2.0 * np.pi * k / n_fft)).astype(dtype)
 
 
+def frames_segment(wave: np.ndarray, n_fft: int, hop: int, first: int, count: int) -> np.ndarray:
+    """The samples frames [first, first + count) of `stft(wave, n_fft, hop)` read, zeros outside the wave."""
+    start, stop = first * hop - n_fft // 2, first * hop - n_fft // 2 + (count - 1) * hop + n_fft
+    n = wave.shape[-1]
+    inside = wave[..., max(start, 0) : max(min(stop, n), 0)]
+    before = min(max(-start, 0), stop - start)
+    return np.pad(inside, [(0, 0)] * (wave.ndim - 1) + [(before, stop - start - before - inside.shape[-1])])
+
+
 def stft_frames(wave: np.ndarray, n_fft: int, hop: int, first: int, count: int) -> np.ndarray:
     """Frames [first, first + count) of `stft(wave, n_fft, hop)`, also beyond its ends (zeros outside the wave)."""
-    start = first * hop - n_fft // 2
-    return stft_segment(Span(0, wave, wave.shape[-1]).get(start, start + (count - 1) * hop + n_fft), n_fft, hop)
+    return stft_segment(frames_segment(wave, n_fft, hop, first, count), n_fft, hop)
 
 
 def stft_segment(segment: np.ndarray, n_fft: int, hop: int) -> np.ndarray:

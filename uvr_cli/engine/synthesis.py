@@ -15,6 +15,7 @@ import numpy as np
 
 from uvr_cli.catalog.presets import BandPreset
 from uvr_cli.engine import spectral
+from uvr_cli.engine.frontend import NUMPY, FrontEnd
 from uvr_cli.engine.ranges import FFT_CONTEXT_S, Span, resample_range, source_range
 from uvr_cli.engine.resample import resampled_length
 
@@ -36,8 +37,11 @@ class Plan:
 class Synthesiser:
     """Output samples of one stem at `output_rate`, from its frames; see the module docstring."""
 
-    def __init__(self, preset: BandPreset, n_frames: int, top_length: int, output_rate: int) -> None:
+    def __init__(
+        self, preset: BandPreset, n_frames: int, top_length: int, output_rate: int, front_end: FrontEnd = NUMPY
+    ) -> None:
         self.preset, self.n_frames, self.top_length, self.output_rate = preset, n_frames, top_length, output_rate
+        self.front_end = front_end
         bands = preset.bands
         self.wave_lengths = [b.hl * (n_frames - 1) for b in bands]
         self.out_length = resampled_length(top_length, preset.sr, output_rate)
@@ -121,7 +125,7 @@ class Synthesiser:
             band_spec[:, top - high_end.shape[1] : top] = high_end[:, :, f0 - g0 : f1 - g0]
         for gains in self.gains[d]:
             band_spec *= gains[:, None]
-        wave = spectral.istft_segment(band_spec, band.hl)
+        wave = self.front_end.istft_segment(band_spec, band.hl)
         first = f0 * band.hl - band.n_fft // 2  # sample index of wave[0]
         assert first <= lo and first + wave.shape[-1] >= hi, "frames do not cover the requested samples"
         out[:, lo - p0 : hi - p0] = wave[:, lo - first : hi - first]
@@ -147,7 +151,15 @@ class Synthesiser:
             if lower is not None:
                 wrap = (self.head[d - 1], self.tail[d - 1]) if d - 1 in self.head else None
                 wave += resample_range(
-                    lower, p0, p1, bands[d - 1].sr, bands[d].sr, self._lower_type(d - 1), self.wave_lengths[d], wrap
+                    lower,
+                    p0,
+                    p1,
+                    bands[d - 1].sr,
+                    bands[d].sr,
+                    self._lower_type(d - 1),
+                    self.wave_lengths[d],
+                    wrap,
+                    self.front_end,
                 )
             lower = Span(p0, wave, self.wave_lengths[d])
         assert lower is not None
@@ -170,17 +182,26 @@ class Synthesiser:
         if self.output_rate == self.preset.sr:
             return top.get(plan.q0, plan.q1)
         return resample_range(
-            top, plan.q0, plan.q1, self.preset.sr, self.output_rate, OUTPUT_RESAMPLER, self.out_length
+            top,
+            plan.q0,
+            plan.q1,
+            self.preset.sr,
+            self.output_rate,
+            OUTPUT_RESAMPLER,
+            self.out_length,
+            front_end=self.front_end,
         )
 
 
-def synthesise(spec: np.ndarray, preset: BandPreset, high_end: np.ndarray | None = None) -> np.ndarray:
+def synthesise(
+    spec: np.ndarray, preset: BandPreset, high_end: np.ndarray | None = None, front_end: FrontEnd = NUMPY
+) -> np.ndarray:
     """cmb_spectrogram_to_wave: combined (2, bins+1, T) frames -> (2, hl_top*(T-1)) float64 at the top band's rate.
 
     `high_end` (already mirrored) replaces the top band's rows just below Nyquist, as in the reference.
     """
     n_frames = spec.shape[-1]
-    synth = Synthesiser(preset, n_frames, preset.top.hl * (n_frames - 1), preset.sr)
+    synth = Synthesiser(preset, n_frames, preset.top.hl * (n_frames - 1), preset.sr, front_end)
     return synth.top_wave(synth.plan(0, synth.top_length), spec, high_end, 0).data
 
 
@@ -190,7 +211,13 @@ def tail_frame_count(preset: BandPreset, n_frames: int, top_length: int) -> int:
 
 
 def synthesise_tail(
-    stem: np.ndarray, high_end: np.ndarray | None, preset: BandPreset, first: int, n_frames: int, top_length: int
+    stem: np.ndarray,
+    high_end: np.ndarray | None,
+    preset: BandPreset,
+    first: int,
+    n_frames: int,
+    top_length: int,
+    front_end: FrontEnd = NUMPY,
 ) -> np.ndarray:
     """The stem's samples [hl*(T-1), top_length) at the top band's rate, which the reference leaves silent.
 
@@ -209,7 +236,7 @@ def synthesise_tail(
         fade[:width] = 0.5 - 0.5 * np.cos(np.pi * (np.arange(width) + 0.5) / width)
         stem = stem * fade
         high_end = None if high_end is None else high_end * fade
-    wave = synthesise(stem, preset, high_end)[:, begin - hop * first :]
+    wave = synthesise(stem, preset, high_end, front_end)[:, begin - hop * first :]
     out = np.zeros((2, top_length - begin))
     out[:, : min(wave.shape[-1], out.shape[-1])] = wave[:, : out.shape[-1]]
     return out

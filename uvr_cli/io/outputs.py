@@ -74,8 +74,8 @@ def _describe(key: str, value: object) -> str:
     return f"{option} {value:g}" if isinstance(value, float) else f"{option} {value}"
 
 
-# Settings added after records began: what a record made before them means (exact mode)
-UNRECORDED_MEANT = {"fast": False}
+# Settings added after records began: what a record made before them means (exact mode, the automatic front end)
+UNRECORDED_MEANT = {"fast": False, "front_end": "auto"}
 
 
 def difference(recorded: dict, wanted: dict) -> str | None:
