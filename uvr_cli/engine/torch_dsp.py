@@ -112,7 +112,10 @@ def fir_resample(
     s = max(0, (n - 3 * fir.reach - fir.down) // fir.down * fir.down)
     tail = host.resample(y[..., s:].astype(np.float64), orig_sr, target_sr, res_type)
     keep = 0 if s == 0 else (s + fir.reach) * fir.up // fir.down + 1  # outputs whose taps all lie in the tail
-    out[..., keep:] = tail[..., keep - s * fir.up // fir.down :]
+    tail = tail[..., keep - s * fir.up // fir.down :]
+    m = min(tail.shape[-1], size - keep)  # the host's length is a float ceil: the tail's may be a sample short
+    out[..., keep : keep + m] = tail[..., :m]
+    out[..., keep + m :] = 0
     return out
 
 
@@ -153,9 +156,10 @@ class TorchFrontEnd:
         return wave.reshape(spec.shape[:-2] + (length,)).cpu().numpy()
 
     def fft_resample(self, y: np.ndarray, num: int) -> np.ndarray:
-        return self._fft_resample(self._to(y).to(torch.float64), num).cpu().numpy()
+        return self._fft_resample(self._to(y), num).cpu().numpy()
 
     def _fft_resample(self, x: torch.Tensor, num: int) -> torch.Tensor:
+        """host.fft_resample, in the input's precision as scipy.fft works."""
         n_x = x.shape[-1]
         m = min(num, n_x)
         spectrum = torch.fft.rfft(x, dim=-1)[..., : m // 2 + 1].clone()
@@ -170,7 +174,7 @@ class TorchFrontEnd:
             return np.zeros(y.shape[:-1] + (0,), dtype=y.dtype)
         size = host.resampled_length(y.shape[-1], orig_sr, target_sr)
         if res_type in ("scipy", "fft"):
-            out = self._fft_resample(self._to(y).to(torch.float64), size)
+            out = self._fft_resample(self._to(y), size)
         else:
             fir = fir_taps(orig_sr, target_sr, res_type) if res_type in host.FIR_TYPES else None
             if fir is None:  # also gives the host's one-line error for an unknown resampler
