@@ -1,7 +1,8 @@
 """Speed, memory and fidelity of uvr against the reference pipeline, side by side on this machine.
 
 usage: python benchmarks/run.py [--seconds 60] [--long-minutes 10] [--clips 200] [--reference-clips 20]
-                                [--rows main,fast,bf16,families,batch,long,ensemble,clips,gpu] [--device cuda]
+                                [--rows main,fast,bf16,families,batch,long,ensemble,clips,frontend,gpu]
+                                [--device cuda]
                                 [--markdown FILE]
 
 Every row runs in its own child process (the real `uvr` CLI, or benchmarks/reference_job.py for the reference),
@@ -10,6 +11,8 @@ small launcher: see `run_child`). Fidelity is the SNR of each row's stems agains
 Weights are random (speed and memory do not depend on their values) in the real layouts: ch32 5-branch at
 4band_v2 is the HP-class (HP2/HP5, 1_HP..4_HP) network, ch16 the SP class, CascadedNet nout48 the De-Echo class.
 In the ensemble rows the speed column compares the one ensemble run with the two single-model runs it replaces.
+The frontend rows run the transforms in numpy and in torch on the CPU; the gpu rows add the GPU with its front end
+in numpy, ten songs in one run, and a folder of short clips.
 Runs worth keeping go into benchmarks/RESULTS.md with their date, machine and command.
 """
 
@@ -255,6 +258,22 @@ def long_rows(cache: Path, minutes: float, model: str) -> list[Row]:
     return rows
 
 
+def front_end_rows(cache: Path, seconds: float) -> list[Row]:
+    """The front end's cost on the CPU: a network so small (ch4) that analysis, synthesis and I/O are the time,
+    with the transforms in numpy (the CPU's default) and in torch (the GPU's default, here on the CPU)."""
+    weights, preset = make_checkpoint(cache, "ch4")
+    song = song_excerpt(cache, seconds)
+    numpy_out = cache / "out_front_numpy"
+    wall, peak = run_child(uvr_separate([song], weights, preset, numpy_out, "--front-end", "numpy"))
+    rows = [Row(f"uvr fp32, ch4 {preset}, front end numpy", seconds, wall, peak, float("inf"))]
+    torch_out = cache / "out_front_torch"
+    wall, peak = run_child(uvr_separate([song], weights, preset, torch_out, "--front-end", "torch"))
+    rows.append(
+        Row(f"uvr fp32, ch4 {preset}, front end torch (cpu)", seconds, wall, peak, stem_snr(numpy_out, torch_out))
+    )
+    return rows
+
+
 def ensemble_rows(cache: Path, seconds: float) -> list[Row]:
     """Two models in one run against two runs: the ensemble pays for both networks but one decode and analysis.
     SNR: the average ensemble against the mean of the two single-model outputs."""
@@ -367,6 +386,30 @@ def gpu_rows(
                 ref_wall,
             )
         )
+    out = cache / "out_gpu_fp16_host_front"
+    wall, peak = run_child(
+        uvr_separate([song], weights, preset, out, "--device", device, "--precision", "fp16", "--front-end", "numpy")
+    )
+    rows.append(
+        Row(
+            f"uvr {device} fp16 batch 8, front end numpy, ch32 {preset}",
+            seconds,
+            wall,
+            peak,
+            stem_snr(exact, out),
+            ref_wall,
+        )
+    )
+    songs = []
+    for i in range(10):  # ten different files of the song's length, one run
+        path = cache / f"song_{seconds:g}s_{i}.wav"
+        if not path.exists():
+            path.write_bytes(song.read_bytes())
+        songs.append(path)
+    wall, peak = run_child(uvr_separate(songs, weights, preset, cache / "out_gpu_ten", "--device", device))
+    rows.append(
+        Row(f"uvr {device} fp16 batch 8, ch32 {preset}, 10 x {seconds:g} s in one run", 10 * seconds, wall, peak)
+    )
     long_song = song_excerpt(cache, long_minutes * 60)
     wall, peak = run_child(
         uvr_separate([long_song], weights, preset, cache / "out_gpu_long", "--device", device, "--precision", "fp16")
@@ -427,7 +470,7 @@ def main() -> None:
     ap.add_argument("--reference-clips", type=int, default=20, help="clips the reference is timed on (extrapolated)")
     ap.add_argument(
         "--rows",
-        default="main,fast,families,batch,long,clips",
+        default="main,fast,families,batch,long,clips,frontend",
         help="comma-separated; 'gpu' adds the GPU rows (not in the default: it needs a CUDA GPU)",
     )
     ap.add_argument("--device", default="cuda", help="device of the gpu rows")
@@ -444,6 +487,8 @@ def main() -> None:
         groups.append(lambda: long_rows(cache, args.long_minutes, args.long_model))
     if "ensemble" in rows_wanted:
         groups.append(lambda: ensemble_rows(cache, args.seconds))
+    if "frontend" in rows_wanted:
+        groups.append(lambda: front_end_rows(cache, args.seconds))
     if "clips" in rows_wanted:
         groups.append(lambda: clip_rows(cache, args.clips, args.reference_clips))
     if "gpu" in rows_wanted:

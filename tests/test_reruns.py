@@ -69,6 +69,7 @@ def test_each_output_records_the_settings_that_made_it(finished):
         "high_end": "mirroring",
         "window": 512,
         "precision": "auto",
+        "front_end": "auto",
         "format": "wav",
         "bit_depth": "input",
         "sample_rate": "input",

@@ -32,6 +32,7 @@ from uvr_cli.engine.windows import MaskModel, NetworkRun
 from uvr_cli.errors import AudioError, UsageError
 from uvr_cli.io.decode import open_source
 from uvr_cli.io.encode import BlockWriter, open_stem_writers, output_subtype
+from uvr_cli.io.overlap import BackgroundSinks, ReadAhead
 
 HIGH_END_MODES = ("mirroring", "mirroring2", "none")
 
@@ -79,6 +80,7 @@ class Separator:
         backend: str | None = None,
         fast: bool = False,
         front_end: str = "auto",
+        overlap_io: bool = True,
     ) -> None:
         if high_end not in HIGH_END_MODES:
             raise UsageError(f"--high-end {high_end!r}: use {', '.join(HIGH_END_MODES)}")
@@ -97,6 +99,7 @@ class Separator:
         self.backend, self.fast = backend, fast
         self._ort_options = {"device": device, "precision": precision}
         self.front_end = resolve_front_end(front_end, resolve_device(device))  # on the device asked for, even with ORT
+        self.overlap_io = overlap_io  # files decode ahead and stems encode behind, in threads (io/overlap.py)
         if backend == "onnxruntime":  # the window loop hands ORT host arrays; ORT picks its own device and precision
             device, precision = "cpu", "fp32"
         self.agg, self.tta, self.high_end, self.post_process = agg, tta, high_end, post_process
@@ -232,19 +235,28 @@ class Separator:
             def open_reader():
                 reader = decoded.open()
                 readers.append(reader)
-                return reader
+                return ReadAhead(reader) if self.overlap_io else reader
 
             with open_stem_writers(
                 outputs, rate, channels, fmt, depth, frames_out, bitrate=bitrate, clip_mode=clip_mode
             ) as writers:
-                pipeline.separate(
-                    self.settings,
-                    open_reader,
-                    {stem: w.write for stem, w in writers.items()},
-                    output_rate=rate,
-                    on_progress=on_progress,
-                    front_end=self.front_end,
-                )
+                sinks: dict[str, pipeline.Sink] = {stem: w.write for stem, w in writers.items()}
+                behind = BackgroundSinks(sinks) if self.overlap_io else None
+                try:
+                    pipeline.separate(
+                        self.settings,
+                        open_reader,
+                        behind.sinks if behind else sinks,
+                        output_rate=rate,
+                        on_progress=on_progress,
+                        front_end=self.front_end,
+                    )
+                except BaseException:
+                    if behind:
+                        behind.abandon()
+                    raise
+                if behind:
+                    behind.finish()
         result = FileResult(
             input=source, status="ok", duration_s=decoded.frames / decoded.sample_rate, outputs=dict(outputs)
         )
