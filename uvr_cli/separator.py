@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
+import functools
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -16,6 +21,7 @@ from uvr_cli.catalog.models import resolve_model
 from uvr_cli.catalog.registry import ModelIdentity
 from uvr_cli.engine import pipeline
 from uvr_cli.engine.analysis import ArraySource
+from uvr_cli.engine.batching import WindowBatcher
 from uvr_cli.engine.device import configure_gpu_math, resolve_device, resolve_precision
 from uvr_cli.engine.ensemble import parse as ensemble_algorithms
 from uvr_cli.engine.export import check_window
@@ -28,13 +34,15 @@ from uvr_cli.engine.onnx_runtime import BACKENDS, onnx_mask_model
 from uvr_cli.engine.optimize import prepare_for_inference
 from uvr_cli.engine.pipeline import STEMS
 from uvr_cli.engine.resample import resampled_length
-from uvr_cli.engine.windows import MaskModel, NetworkRun
+from uvr_cli.engine.windows import MaskModel, NetworkRun, run_windows
 from uvr_cli.errors import AudioError, UsageError
 from uvr_cli.io.decode import open_source
 from uvr_cli.io.encode import BlockWriter, open_stem_writers, output_subtype
 from uvr_cli.io.overlap import BackgroundSinks, ReadAhead
 
 HIGH_END_MODES = ("mirroring", "mirroring2", "none")
+Item = TypeVar("Item")
+Outcome = TypeVar("Outcome")
 
 
 @dataclass(frozen=True)
@@ -158,6 +166,36 @@ class Separator:
             step=2**network.depth,
         )
         return pipeline.Member(run, label), info
+
+    def map_together(
+        self, task: Callable[[Separator, Item], Outcome], items: Iterable[Item], files: int
+    ) -> Iterator[Outcome]:
+        """task(separator, item) for every item, `files` at a time in threads whose network windows run in shared
+        batches of up to batch_size (engine/batching.py): for many short files on a GPU. Yields in item order."""
+        members = tuple(
+            dataclasses.replace(
+                m,
+                network=dataclasses.replace(
+                    m.network, batcher=WindowBatcher(functools.partial(run_windows, m.network), self.batch_size)
+                ),
+            )
+            for m in self.settings.members
+        )
+        together = copy.copy(self)
+        together.settings = dataclasses.replace(self.settings, members=members)
+
+        def one(item: Item) -> Outcome:
+            with contextlib.ExitStack() as clients:
+                for member in members:
+                    assert member.network.batcher is not None
+                    clients.enter_context(member.network.batcher.client())
+                return task(together, item)
+
+        pool = ThreadPoolExecutor(files, thread_name_prefix="uvr-file")
+        try:
+            yield from pool.map(one, items)
+        finally:  # stopped early (an error, or the reader went away): files not started are not started
+            pool.shutdown(wait=True, cancel_futures=True)
 
     @property
     def model_sample_rate(self) -> int:

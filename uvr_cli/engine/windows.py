@@ -16,6 +16,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from uvr_cli.engine.batching import WindowBatcher
 from uvr_cli.engine.device import precision_context
 from uvr_cli.engine.fast import fit_window
 from uvr_cli.engine.nets import Aggressiveness
@@ -43,6 +44,7 @@ class NetworkRun:
     dtype: torch.dtype = torch.float32
     fit: bool = False
     step: int = 1  # windows must be a multiple of this (2**depth of the network)
+    batcher: WindowBatcher | None = None  # shared with songs separated at the same time (batching.py)
 
     def for_song(self, n_frames: int) -> NetworkRun:
         """This run with the window a song of `n_frames` frames gets."""
@@ -85,14 +87,9 @@ class WindowRunner:
         self._counted_shifted: int | None = None  # the last shifted window reported to on_window
 
     def _masks(self, windows: list[np.ndarray]) -> list[np.ndarray]:
-        run = self.run
-        out: list[np.ndarray] = []
-        with torch.inference_mode(), precision_context(run.device, run.dtype):
-            for i in range(0, len(windows), run.batch_size):
-                batch = torch.from_numpy(np.stack(windows[i : i + run.batch_size])).to(run.device)
-                batch = batch.contiguous(memory_format=torch.channels_last)
-                out.extend(run.model.predict_mask(batch, run.aggressiveness).float().cpu().numpy())
-        return out
+        if self.run.batcher is not None:
+            return self.run.batcher.masks(windows)
+        return run_windows(self.run, windows)
 
     def mask(
         self,
@@ -126,6 +123,17 @@ class WindowRunner:
             self._counted_shifted = wanted[-1][1] if self.run.tta else None
             self._known = {key: m for key, m in self._known.items() if key[1] + roi > b}  # what later blocks use
         return plain
+
+
+def run_windows(run: NetworkRun, windows: list[np.ndarray]) -> list[np.ndarray]:
+    """The network's masks of same-shape windows, `run.batch_size` per call."""
+    out: list[np.ndarray] = []
+    with torch.inference_mode(), precision_context(run.device, run.dtype):
+        for i in range(0, len(windows), run.batch_size):
+            batch = torch.from_numpy(np.stack(windows[i : i + run.batch_size])).to(run.device)
+            batch = batch.contiguous(memory_format=torch.channels_last)
+            out.extend(run.model.predict_mask(batch, run.aggressiveness).float().cpu().numpy())
+    return out
 
 
 def _place(masks, a: int, b: int, roi: int, shape: tuple[int, ...]) -> np.ndarray:
