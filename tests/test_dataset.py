@@ -77,3 +77,75 @@ def test_synth_writes_matching_stems_and_credits(tmp_path: Path) -> None:
             np.testing.assert_allclose(stems["mixtures"], stems["instruments"] + stems["vocals"], atol=1e-4)
             assert np.abs(stems["instruments"]).max() > 0.01 and np.abs(stems["vocals"]).max() > 0.01
     assert "CC BY 4.0" in (out / "CREDITS.md").read_text()
+
+
+def _fake_recordings(folder: Path, count: int = 8) -> Path:
+    """`count` short stereo 'recordings' (chords of noise-shaped tones), OGG and FLAC at 48 kHz, one mono WAV."""
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        rate = 48000
+        t = np.arange(int(2.0 * rate)) / rate
+        tone = sum(np.sin(2 * np.pi * f * t) for f in (110 * (i + 1), 165 * (i + 1)))
+        wave = 0.2 * np.stack([tone, np.roll(tone, 50)], axis=1) + 0.02 * rng.standard_normal((t.size, 2))
+        suffix = ("ogg", "flac", "wav")[i % 3]
+        sf.write(folder / f"track{i:02d}.{suffix}", (wave[:, :1] if suffix == "wav" else wave).astype(np.float32), rate)
+    return folder
+
+
+def test_every_fourth_recording_is_held_out_and_too_few_are_refused(tmp_path: Path) -> None:
+    from uvr_cli.training.recordings import split_recordings
+
+    train, held = split_recordings(_fake_recordings(tmp_path / "rec"))
+    assert [p.name for p in held] == ["track03.ogg", "track07.flac"]
+    assert len(train) == 6 and not set(train) & set(held)
+    few = tmp_path / "few"
+    few.mkdir()
+    for p in sorted((tmp_path / "rec").iterdir())[:3]:
+        shutil.copy(p, few / p.name)
+    with pytest.raises(UsageError, match="3 recordings; at least 4"):
+        split_recordings(few)
+
+
+def test_the_real_music_check_mixes_held_out_voices_over_held_out_recordings(tmp_path: Path) -> None:
+    recordings = _fake_recordings(tmp_path / "rec")
+    summary = ds.real_music_check(tmp_path / "check", recordings, _fake_voices(tmp_path / "voices"), seed=1, mixes=2)
+    assert summary == {"clips": 6, "recordings": ["track03.ogg", "track07.flac"]}
+    for i in range(6):
+        stems = {k: sf.read(tmp_path / "check" / k / f"{i:04d}.flac") for k in ("mixtures", "instruments", "vocals")}
+        assert all(rate == 44100 for _, rate in stems.values())
+        mix, inst, voc = (stems[k][0] for k in ("mixtures", "instruments", "vocals"))
+        assert mix.shape == (int(1.5 * 44100), 2)
+        np.testing.assert_allclose(mix, inst + voc, atol=1e-4)
+        assert not np.allclose(inst[:, 0], inst[:, 1]), "the recordings' stereo is kept"
+    credits = (tmp_path / "check" / "CREDITS.md").read_text()
+    assert "track03.ogg" in credits and "track00" not in credits
+
+
+@pytest.mark.skipif(
+    shutil.which("fluidsynth") is None or not TIMGM.is_file(),
+    reason="needs apt packages fluidsynth and timgm6mb-soundfont",
+)
+def test_synth_with_recordings_never_uses_the_held_out_ones(tmp_path: Path) -> None:
+    try:
+        vocals.import_pyworld()
+    except UsageError:
+        pytest.skip("needs pyworld (pip install pyworld)")
+    recordings = _fake_recordings(tmp_path / "rec")
+    summary = ds.synthesise_dataset(
+        tmp_path / "set",
+        hours=12 / 3600,
+        seed=2,
+        voices=_fake_voices(tmp_path / "voices"),
+        soundfont=str(TIMGM),
+        song_seconds=1.5,
+        validation_mixes=1,
+        use_espeak=False,
+        recordings=recordings,
+        recording_share=1.0,
+    )
+    used = {Path(p).name for p in summary["recordings"]}
+    assert used and not used & {"track03.ogg", "track07.flac"}
+    mix, _ = sf.read(tmp_path / "set" / "train" / "mixtures" / "0000.flac")
+    assert mix.shape == (int(1.5 * 44100), 2)
+    assert "CC BY-SA 3.0" in (tmp_path / "set" / "CREDITS.md").read_text()

@@ -162,6 +162,14 @@ def synth_command(
     ),
     song_seconds: float = typer.Option(30.0, "--song-seconds", help="Length of each generated song."),
     espeak: bool = typer.Option(True, "--espeak/--no-espeak", help="Also make espeak-ng voices sing."),
+    recordings: str | None = typer.Option(
+        None,
+        "--recordings",
+        help="Folder of real instrumental recordings (e.g. /usr/share/games/singularity/music): a share of the songs gets an excerpt of one as accompaniment; every fourth file is held out for `uvr dataset realcheck`.",
+    ),
+    recording_share: float = typer.Option(
+        0.5, "--recording-share", help="Share of the songs whose accompaniment is a real recording (with --recordings)."
+    ),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
 ) -> None:
     """Generate songs with separate vocal and instrumental stems (fluidsynth accompaniment, WORLD-resynthesised voices)."""
@@ -178,12 +186,44 @@ def synth_command(
             bar.total = total
             bar.update(1)
 
+    if not 0 <= recording_share <= 1:
+        raise UsageError(f"--recording-share {recording_share:g}: use a share from 0 to 1")
     summary = synthesise_dataset(
-        out, hours, seed, voices, soundfont=soundfont, song_seconds=song_seconds, use_espeak=espeak, on_song=progress
+        out,
+        hours,
+        seed,
+        voices,
+        soundfont=soundfont,
+        song_seconds=song_seconds,
+        use_espeak=espeak,
+        on_song=progress,
+        recordings=recordings,
+        recording_share=recording_share,
     )
     if bar is not None:
         bar.close()
     print(json.dumps(summary), flush=True)
+
+
+def realcheck_command(
+    out: str = typer.Argument(..., help="Output folder (mixtures/, instruments/, vocals/ and CREDITS.md)."),
+    recordings: str = typer.Option(
+        ...,
+        "--recordings",
+        help="The folder of real instrumental recordings `uvr dataset synth --recordings` was given: its held-out files are used.",
+    ),
+    voices: str = typer.Option(
+        "../shared/audio/cc-by-vocals", "--voices", help="Folder with the CC BY singing clips (the validation voices)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the excerpts."),
+    mixes: int = typer.Option(2, "--mixes", help="Excerpts per voice."),
+) -> None:
+    """The real-music check for `uvr eval`: held-out real singing over held-out real instrumental recordings, 44.1 kHz stereo."""
+    from uvr_cli.training.dataset import real_music_check
+
+    if mixes < 1:
+        raise UsageError("--mixes must be at least 1")
+    print(json.dumps(real_music_check(out, recordings, voices, seed, mixes)), flush=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -192,6 +232,7 @@ def register(app: typer.Typer) -> None:
     app.command("train")(_guarded(train_command))
     app.add_typer(dataset_app, name="dataset")
     dataset_app.command("synth")(_guarded(synth_command))
+    dataset_app.command("realcheck")(_guarded(realcheck_command))
 
 
 def _guarded(command):

@@ -29,6 +29,7 @@ import soundfile as sf
 from uvr_cli.engine.resample import resample
 from uvr_cli.errors import UsageError
 from uvr_cli.training.accompaniment import RATE, find_soundfont, random_song, render_accompaniment
+from uvr_cli.training.recordings import excerpt, load_recording, random_excerpt, split_recordings
 from uvr_cli.training.vocals import VoiceSource, espeak_voice, load_real_voices, vocal_track
 
 SONG_SECONDS = 30.0
@@ -51,6 +52,13 @@ Made by `uvr dataset synth` (seed {seed}). Every stem is generated; these are th
     validation only: vocalset_female1_vibrato.
     The vocals derived from these clips are adaptations (re-pitched, time-warped, formant-shifted, re-voiced).
   - espeak-ng (GPL-3.0-or-later) speech of random syllables; its output carries no licence of its own.
+"""
+
+
+RECORDING_CREDITS = """- Real accompaniment: excerpts of the recordings in {folder}, under the licences their package
+  gives (for Debian's singularity-music: Max McCracken, CC BY-SA 3.0; weights trained on them are shared alike).
+  Used:
+{files}
 """
 
 
@@ -97,6 +105,38 @@ def _validation_set(root: Path, voice_dir: Path, seed: int, soundfont: Path, mix
     return index
 
 
+def real_music_check(
+    out: str | os.PathLike, recordings: str | os.PathLike, voices: str | os.PathLike, seed: int, mixes: int = 2
+) -> dict:
+    """The real-music check: each held-out voice over `mixes` excerpts of held-out real recordings, 44.1 kHz
+    stereo, written as OUT/{mixtures,instruments,vocals}/NNNN.flac for `uvr eval`."""
+    held_out = split_recordings(recordings)[1]
+    rng = np.random.default_rng([seed, 2])
+    root, used = Path(out), []
+    index = 0
+    for name in VALIDATION_VOICES:
+        path = Path(voices) / f"{name}.wav"
+        if not path.is_file():
+            raise UsageError(f"{path}: missing (the real CC BY voices, see --voices)")
+        wave, rate = sf.read(path, dtype="float32", always_2d=True)
+        voice = resample(wave.mean(axis=1), rate, RATE, "polyphase")
+        for _ in range(mixes):
+            recording = held_out[index % len(held_out)]  # every held-out recording in turn
+            inst = excerpt(load_recording(recording), voice.shape[0] / RATE, rng)
+            stems = {"instruments": inst, "vocals": np.repeat(voice[None], 2, axis=0)}
+            write_song(root, index, _peak_normalise(stems, 0.0))
+            used.append(recording.name)
+            index += 1
+    files = "\n".join(f"  - {name}" for name in sorted(set(used)))
+    (root / "CREDITS.md").write_text(
+        "# Credits for this real-music check\n\nMade by `uvr dataset realcheck`. Voices: the validation clips of "
+        "vocadito and VocalSet (CC BY 4.0, see ../shared/audio/cc-by-vocals/CREDITS.md), unchanged but for the rate.\n"
+        + RECORDING_CREDITS.format(folder=recordings, files=files),
+        encoding="utf-8",
+    )
+    return {"clips": index, "recordings": sorted(set(used))}
+
+
 def synthesise_dataset(
     out: str | os.PathLike,
     hours: float,
@@ -107,8 +147,13 @@ def synthesise_dataset(
     validation_mixes: int = 2,
     use_espeak: bool = True,
     on_song: Callable[[int, int], None] | None = None,
+    recordings: str | os.PathLike | None = None,
+    recording_share: float = 0.5,
 ) -> dict:
-    """Write the data set (module docstring); returns a summary (songs, seconds, voices)."""
+    """Write the data set (module docstring); returns a summary (songs, seconds, voices, recordings used).
+
+    With `recordings`, a share of the songs gets an excerpt of a real recording as accompaniment instead of the
+    MIDI rendering; the recordings held out for the real-music check (recordings.py) are never used."""
     require_tools("fluidsynth", *(["espeak-ng"] if use_espeak else []))
     sf2 = find_soundfont(soundfont)
     root, voice_dir = Path(out), Path(voices)
@@ -117,6 +162,8 @@ def synthesise_dataset(
     n_songs = max(1, math.ceil(hours * 3600 / song_seconds))
     rng = np.random.default_rng(seed)
     espeak_names: set[str] = set()
+    train_recordings = split_recordings(recordings)[0] if recordings is not None else []
+    used_recordings: set[str] = set()
 
     def espeak() -> VoiceSource:
         source = espeak_voice(rng)
@@ -125,17 +172,27 @@ def synthesise_dataset(
 
     for i in range(n_songs):
         song = random_song(rng, song_seconds)
-        inst = render_accompaniment(song, rng, sf2, song_seconds)
+        if train_recordings and rng.uniform() < recording_share:
+            path, inst = random_excerpt(train_recordings, song_seconds, rng)
+            used_recordings.add(str(path))
+        else:
+            inst = render_accompaniment(song, rng, sf2, song_seconds)
         voc = vocal_track(train_sources, song, rng, song_seconds, espeak if use_espeak else None)
         write_song(root / "train", i, _peak_normalise({"instruments": inst, "vocals": voc}, rng.uniform(-8, 4)))
         if on_song:
             on_song(i + 1, n_songs)
     validation_clips = _validation_set(root / "validation", voice_dir, seed, sf2, validation_mixes)
-    (root / "CREDITS.md").write_text(CREDITS.format(seed=seed, soundfont=sf2.name), encoding="utf-8")
+    credits = CREDITS.format(seed=seed, soundfont=sf2.name)
+    if recordings is not None:
+        credits += RECORDING_CREDITS.format(
+            folder=recordings, files="\n".join(f"  - {f}" for f in sorted(used_recordings))
+        )
+    (root / "CREDITS.md").write_text(credits, encoding="utf-8")
     return {
         "songs": n_songs,
         "seconds": n_songs * song_seconds,
         "validation_clips": validation_clips,
         "real_voices": [s.name for s in train_sources],
         "espeak_voices": sorted(espeak_names),
+        "recordings": sorted(used_recordings),
     }
