@@ -89,6 +89,7 @@ class Separator:
         fast: bool = False,
         front_end: str = "auto",
         overlap_io: bool = True,
+        on_note: Callable[[str], None] | None = None,
     ) -> None:
         if high_end not in HIGH_END_MODES:
             raise UsageError(f"--high-end {high_end!r}: use {', '.join(HIGH_END_MODES)}")
@@ -106,6 +107,7 @@ class Separator:
             raise UsageError(f"--backend {backend!r}: use {' or '.join(BACKENDS)}")
         self.backend, self.fast = backend, fast
         self._ort_options = {"device": device, "precision": precision}
+        self._on_note = on_note  # hears the one line before a first --fast/ONNX preparation
         self.front_end = resolve_front_end(front_end, resolve_device(device))  # on the device asked for, even with ORT
         self.overlap_io = overlap_io  # files decode ahead and stems encode behind, in threads (io/overlap.py)
         if backend == "onnxruntime":  # the window loop hands ORT host arrays; ORT picks its own device and precision
@@ -152,7 +154,7 @@ class Separator:
         net: MaskModel = (
             prepare_for_inference(network, self.device)
             if self.backend == "torch"
-            else onnx_mask_model(loaded, window=self.window, fast=self.fast, **self._ort_options)
+            else onnx_mask_model(loaded, window=self.window, fast=self.fast, note=self._on_note, **self._ort_options)
         )
         run = NetworkRun(
             net,

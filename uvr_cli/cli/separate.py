@@ -344,6 +344,7 @@ def _plan(o: SimpleNamespace) -> _Plan:
         backend=o.backend.value if o.backend else None,
         fast=o.fast,
         front_end=o.front_end.value,
+        on_note=None if o.quiet else say,
     )
     check_rate = functools.partial(_check_model_rate, o.fmt.value, depth, rate, o.bitrate, o.out, o.as_json)
     steps = [_then_step(text) for text in o.then or []]

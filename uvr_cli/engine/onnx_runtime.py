@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -74,8 +75,9 @@ class OnnxMaskModel:
         return torch.from_numpy(mask.astype(np.float32, copy=False))
 
 
-def cached_export(model: Model, precision: str, window: int) -> Path:
-    """The ONNX file of `model` at `precision` (fp32, fp16, or int8: see fast.py), made in the cache on first use."""
+def cached_export(model: Model, precision: str, window: int, note: Callable[[str], None] | None = None) -> Path:
+    """The ONNX file of `model` at `precision` (fp32, fp16, or int8: see fast.py), made in the cache on first use;
+    `note` hears one line before that first-use preparation starts (it takes about a minute)."""
     recipe = f"{precision}|calibration{CALIBRATION_VERSION}" if precision == "int8" else precision
     key = hashlib.sha256(
         f"{model.loaded.md5}|{model.preset.bins}|{model.preset.split_bin}|{recipe}|{torch.__version__}".encode()
@@ -88,6 +90,9 @@ def cached_export(model: Model, precision: str, window: int) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UvrError(f"cannot create the ONNX cache {folder}: {exc.strerror or exc}") from None
+    if note is not None:
+        what = "its int8 network for --fast" if precision == "int8" else f"its {precision} ONNX network"
+        note(f"{model.path.name}: preparing {what}, once per model (about a minute), into {folder}")
     if precision != "int8":
         export_network(model, path, precision=precision, window=window)
         return path
@@ -107,12 +112,18 @@ def cached_export(model: Model, precision: str, window: int) -> Path:
 
 
 def onnx_mask_model(
-    model: Model, *, device: str = "auto", precision: str = "auto", window: int = 512, fast: bool = False
+    model: Model,
+    *,
+    device: str = "auto",
+    precision: str = "auto",
+    window: int = 512,
+    fast: bool = False,
+    note: Callable[[str], None] | None = None,
 ) -> OnnxMaskModel:
     """`model`'s network as an ONNX Runtime session (exported and cached on first use); `fast`: int8 on the CPU."""
     provider_names = providers(device)
     precision = onnx_precision(precision, provider_names, fast)
-    path = cached_export(model, precision, window)
+    path = cached_export(model, precision, window, note)
     network = model.loaded.module
     return OnnxMaskModel(path, network.offset, network.depth, model.preset.split_bin, provider_names)
 
