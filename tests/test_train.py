@@ -113,3 +113,39 @@ def test_signal_saves_state_and_stops(dataset: Path, tmp_path: Path) -> None:
     )
     assert result["stopped_by_signal"] == signal.SIGINT and result["step"] == 1
     assert torch.load(run / "state.pt", weights_only=False)["step"] == 1
+
+
+def test_init_fine_tunes_the_given_weights_whatever_ch_says(dataset: Path, tmp_path: Path) -> None:
+    """--init starts from a UVR5 file (here the bundled ch8 model, with --ch 16 given): one step moves its weights
+    a little, and a resumed run keeps the file's architecture."""
+    from conftest import ROOT
+    from uvr_cli.engine.checkpoint import read_state_dict
+
+    torch.set_num_threads(1)
+    original = read_state_dict(ROOT / "models" / "default.pth")
+    logs: list[str] = []
+    cfg = _config(
+        dataset, tmp_path / "tuned", max_steps=1, validate=False, ch=16, init=str(ROOT / "models/default.pth")
+    )
+    train(cfg, log=logs.append, progress=False)
+    assert any("starting from" in line and "ch=8" in line for line in logs)
+    tuned = torch.load(tmp_path / "tuned" / "state.pt", weights_only=False)
+    assert tuned["config"]["ch"] == 8
+    moved = [k for k in original if not torch.equal(tuned["model"][k].half(), original[k].half())]
+    assert moved, "the step changed nothing"
+    relative = float(
+        (tuned["model"]["out.weight"] - original["out.weight"].float()).norm() / original["out.weight"].float().norm()
+    )
+    assert relative < 0.2, "it did not start from the file's weights"
+    resumed = train(_config(dataset, tmp_path / "tuned", max_steps=2, validate=False), log=logs.append, progress=False)
+    assert resumed["step"] == 2
+
+
+def test_init_refuses_an_architecture_training_cannot_build(dataset: Path, tmp_path: Path) -> None:
+    from conftest import save_random_checkpoint
+    from uvr_cli.engine.nets import AsppNetSpec
+    from uvr_cli.errors import UsageError
+
+    seven = save_random_checkpoint(tmp_path / "seven.pth", AsppNetSpec(16, 7), 672, seed=1)
+    with pytest.raises(UsageError, match="branches=7"):
+        train(_config(dataset, tmp_path / "bad", max_steps=1, init=str(seven)), log=lambda _: None, progress=False)

@@ -115,6 +115,11 @@ def train_command(
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 autocast) or fp32."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA if present), cpu, cuda, cuda:N."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
+    init: str | None = typer.Option(
+        None,
+        "--init",
+        help="Start from these weights (a UVR5 .pth of a 5-branch CascadedASPPNet or a CascadedNet, e.g. models/default.pth) instead of random ones: fine-tuning. Its architecture replaces --arch/--ch.",
+    ),
     validate: bool = typer.Option(True, "--validate/--no-validate", help="Score each epoch on DATASET/validation."),
     threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0: torch's default)."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
@@ -140,6 +145,7 @@ def train_command(
         precision=precision,
         device=device,
         seed=seed,
+        init=init,
         validate=validate,
     )
     result = train(cfg, log=_say, progress=not quiet and sys.stderr.isatty())

@@ -30,4 +30,5 @@ class TrainConfig:
     device: str = "auto"
     seed: int = 0
     validate: bool = True
+    init: str | None = None  # a UVR5 weight file to start from (fine-tuning) instead of random weights
     extra: dict = field(default_factory=dict)

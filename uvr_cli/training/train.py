@@ -41,16 +41,38 @@ from uvr_cli.training.evaluate import evaluate, find_clips, separator_estimator,
 from uvr_cli.training.patches import PatchSampler, find_songs
 
 
+def network_spec(arch: str, ch: int) -> NetworkSpec:
+    """The capacity `--arch`/`--ch` name: a 5-branch CascadedASPPNet, or a CascadedNet with a 128-unit LSTM."""
+    if arch == "aspp":
+        return AsppNetSpec(ch=ch, branches=5)
+    if arch == "cascaded":
+        return CascadedNetSpec(nout=ch, nout_lstm=128)
+    raise UsageError(f"--arch {arch!r}: use aspp or cascaded")
+
+
 def make_network(cfg: TrainConfig, preset: BandPreset) -> MaskNetwork:
     """The network `cfg.arch` asks for, sized for the preset's bins."""
-    spec: NetworkSpec
-    if cfg.arch == "aspp":
-        spec = AsppNetSpec(ch=cfg.ch, branches=5)
-    elif cfg.arch == "cascaded":
-        spec = CascadedNetSpec(nout=cfg.ch, nout_lstm=128)
-    else:
-        raise UsageError(f"--arch {cfg.arch!r}: use aspp or cascaded")
-    return build_network(spec, preset.bins)
+    return build_network(network_spec(cfg.arch, cfg.ch), preset.bins)
+
+
+def initial_weights(cfg: TrainConfig, preset: BandPreset, log: Callable[[str], None]) -> tuple[TrainConfig, dict]:
+    """For `--init FILE`: the file's weights, and `cfg` with the architecture they are (which --arch/--ch yield)."""
+    from dataclasses import replace
+
+    from uvr_cli.engine.checkpoint import load_network
+
+    assert cfg.init is not None
+    loaded = load_network(cfg.init, preset.bins)
+    spec = loaded.spec
+    arch, ch = ("aspp", spec.ch) if isinstance(spec, AsppNetSpec) else ("cascaded", spec.nout)
+    buildable = network_spec(arch, ch)
+    comparable = replace(spec, bins=None) if isinstance(spec, CascadedNetSpec) else spec
+    if comparable != buildable:
+        raise UsageError(
+            f"--init {cfg.init}: a {spec}; uvr train builds {buildable.__class__.__name__}s like {buildable}"
+        )
+    log(f"starting from {cfg.init}: {spec}, preset {preset.name}")
+    return replace(cfg, arch=arch, ch=ch), loaded.module.state_dict()
 
 
 def loss_fn(outputs: tuple[torch.Tensor, ...], y: torch.Tensor) -> torch.Tensor:
@@ -204,9 +226,15 @@ def set_up(cfg: TrainConfig, log: Callable[[str], None]) -> TrainingRun:
         raise UsageError(f"--cropsize {cfg.cropsize} must be a multiple of 16")
     preset = load_preset(cfg.preset)
     songs = find_songs(Path(cfg.dataset) / "train")
+    start = None
+    if cfg.init and saved is None:
+        cfg, start = initial_weights(cfg, preset, log)
     torch.manual_seed(cfg.seed)  # before the network is built: the same --seed gives the same starting weights
     random.seed(cfg.seed)
-    model = make_network(cfg, preset).to(device)
+    model = make_network(cfg, preset)
+    if start is not None:
+        model.load_state_dict(start)
+    model = model.to(device)
     if device.type == "cpu":
         # Module.to takes memory_format (torch._C._nn._parse_to), but torch's overloads of it leave the keyword out
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
