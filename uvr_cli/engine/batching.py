@@ -64,7 +64,8 @@ class WindowBatcher:
             try:
                 while not request.done:
                     pending = sum(len(r.windows) - r.taken for r in self._queue)
-                    if not self._busy and (pending >= self.batch_size or self._waiting >= self._clients):
+                    full_or_last = pending >= self.batch_size or self._waiting >= self._clients
+                    if pending and not self._busy and full_or_last:
                         self._run_batch()
                     else:
                         self._changed.wait()
