@@ -134,3 +134,32 @@ def test_an_error_in_one_file_reaches_the_caller_as_it_was(clips: list[Path], tm
 
     with pytest.raises(AudioError, match="missing.wav"):
         list(sep.map_together(task, [clips[0], tmp_path / "missing.wav"], 2))
+
+
+def test_stopping_early_ends_the_files_in_flight_at_their_next_window() -> None:
+    """Ctrl-C, SIGTERM or an error while files are in flight: the run does not wait for them to finish."""
+    from uvr_cli.engine.batching import Stopped
+
+    sep = Separator(device="cpu")
+    long_song = np.random.default_rng(0).standard_normal((120 * 44100, 2)).astype(np.float32) * 0.1
+    ended: dict[int, str] = {}
+    started = threading.Event()
+
+    def task(s: Separator, i: int) -> int:
+        if i == 0:
+            started.wait(30)  # the other file is under way before this one returns
+            return 0
+        started.set()
+        try:
+            s.separate(long_song, 44100)  # about 40 windows: far from done when the run stops
+            ended[i] = "finished"
+        except Stopped:
+            ended[i] = "stopped"
+            raise
+        return i
+
+    results = sep.map_together(task, [0, 1], 2)
+    assert next(results) == 0
+    results.close()  # what an exception in the consumer does: the generator's finally runs
+    assert ended == {1: "stopped"}
+    assert not [t for t in threading.enumerate() if t.name.startswith("uvr-file")]

@@ -196,7 +196,10 @@ class Separator:
         pool = ThreadPoolExecutor(files, thread_name_prefix="uvr-file")
         try:
             yield from pool.map(one, items)
-        finally:  # stopped early (an error, or the reader went away): files not started are not started
+        finally:  # stopped early (Ctrl-C, an error, the reader went away): files in flight end at their next window
+            for member in members:
+                assert member.network.batcher is not None
+                member.network.batcher.stop()
             pool.shutdown(wait=True, cancel_futures=True)
 
     @property

@@ -16,6 +16,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+class Stopped(BaseException):
+    """Raised in the songs still in flight when the run that batches them stops (Ctrl-C, SIGTERM, an error)."""
+
+
 @dataclass
 class _Request:
     windows: list[np.ndarray]
@@ -38,8 +42,14 @@ class WindowBatcher:
         self._changed = threading.Condition()
         self._queue: list[_Request] = []  # requests with windows not yet taken, in arrival order
         self._clients = self._waiting = 0
-        self._busy = False
+        self._busy = self._stopped = False
         self.calls = 0  # network calls made, for tests and reports
+
+    def stop(self) -> None:
+        """Make every waiting and later `masks` call raise Stopped, so the songs in flight end at their next window."""
+        with self._changed:
+            self._stopped = True
+            self._changed.notify_all()
 
     @contextlib.contextmanager
     def client(self) -> Iterator[None]:
@@ -63,6 +73,9 @@ class WindowBatcher:
             self._waiting += 1
             try:
                 while not request.done:
+                    if self._stopped:
+                        raise Stopped
+
                     pending = sum(len(r.windows) - r.taken for r in self._queue)
                     full_or_last = pending >= self.batch_size or self._waiting >= self._clients
                     if pending and not self._busy and full_or_last:
