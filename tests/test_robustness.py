@@ -474,6 +474,12 @@ def _wait_for_first_output(proc: subprocess.Popen, out: Path, timeout: float = 3
         time.sleep(0.01)
 
 
+def _sigint_as_from_a_terminal() -> None:
+    """In the child: Ctrl-C's default action. A suite started in the background (`cmd &` in a script) inherits an
+    ignored SIGINT, which Python then keeps ignoring, as a background job should."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
 def test_signal_leaves_only_whole_files_and_a_rerun_finishes_the_rest(
     tmp_path: Path, cascadednet_weights: Path, signum: int, status: int
@@ -482,7 +488,7 @@ def test_signal_leaves_only_whole_files_and_a_rerun_finishes_the_rest(
     out = tmp_path / "out"
     args = [*uvr_command(), *separate_args(cascadednet_weights, out), *map(str, songs)]
     with (tmp_path / "stderr").open("wb") as err:
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err, preexec_fn=_sigint_as_from_a_terminal)
         try:
             _wait_for_first_output(proc, out)
             proc.send_signal(signum)
@@ -523,7 +529,9 @@ def test_ctrl_c_while_the_model_loads_exits_130_with_one_line(tmp_path: Path, ca
         f"sys.argv = ['uvr', *{args!r}]\n"
         "main()\n"
     )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, timeout=120, preexec_fn=_sigint_as_from_a_terminal
+    )
     lines = stderr_lines(proc)
     assert proc.returncode == 130, lines
     assert len(lines) == 1 and "interrupted" in lines[0], lines
