@@ -8,6 +8,7 @@ import pickle
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import Tensor
@@ -156,9 +157,13 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
 
 
 def test_garbage_bytes(tmp_path: Path) -> None:
-    path = tmp_path / "garbage.pth"
-    path.write_bytes(os.urandom(4096))
-    assert "not a PyTorch weight file" in _error(path)
+    # Seeded: about 8 % of random byte strings start like a pickle and fail inside it ("not a readable ..."), the
+    # rest earlier; both are one line naming the file (unseeded, this test failed one run in twelve).
+    rng = np.random.default_rng(0)
+    for i in range(60):
+        path = tmp_path / f"garbage{i}.pth"
+        path.write_bytes(rng.bytes(4096))
+        assert re.search(r"not a (readable )?PyTorch weight file", _error(path))
 
 
 def test_empty_and_truncated_files(tmp_path: Path, small_state: dict[str, Tensor]) -> None:
