@@ -37,6 +37,13 @@ def test_formant_warp_moves_the_peak() -> None:
     assert np.argmax(vocals.warp_envelope(sp, 0.8)[0]) == 80
 
 
+def _need_pyworld() -> None:
+    try:
+        vocals.import_pyworld()
+    except UsageError:
+        pytest.skip("needs pyworld (pip install pyworld)")
+
+
 def _fake_voices(folder: Path) -> Path:
     """1.5 s harmonic 'singing' clips under the six names the synthesiser expects; the last one at 22.05 kHz."""
     folder.mkdir()
@@ -55,10 +62,7 @@ def _fake_voices(folder: Path) -> Path:
     reason="needs apt packages fluidsynth, timgm6mb-soundfont and espeak-ng",
 )
 def test_synth_writes_matching_stems_and_credits(tmp_path: Path) -> None:
-    try:
-        vocals.import_pyworld()
-    except UsageError:
-        pytest.skip("needs pyworld (pip install pyworld)")
+    _need_pyworld()
     out = tmp_path / "set"
     summary = ds.synthesise_dataset(
         out,
@@ -127,10 +131,7 @@ def test_the_real_music_check_mixes_held_out_voices_over_held_out_recordings(tmp
     reason="needs apt packages fluidsynth and timgm6mb-soundfont",
 )
 def test_synth_with_recordings_never_uses_the_held_out_ones(tmp_path: Path) -> None:
-    try:
-        vocals.import_pyworld()
-    except UsageError:
-        pytest.skip("needs pyworld (pip install pyworld)")
+    _need_pyworld()
     recordings = _fake_recordings(tmp_path / "rec")
     summary = ds.synthesise_dataset(
         tmp_path / "set",

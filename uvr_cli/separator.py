@@ -174,32 +174,28 @@ class Separator:
     ) -> Iterator[Outcome]:
         """task(separator, item) for every item, `files` at a time in threads whose network windows run in shared
         batches of up to batch_size (engine/batching.py): for many short files on a GPU. Yields in item order."""
+        batchers = [
+            WindowBatcher(functools.partial(run_windows, m.network), self.batch_size) for m in self.settings.members
+        ]
         members = tuple(
-            dataclasses.replace(
-                m,
-                network=dataclasses.replace(
-                    m.network, batcher=WindowBatcher(functools.partial(run_windows, m.network), self.batch_size)
-                ),
-            )
-            for m in self.settings.members
+            dataclasses.replace(m, network=dataclasses.replace(m.network, batcher=batcher))
+            for m, batcher in zip(self.settings.members, batchers)
         )
         together = copy.copy(self)
         together.settings = dataclasses.replace(self.settings, members=members)
 
         def one(item: Item) -> Outcome:
             with contextlib.ExitStack() as clients:
-                for member in members:
-                    assert member.network.batcher is not None
-                    clients.enter_context(member.network.batcher.client())
+                for batcher in batchers:
+                    clients.enter_context(batcher.client())
                 return task(together, item)
 
         pool = ThreadPoolExecutor(files, thread_name_prefix="uvr-file")
         try:
             yield from pool.map(one, items)
         finally:  # stopped early (Ctrl-C, an error, the reader went away): files in flight end at their next window
-            for member in members:
-                assert member.network.batcher is not None
-                member.network.batcher.stop()
+            for batcher in batchers:
+                batcher.stop()
             pool.shutdown(wait=True, cancel_futures=True)
 
     @property

@@ -16,8 +16,9 @@ import numpy as np
 from uvr_cli.catalog.presets import BandPreset
 from uvr_cli.engine import spectral
 from uvr_cli.engine.frontend import NUMPY, FrontEnd
-from uvr_cli.engine.ranges import Span, resample_range, source_range
+from uvr_cli.engine.ranges import resample_range, source_range
 from uvr_cli.engine.resample import resampled_length
+from uvr_cli.engine.span import Span
 
 READ_FRAMES = 1 << 16  # input frames decoded at a time
 

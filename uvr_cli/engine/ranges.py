@@ -15,42 +15,13 @@ import numpy as np
 import scipy.fft
 
 from uvr_cli.engine.frontend import NUMPY, FrontEnd
+from uvr_cli.engine.resample import rate_ratio
+from uvr_cli.engine.span import Span
 
 FIR_MARGIN = 1024  # source samples of context per FIR resampler, times the decimation factor (sinc_best needs ~150)
 FFT_CONTEXT_S = 1.0  # seconds of context each side when emulating a whole-signal FFT resample
 FFT_TAPER_S = 0.5  # the outer part of that context is faded out, so the segment's wrap-around is silent
 FFT_TYPES = ("scipy", "fft")
-
-
-class Span:
-    """Samples [start, start + n) of a signal of `length` samples; zero outside [0, length)."""
-
-    def __init__(self, start: int, data: np.ndarray, length: int) -> None:
-        self.start, self.data, self.length = start, data, length
-
-    @property
-    def stop(self) -> int:
-        return self.start + self.data.shape[-1]
-
-    @property
-    def whole(self) -> bool:
-        """True when the span holds every sample of the signal."""
-        return self.start <= 0 and self.stop >= self.length
-
-    def get(self, i0: int, i1: int) -> np.ndarray:
-        """Samples [i0, i1) as a new array; the span must hold every in-signal sample of that range."""
-        out = np.zeros(self.data.shape[:-1] + (i1 - i0,), dtype=self.data.dtype)
-        lo, hi = max(i0, 0, self.start), min(i1, self.length, self.stop)
-        if lo < hi:
-            out[..., lo - i0 : hi - i0] = self.data[..., lo - self.start : hi - self.start]
-        need_lo, need_hi = max(i0, 0), min(i1, self.length)
-        assert need_lo >= hi or (lo <= need_lo and hi >= need_hi), "span does not cover the request"
-        return out
-
-
-def _ratio(sr_src: int, sr_dst: int) -> tuple[int, int]:
-    g = math.gcd(sr_src, sr_dst)
-    return sr_dst // g, sr_src // g
 
 
 def source_range(d0: int, d1: int, sr_src: int, sr_dst: int, res_type: str, n_src: int) -> tuple[int, int]:
@@ -60,7 +31,7 @@ def source_range(d0: int, d1: int, sr_src: int, sr_dst: int, res_type: str, n_sr
     """
     if sr_src == sr_dst:
         return d0, d1
-    up, down = _ratio(sr_src, sr_dst)
+    up, down = rate_ratio(sr_src, sr_dst)
     fft = res_type in FFT_TYPES
     margin = math.ceil(FFT_CONTEXT_S * sr_src) if fft else FIR_MARGIN * max(1, -(-down // up))
     s = ((d0 * down) // up - margin) // down * down
@@ -126,7 +97,7 @@ def resample_range(
     if src.whole:
         y, o = front_end.resample(src.get(0, src.length), sr_src, sr_dst, res_type), 0
     else:
-        up, down = _ratio(sr_src, sr_dst)
+        up, down = rate_ratio(sr_src, sr_dst)
         s, e = source_range(d0, d1, sr_src, sr_dst, res_type, src.length)
         if e <= s:
             return out

@@ -21,6 +21,12 @@ SINC_TYPES = ("sinc_best", "sinc_medium", "sinc_fastest", "linear", "zero_order_
 FIR_TYPES = ("polyphase", "kaiser_best", "kaiser_fast", *SINC_TYPES)  # fixed taps per output phase
 
 
+def rate_ratio(orig_sr: int, target_sr: int) -> tuple[int, int]:
+    """(up, down): target/orig in lowest terms."""
+    g = math.gcd(orig_sr, target_sr)
+    return target_sr // g, orig_sr // g
+
+
 def resampled_length(n: int, orig_sr: int, target_sr: int) -> int:
     """Length librosa gives a resampled signal: ceil(n * target / orig)."""
     return int(math.ceil(n * (float(target_sr) / orig_sr)))

@@ -14,6 +14,7 @@ import numpy as np
 import scipy.fft
 
 from uvr_cli.catalog.presets import Band, BandPreset
+from uvr_cli.engine.span import Span
 
 
 @lru_cache(maxsize=32)
@@ -25,11 +26,8 @@ def hann(n_fft: int, dtype: str = "float64") -> np.ndarray:
 
 def frames_segment(wave: np.ndarray, n_fft: int, hop: int, first: int, count: int) -> np.ndarray:
     """The samples frames [first, first + count) of `stft(wave, n_fft, hop)` read, zeros outside the wave."""
-    start, stop = first * hop - n_fft // 2, first * hop - n_fft // 2 + (count - 1) * hop + n_fft
-    n = wave.shape[-1]
-    inside = wave[..., max(start, 0) : max(min(stop, n), 0)]
-    before = min(max(-start, 0), stop - start)
-    return np.pad(inside, [(0, 0)] * (wave.ndim - 1) + [(before, stop - start - before - inside.shape[-1])])
+    start = first * hop - n_fft // 2
+    return Span(0, wave, wave.shape[-1]).get(start, start + (count - 1) * hop + n_fft)
 
 
 def stft_frames(wave: np.ndarray, n_fft: int, hop: int, first: int, count: int) -> np.ndarray:

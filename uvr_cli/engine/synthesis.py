@@ -16,8 +16,9 @@ import numpy as np
 from uvr_cli.catalog.presets import BandPreset
 from uvr_cli.engine import spectral
 from uvr_cli.engine.frontend import NUMPY, FrontEnd
-from uvr_cli.engine.ranges import FFT_CONTEXT_S, Span, resample_range, source_range
+from uvr_cli.engine.ranges import FFT_CONTEXT_S, resample_range, source_range
 from uvr_cli.engine.resample import resampled_length
+from uvr_cli.engine.span import Span
 
 OUTPUT_RESAMPLER = "kaiser_best"  # for output at a rate other than the model's (the UVR GUI uses it too)
 TAIL_CONTEXT_FRAMES = 128  # frames before the tail that its synthesis sees (about 1.4 s)

@@ -28,27 +28,34 @@ def _snr_db(ref: np.ndarray, est: np.ndarray) -> float:
     return math.inf if noise == 0 else 10 * math.log10(float(np.sum(ref**2)) / noise)
 
 
-def _ratio(orig_sr: int, target_sr: int) -> tuple[int, int]:
-    g = math.gcd(orig_sr, target_sr)
-    return target_sr // g, orig_sr // g
-
-
 @dataclass(frozen=True)
 class FirTaps:
-    """A FIR resampler's taps: output k = sum_j taps[k % up, j] * y[k*down//up + first + j]; `reach` bounds |j|."""
+    """A FIR resampler's taps: output k = sum_j taps[k % up, j] * y[k*down//up + first + j]; `reach` bounds |j|.
+
+    `kernel` holds them as one convolution with stride `down` and `up` output channels: phase r's taps start at
+    r*down//up."""
 
     up: int
     down: int
-    taps: np.ndarray
+    kernel: np.ndarray  # (up, 1, width + down - 1)
     first: int
     reach: int
+
+    @classmethod
+    def from_taps(cls, taps: np.ndarray, up: int, down: int, first: int, reach: int) -> FirTaps:
+        width = taps.shape[1]
+        kernel = np.zeros((up, 1, width + down - 1))
+        for r in range(up):
+            lead = r * down // up
+            kernel[r, 0, lead : lead + width] = taps[r]
+        return cls(up, down, kernel, first, reach)
 
 
 @lru_cache(maxsize=32)
 def fir_taps(orig_sr: int, target_sr: int, res_type: str) -> FirTaps | None:
     """The taps of the host resampler `res_type`, read off its response to impulses; None when they do not
     reproduce it (KERNEL_MIN_SNR_DB on noise, through `fir_resample`)."""
-    up, down = _ratio(orig_sr, target_sr)
+    up, down = host.rate_ratio(orig_sr, target_sr)
     reach = SUPPORT * max(1, -(-down // up))
     spacing = -(-(2 * reach + 2) // down) * down  # impulses this far apart never share an output
     # Impulse t sits at residue t mod down, so together they give every phase at every offset.
@@ -66,7 +73,7 @@ def fir_taps(orig_sr: int, target_sr: int, res_type: str) -> FirTaps | None:
     used = np.flatnonzero(np.any(taps != 0, axis=0))
     if used.size == 0:
         return None
-    derived = FirTaps(up, down, taps[:, used[0] : used[-1] + 1], int(used[0]) - reach, reach)
+    derived = FirTaps.from_taps(taps[:, used[0] : used[-1] + 1], up, down, int(used[0]) - reach, reach)
     for n in (3 * spacing + 17, 3 * spacing + 18):  # both parities: the libraries end their output differently
         noise = np.random.default_rng(n).standard_normal((2, n))
         check = fir_resample(noise, orig_sr, target_sr, res_type, derived, torch.device("cpu"))
@@ -77,15 +84,9 @@ def fir_taps(orig_sr: int, target_sr: int, res_type: str) -> FirTaps | None:
 
 def apply_taps(y: torch.Tensor, fir: FirTaps) -> torch.Tensor:
     """Resample (..., n) float64 on y's device by the taps, zero-padded: ceil(n * up / down) samples."""
-    up, down, taps = fir.up, fir.down, fir.taps
+    up, down, kernel = fir.up, fir.down, fir.kernel
     n = y.shape[-1]
     n_out = -(-n * up // down)
-    width = taps.shape[1]
-    # One convolution with stride `down` and `up` output channels: phase r's taps start at r*down//up.
-    kernel = np.zeros((up, 1, width + down - 1))
-    for r in range(up):
-        lead = r * down // up
-        kernel[r, 0, lead : lead + width] = taps[r]
     steps = -(-n_out // up)
     left = max(0, -fir.first)
     length = (steps - 1) * down + kernel.shape[-1]

@@ -87,19 +87,26 @@ def write_song(root: Path, index: int, stems: dict[str, np.ndarray]) -> None:
         sf.write(folder / f"{index:04d}.flac", np.ascontiguousarray(wave.T), RATE, subtype="PCM_24")
 
 
+def validation_voice(voice_dir: Path, name: str) -> np.ndarray:
+    """A held-out real voice, unchanged but for the rate, as (2, n) at RATE (mono in both channels)."""
+    path = voice_dir / f"{name}.wav"
+    if not path.is_file():
+        raise UsageError(f"{path}: missing (the real CC BY voices, see --voices)")
+    wave, rate = sf.read(path, dtype="float32", always_2d=True)
+    return np.repeat(resample(wave.mean(axis=1), rate, RATE, "polyphase")[None], 2, axis=0)
+
+
 def _validation_set(root: Path, voice_dir: Path, seed: int, soundfont: Path, mixes: int) -> int:
     """The held-out voices, unchanged but for the rate, each over `mixes` held-out accompaniments; returns the
     clip count."""
     rng = np.random.default_rng([seed, 1])  # held-out accompaniment: a stream of its own
     index = 0
     for name in VALIDATION_VOICES:
-        wave, rate = sf.read(voice_dir / f"{name}.wav", dtype="float32", always_2d=True)
-        wave = resample(wave.T, rate, RATE, "polyphase").T
+        voc = validation_voice(voice_dir, name)
         for _ in range(mixes):
-            seconds = len(wave) / RATE
+            seconds = voc.shape[1] / RATE
             song = random_song(rng, seconds)
             inst = render_accompaniment(song, rng, soundfont, seconds)
-            voc = np.repeat(wave.mean(axis=1)[None], 2, axis=0)
             write_song(root, index, _peak_normalise({"instruments": inst, "vocals": voc}, 0.0))
             index += 1
     return index
@@ -115,15 +122,11 @@ def real_music_check(
     root, used = Path(out), []
     index = 0
     for name in VALIDATION_VOICES:
-        path = Path(voices) / f"{name}.wav"
-        if not path.is_file():
-            raise UsageError(f"{path}: missing (the real CC BY voices, see --voices)")
-        wave, rate = sf.read(path, dtype="float32", always_2d=True)
-        voice = resample(wave.mean(axis=1), rate, RATE, "polyphase")
+        voice = validation_voice(Path(voices), name)
         for _ in range(mixes):
             recording = held_out[index % len(held_out)]  # every held-out recording in turn
-            inst = excerpt(load_recording(recording), voice.shape[0] / RATE, rng)
-            stems = {"instruments": inst, "vocals": np.repeat(voice[None], 2, axis=0)}
+            inst = excerpt(load_recording(recording), voice.shape[1] / RATE, rng)
+            stems = {"instruments": inst, "vocals": voice}
             write_song(root, index, _peak_normalise(stems, 0.0))
             used.append(recording.name)
             index += 1

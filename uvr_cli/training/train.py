@@ -25,7 +25,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -57,8 +57,6 @@ def make_network(cfg: TrainConfig, preset: BandPreset) -> MaskNetwork:
 
 def initial_weights(cfg: TrainConfig, preset: BandPreset, log: Callable[[str], None]) -> tuple[TrainConfig, dict]:
     """For `--init FILE`: the file's weights, and `cfg` with the architecture they are (which --arch/--ch yield)."""
-    from dataclasses import replace
-
     from uvr_cli.engine.checkpoint import load_network
 
     assert cfg.init is not None
