@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from conftest import run_uvr
 from uvr_cli.errors import UsageError
 from uvr_cli.training import accompaniment, vocals
 from uvr_cli.training import dataset as ds
@@ -150,3 +151,58 @@ def test_synth_with_recordings_never_uses_the_held_out_ones(tmp_path: Path) -> N
     mix, _ = sf.read(tmp_path / "set" / "train" / "mixtures" / "0000.flac")
     assert mix.shape == (int(1.5 * 44100), 2)
     assert "CC BY-SA 3.0" in (tmp_path / "set" / "CREDITS.md").read_text()
+
+
+def _tone_voice() -> vocals.VoiceSource:
+    """WORLD analysis of a 1.5 s harmonic tone at 220 Hz (16 kHz)."""
+    rate = 16000
+    t = np.arange(int(1.5 * rate)) / rate
+    return vocals.analyse_voice("tone", sum(0.2 / k * np.sin(2 * np.pi * 220 * k * t) for k in range(1, 8)), rate)
+
+
+def test_a_harmony_line_is_the_phrase_moved_by_its_interval() -> None:
+    _need_pyworld()
+    pw = vocals.import_pyworld()
+    rng = np.random.default_rng(0)
+    phrase = vocals.sung_phrase(_tone_voice(), accompaniment.random_song(rng, 5.0), rng, 1.0)
+
+    def pitch(wave: np.ndarray) -> np.ndarray:
+        x = wave.astype(np.float64)
+        f0, t = pw.dio(x, 44100, frame_period=vocals.FRAME_MS)
+        return pw.stonemask(x, f0, t, 44100)
+
+    lead, fifth = pitch(vocals.render(phrase)), pitch(vocals.render(phrase, 7))
+    both = (lead > 0) & (fifth > 0)
+    assert both.mean() > 0.5
+    assert np.median(fifth[both] / lead[both]) == pytest.approx(2 ** (7 / 12), rel=0.02)
+
+
+def test_harmonies_sing_phrases_again_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    _need_pyworld()
+    calls: list[float] = []
+    real_render = vocals.render
+
+    def spy(phrase: vocals.Phrase, semitones: float = 0.0) -> np.ndarray:
+        calls.append(semitones)
+        return real_render(phrase, semitones)
+
+    monkeypatch.setattr(vocals, "render", spy)
+    source = _tone_voice()
+    for share in (0.0, 1.0):
+        calls.clear()
+        rng = np.random.default_rng(3)
+        track = vocals.vocal_track([source], accompaniment.random_song(rng, 12.0), rng, 12.0, None, share)
+        assert track.shape == (2, 12 * 44100) and np.isfinite(track).all()
+        lead, backing = [c for c in calls if c == 0], [c for c in calls if c != 0]
+        assert len(lead) >= 2
+        if share == 0:
+            assert not backing
+        else:
+            assert backing and set(backing) <= set(vocals.HARMONY_SEMITONES)
+
+
+def test_synth_refuses_a_harmony_share_outside_0_to_1(tmp_path: Path) -> None:
+    done = run_uvr("dataset", "synth", str(tmp_path / "set"), "--harmonies", "1.5")
+    assert done.returncode != 0
+    assert done.stderr.decode().strip().splitlines() == ["uvr: --harmonies 1.5: use a share from 0 to 1"]
+    assert not (tmp_path / "set").exists()

@@ -176,6 +176,11 @@ def synth_command(
     recording_share: float = typer.Option(
         0.5, "--recording-share", help="Share of the songs whose accompaniment is a real recording (with --recordings)."
     ),
+    harmonies: float = typer.Option(
+        0.0,
+        "--harmonies",
+        help="Share of the songs that get backing harmonies (their phrases sung again a third, fifth, ... away); 0 keeps the data sets of earlier seeds unchanged.",
+    ),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
 ) -> None:
     """Generate songs with separate vocal and instrumental stems (fluidsynth accompaniment, WORLD-resynthesised voices)."""
@@ -192,8 +197,9 @@ def synth_command(
             bar.total = total
             bar.update(1)
 
-    if not 0 <= recording_share <= 1:
-        raise UsageError(f"--recording-share {recording_share:g}: use a share from 0 to 1")
+    for flag, share in (("--recording-share", recording_share), ("--harmonies", harmonies)):
+        if not 0 <= share <= 1:
+            raise UsageError(f"{flag} {share:g}: use a share from 0 to 1")
     summary = synthesise_dataset(
         out,
         hours,
@@ -205,6 +211,7 @@ def synth_command(
         on_song=progress,
         recordings=recordings,
         recording_share=recording_share,
+        harmony_share=harmonies,
     )
     if bar is not None:
         bar.close()

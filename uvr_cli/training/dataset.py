@@ -8,7 +8,8 @@ melodies (vibrato, drift, scoops, portamento), warped spectral envelopes (forman
 * real CC BY singing (the three training clips of ``cc-by-vocals``; the other three are the validation voices);
 * espeak-ng speech of random syllables in many languages and voice variants, made to sing by the same re-synthesis.
 
-Each vocal then gets EQ, reverb, level automation and sometimes a double. Output layout::
+Each vocal then gets EQ, reverb, level automation, sometimes a double and, with ``harmony_share``, sometimes backing
+harmonies (the same phrases a third, fourth, fifth, sixth or octave away). Output layout::
 
     OUT/train/{mixtures,instruments,vocals}/NNNN.flac     44.1 kHz stereo, 24 bit
     OUT/validation/{mixtures,instruments,vocals}/NNNN.flac   real held-out voices over held-out accompaniment
@@ -152,11 +153,13 @@ def synthesise_dataset(
     on_song: Callable[[int, int], None] | None = None,
     recordings: str | os.PathLike | None = None,
     recording_share: float = 0.5,
+    harmony_share: float = 0.0,
 ) -> dict:
     """Write the data set (module docstring); returns a summary (songs, seconds, voices, recordings used).
 
     With `recordings`, a share of the songs gets an excerpt of a real recording as accompaniment instead of the
-    MIDI rendering; the recordings held out for the real-music check (recordings.py) are never used."""
+    MIDI rendering; the recordings held out for the real-music check (recordings.py) are never used. A share
+    `harmony_share` of the songs gets backing harmonies (vocals.vocal_track)."""
     require_tools("fluidsynth", *(["espeak-ng"] if use_espeak else []))
     sf2 = find_soundfont(soundfont)
     root, voice_dir = Path(out), Path(voices)
@@ -180,7 +183,7 @@ def synthesise_dataset(
             used_recordings.add(str(path))
         else:
             inst = render_accompaniment(song, rng, sf2, song_seconds)
-        voc = vocal_track(train_sources, song, rng, song_seconds, espeak if use_espeak else None)
+        voc = vocal_track(train_sources, song, rng, song_seconds, espeak if use_espeak else None, harmony_share)
         write_song(root / "train", i, _peak_normalise({"instruments": inst, "vocals": voc}, rng.uniform(-8, 4)))
         if on_song:
             on_song(i + 1, n_songs)

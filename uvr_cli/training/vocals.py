@@ -3,8 +3,8 @@
 A source recording is analysed once (F0, spectral envelope, aperiodicity); each phrase then re-times it and gives it
 a new melody (vibrato, drift, scoops, portamento), a warped envelope (formant shift) and changed aperiodicity
 (breathy to pressed). Sources are real CC BY singing clips, or espeak-ng speech of random syllables in many
-languages and voice variants. A vocal track strings phrases with rests, then adds EQ, reverb, level automation and
-sometimes a double.
+languages and voice variants. A vocal track strings phrases with rests, then adds EQ, reverb, level automation,
+sometimes a double and, when asked for, backing harmonies.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ FRAME_MS = 5.0
 ESPEAK_LANGUAGES = ("en", "es", "it", "de", "fr", "pt", "pl", "fi", "sw", "id", "nl", "ro", "hu", "cs", "tr")
 SYLLABLE_ONSETS = ("", "l", "m", "n", "d", "t", "s", "r", "b", "k", "v", "h", "sh", "w", "y", "p", "g", "f")
 SYLLABLE_VOWELS = ("a", "e", "i", "o", "u", "ai", "ou", "ee", "oo", "ah")
+HARMONY_SEMITONES = (3, 4, 7, 12, -5, -8, -9)  # thirds, fifth, octave above; fourth, sixths below
 
 
 def import_pyworld() -> types.ModuleType:
@@ -158,9 +159,18 @@ def warp_envelope(sp: np.ndarray, factor: float) -> np.ndarray:
     return np.stack([np.interp(bins / factor, bins, row, right=row[-1]) for row in sp])
 
 
-def sing(source: VoiceSource, song: Song, rng: np.random.Generator, seconds: float) -> np.ndarray:
-    """One sung phrase of about `seconds` from `source`: new timing, melody, formants and breathiness, at RATE."""
-    pw = import_pyworld()
+@dataclass
+class Phrase:
+    """WORLD parameters of one sung phrase, ready to synthesise."""
+
+    rate: int
+    f0: np.ndarray
+    sp: np.ndarray
+    ap: np.ndarray
+
+
+def sung_phrase(source: VoiceSource, song: Song, rng: np.random.Generator, seconds: float) -> Phrase:
+    """About `seconds` of `source` with new timing, melody, formants and breathiness."""
     n_out = max(8, int(seconds * 1000 / FRAME_MS))
     speed = rng.uniform(0.6, 1.4)
     span = min(len(source.f0) - 1, int(n_out * speed))
@@ -173,10 +183,15 @@ def sing(source: VoiceSource, song: Song, rng: np.random.Generator, seconds: flo
     sp = warp_envelope(source.sp[idx], formant)
     sp *= np.exp(np.linspace(0, rng.uniform(-2, 2), sp.shape[1]))[None, :]  # spectral tilt
     ap = np.clip(source.ap[idx], 1e-6, 1.0) ** rng.uniform(0.4, 1.6)  # breathy (<1) ... pressed (>1)
-    y = pw.synthesize(
-        np.ascontiguousarray(f0), np.ascontiguousarray(sp), np.ascontiguousarray(ap), source.rate, FRAME_MS
-    )
-    return resample(y, source.rate, RATE, "polyphase").astype(np.float32)
+    return Phrase(source.rate, f0, sp, ap)
+
+
+def render(phrase: Phrase, semitones: float = 0.0) -> np.ndarray:
+    """The phrase synthesised at RATE, its melody moved by `semitones` (a harmony line when not 0)."""
+    pw = import_pyworld()
+    f0, sp, ap = (np.ascontiguousarray(a) for a in (phrase.f0 * 2 ** (semitones / 12), phrase.sp, phrase.ap))
+    y = pw.synthesize(f0, sp, ap, phrase.rate, FRAME_MS)
+    return resample(y, phrase.rate, RATE, "polyphase").astype(np.float32)
 
 
 def _peq(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -206,16 +221,36 @@ def _reverb(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.stack(out)
 
 
+def _place(track: np.ndarray, wave: np.ndarray, start: int) -> None:
+    """Add `wave` into `track` from sample `start` with 10 ms fades, cut at the track's end."""
+    fade = np.minimum(1, np.minimum(np.arange(len(wave)), np.arange(len(wave))[::-1]) / 441)
+    seg = (wave * fade)[: max(0, len(track) - start)]
+    track[start : start + len(seg)] += seg
+
+
+def _place_in_room(dry: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Reverb and a pan: (n,) -> (2, n)."""
+    wave = _reverb(dry, rng)
+    pan = rng.uniform(-0.3, 0.3)
+    return wave * np.array([[1 - pan], [1 + pan]])
+
+
 def vocal_track(
     sources: list[VoiceSource],
     song: Song,
     rng: np.random.Generator,
     seconds: float,
     espeak: Callable[[], VoiceSource] | None,
+    harmony_share: float = 0.0,
 ) -> np.ndarray:
-    """Phrases with rests from one voice per song (sometimes two), then EQ, reverb, double and level: (2, n)."""
+    """Phrases with rests from one voice per song (sometimes two), then EQ, reverb, double and level: (2, n).
+
+    With probability `harmony_share` the song also gets backing vocals: most phrases sung again a fixed interval
+    away, later and quieter, with their own EQ, reverb and pan. At 0 the random stream is the one of earlier
+    releases, so a seed keeps giving the same data set."""
     n = int(seconds * RATE)
-    dry = np.zeros(n)
+    dry, backing = np.zeros(n), np.zeros(n)
+    harmonised = harmony_share > 0 and rng.random() < harmony_share
     pick = lambda: sources[rng.integers(len(sources))] if (espeak is None or rng.random() < 0.55) else espeak()  # noqa: E731
     voice = pick()
     t = rng.uniform(0, 2)
@@ -223,18 +258,20 @@ def vocal_track(
         if rng.random() < 0.15:
             voice = pick()
         length = min(rng.uniform(1.5, 6.0), seconds - t)
-        phrase = sing(voice, song, rng, length)
+        phrase = sung_phrase(voice, song, rng, length)
         start = int(t * RATE)
-        fade = np.minimum(1, np.minimum(np.arange(len(phrase)), np.arange(len(phrase))[::-1]) / 441)
-        seg = phrase * fade
-        dry[start : start + len(seg)] += seg[: n - start]
+        _place(dry, render(phrase), start)
+        if harmonised and rng.random() < 0.7:
+            interval = float(rng.choice(HARMONY_SEMITONES))
+            lag = int(rng.uniform(0.0, 0.04) * RATE)
+            _place(backing, rng.uniform(0.3, 0.7) * render(phrase, interval), start + lag)
         t += length + rng.uniform(0.2, 2.5)
     dry = _peq(dry, rng)
     if rng.random() < 0.3:  # double: a delayed, slightly detuned copy (linear-interpolated speed change)
         copy = np.interp(np.arange(n) * (1 + rng.uniform(-0.003, 0.003)), np.arange(n), dry, right=0.0)
         dry = dry + 0.5 * np.roll(copy, int(rng.integers(200, 1500)))
-    wave = _reverb(dry, rng)
-    pan = rng.uniform(-0.3, 0.3)
-    wave *= np.array([[1 - pan], [1 + pan]])
+    wave = _place_in_room(dry, rng)
+    if harmonised:
+        wave = wave + _place_in_room(_peq(backing, rng), rng)
     level = np.interp(np.arange(n), np.linspace(0, n, 6), rng.uniform(0.6, 1.2, 6))
     return (wave * level).astype(np.float32)
