@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 from uvr_cli.catalog.presets import load_preset
-from uvr_cli.engine.export import mask_graph, write_graph
-from uvr_cli.engine.nets import Aggressiveness, AsppNetSpec, CascadedNetSpec, build_network
-from uvr_cli.engine.onnx_runtime import OnnxMaskModel
-from uvr_cli.engine.optimize import prepare_for_inference
+from uvr_cli.engine.families.vr.export import mask_graph, write_graph
+from uvr_cli.engine.families.vr.nets import Aggressiveness, AsppNetSpec, CascadedNetSpec, build_network
+from uvr_cli.engine.families.vr.onnx_runtime import OnnxMaskModel
+from uvr_cli.engine.families.vr.optimize import prepare_for_inference
 
 FAMILIES = {
     "ch32": (AsppNetSpec(ch=32, branches=5), "4band_v2"),

@@ -101,7 +101,7 @@ def run_child(argv: list[str], stdin: Path | None = None) -> tuple[float, float]
 
 def make_checkpoint(cache: Path, kind: str) -> tuple[Path, str]:
     """A random-weight fp16 checkpoint in the real layout, and its preset."""
-    from uvr_cli.engine.nets import AsppNetSpec, CascadedNetSpec, build_network
+    from uvr_cli.engine.families.vr.nets import AsppNetSpec, CascadedNetSpec, build_network
 
     specs = {
         "ch32": (AsppNetSpec(ch=32, branches=5), "4band_v2", 672),

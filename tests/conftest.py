@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from uvr_cli.engine.nets import AsppNetSpec, CascadedNetSpec, NetworkSpec, build_network
+from uvr_cli.engine.families.vr.nets import AsppNetSpec, CascadedNetSpec, NetworkSpec, build_network
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"  # reference data copied from UVR5 (see data/CREDITS.md)

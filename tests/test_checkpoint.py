@@ -16,13 +16,13 @@ from torch import Tensor
 from conftest import DATA
 from reference import rvc as ref
 from uvr_cli.catalog.registry import HASH_TAIL_BYTES, uvr_model_hash
-from uvr_cli.engine.checkpoint import (
+from uvr_cli.engine.families.vr.checkpoint import (
     detect_spec,
     load_network,
     network_from_state_dict,
     read_state_dict,
 )
-from uvr_cli.engine.nets import AsppNetSpec, CascadedNetSpec
+from uvr_cli.engine.families.vr.nets import AsppNetSpec, CascadedNetSpec
 from uvr_cli.errors import ModelError
 
 LISTINGS = sorted((DATA / "uvr-statedicts").glob("*.tsv"))  # UVR5's own key/shape/dtype listings

@@ -14,7 +14,7 @@ import soundfile as sf
 
 from conftest import ROOT, save_random_checkpoint, tone_mix
 from uvr_cli.compat.rvc import NO_SAVE_ROOT, AudioPre, AudioPreDeEcho
-from uvr_cli.engine.nets import CascadedNetSpec
+from uvr_cli.engine.families.vr.nets import CascadedNetSpec
 from uvr_cli.errors import AudioError, ModelError, UsageError
 
 DEFAULT_MODEL = ROOT / "models" / "default.pth"  # CascadedASPPNet, 4band_v2 at 44.1 kHz, like RVC's HP2/HP5

@@ -17,7 +17,7 @@ import pytest
 import soundfile as sf
 
 from conftest import ROOT, run_uvr, uvr_command
-from uvr_cli.engine.onnx_runtime import MISSING_ORT
+from uvr_cli.engine.families.vr.onnx_runtime import MISSING_ORT
 from uvr_cli.errors import UsageError
 
 onnx = pytest.importorskip("onnx")
@@ -58,7 +58,7 @@ def _weight_sources(model) -> dict[str, str]:  # model: onnx.ModelProto
 def test_fast_mode_quantises_all_but_the_input_convolutions_and_stays_close_to_exact(
     tmp_path: Path, model_cache: Path
 ) -> None:
-    from uvr_cli.engine.fast import input_convolutions
+    from uvr_cli.engine.families.vr.fast import input_convolutions
 
     cache = model_cache
     exact, _ = _separate(tmp_path / "exact")

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from uvr_cli.catalog.presets import load_preset
 from uvr_cli.engine.analysis import analyse
-from uvr_cli.engine.checkpoint import network_from_state_dict, read_state_dict
-from uvr_cli.engine.nets import AsppNetSpec, CascadedNetSpec, build_network
+from uvr_cli.engine.families.vr.checkpoint import network_from_state_dict, read_state_dict
+from uvr_cli.engine.families.vr.nets import AsppNetSpec, CascadedNetSpec, build_network
 from uvr_cli.engine.synthesis import synthesise
 from uvr_cli.errors import AudioError, ModelError
 from uvr_cli.io.decode import read_audio

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from uvr_cli.engine.checkpoint import load_network
+from uvr_cli.engine.families.vr.checkpoint import load_network
 from uvr_cli.engine.device import configure_gpu_math
-from uvr_cli.engine.fast import fit_window
-from uvr_cli.engine.nets import Aggressiveness, AsppNetSpec, build_network
-from uvr_cli.engine.optimize import BandedDecoder, SplitInputConv, prepare_for_inference
-from uvr_cli.engine.postprocess import mask_silence
+from uvr_cli.engine.families.vr.fast import fit_window
+from uvr_cli.engine.families.vr.nets import Aggressiveness, AsppNetSpec, build_network
+from uvr_cli.engine.families.vr.optimize import BandedDecoder, SplitInputConv, prepare_for_inference
+from uvr_cli.engine.families.vr.postprocess import mask_silence
 from uvr_cli.engine.windows import NetworkRun, predict_mask
 
 

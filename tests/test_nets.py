@@ -8,7 +8,7 @@ import torch
 
 from conftest import random_uvr_state
 from reference import rvc as ref
-from uvr_cli.engine.nets import (
+from uvr_cli.engine.families.vr.nets import (
     Aggressiveness,
     AsppNetSpec,
     CascadedASPPNet,

@@ -17,7 +17,7 @@ import torch
 from conftest import save_random_checkpoint, tone_mix, uvr_command
 from uvr_cli.engine import pipeline
 from uvr_cli.engine.analysis import Analyser, ArraySource
-from uvr_cli.engine.nets import AsppNetSpec
+from uvr_cli.engine.families.vr.nets import AsppNetSpec
 from uvr_cli.separator import Separator
 
 BLOCK_SECONDS = 3.0  # one roi per block: an 8 s song spans three blocks

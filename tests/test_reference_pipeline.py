@@ -25,7 +25,7 @@ import soundfile as sf
 
 from conftest import DATA, ROOT, save_random_checkpoint, uvr_command
 from reference import rvc as ref
-from uvr_cli.engine.nets import AsppNetSpec, CascadedNetSpec
+from uvr_cli.engine.families.vr.nets import AsppNetSpec, CascadedNetSpec
 
 pytestmark = pytest.mark.slow
 

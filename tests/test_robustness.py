@@ -523,7 +523,7 @@ def test_ctrl_c_while_the_model_loads_exits_130_with_one_line(tmp_path: Path, ca
     args = separate_args(cascadednet_weights, out, str(song))
     script = (
         "import os, signal, sys, time\n"
-        "import uvr_cli.engine.checkpoint as checkpoint\n"
+        "import uvr_cli.engine.families.vr.checkpoint as checkpoint\n"
         "def interrupted_load(path):\n"
         "    os.kill(os.getpid(), signal.SIGINT)\n"
         "    time.sleep(30)\n"

@@ -119,7 +119,7 @@ def test_init_fine_tunes_the_given_weights_whatever_ch_says(dataset: Path, tmp_p
     """--init starts from a UVR5 file (here the bundled ch8 model, with --ch 16 given): one step moves its weights
     a little, and a resumed run keeps the file's architecture."""
     from conftest import ROOT
-    from uvr_cli.engine.checkpoint import read_state_dict
+    from uvr_cli.engine.families.vr.checkpoint import read_state_dict
 
     torch.set_num_threads(1)
     original = read_state_dict(ROOT / "models" / "default.pth")
@@ -143,7 +143,7 @@ def test_init_fine_tunes_the_given_weights_whatever_ch_says(dataset: Path, tmp_p
 
 def test_init_refuses_an_architecture_training_cannot_build(dataset: Path, tmp_path: Path) -> None:
     from conftest import save_random_checkpoint
-    from uvr_cli.engine.nets import AsppNetSpec
+    from uvr_cli.engine.families.vr.nets import AsppNetSpec
     from uvr_cli.errors import UsageError
 
     seven = save_random_checkpoint(tmp_path / "seven.pth", AsppNetSpec(16, 7), 672, seed=1)

@@ -45,7 +45,7 @@ def export(
     """
     path = Path(out)
     try:
-        from uvr_cli.engine.export import export_format
+        from uvr_cli.engine.families.vr.export import export_format
 
         export_format(path)
         if precision not in ("fp32", "fp16"):
@@ -74,8 +74,8 @@ def _need_onnx() -> None:
 
 def _export(model: str, path: Path, params: str | None, precision: str, window: int, primary: str | None) -> list[str]:
     from uvr_cli.catalog.models import resolve_model
-    from uvr_cli.engine.export import export_network, sidecar_path
-    from uvr_cli.engine.loading import load_model
+    from uvr_cli.engine.families.vr.export import export_network, sidecar_path
+    from uvr_cli.engine.families.vr.loading import load_model
 
     loaded = load_model(resolve_model(model), params)
     label = primary or ("vocals" if loaded.identity.primary_is_vocals else "instrumental")

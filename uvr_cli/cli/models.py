@@ -200,7 +200,7 @@ def info(
     Architecture and capacity come from the tensor shapes; exit status 3 when it is not a loadable UVR5 VR model.
     """
     from uvr_cli.catalog.models import resolve_model
-    from uvr_cli.engine.loading import describe_model
+    from uvr_cli.engine.families.vr.loading import describe_model
 
     try:
         data = describe_model(resolve_model(model))

@@ -24,7 +24,7 @@ def settings_record(
 ) -> dict:
     """What the settings record beside each output holds: everything that changes the samples written."""
     from uvr_cli.catalog.registry import uvr_model_hash
-    from uvr_cli.engine.fast import mode_defaults
+    from uvr_cli.engine.families.vr.fast import mode_defaults
 
     backend, window = mode_defaults(o.fast, o.backend.value if o.backend else None, o.window)
     return {

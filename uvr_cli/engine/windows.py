@@ -18,8 +18,8 @@ import torch
 
 from uvr_cli.engine.batching import WindowBatcher
 from uvr_cli.engine.device import precision_context
-from uvr_cli.engine.fast import fit_window
-from uvr_cli.engine.nets import Aggressiveness
+from uvr_cli.engine.families.vr.fast import fit_window
+from uvr_cli.engine.families.vr.nets import Aggressiveness
 
 
 class MaskModel(Protocol):

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from uvr_cli.catalog.presets import BandPreset, load_preset
 from uvr_cli.engine.device import NO_CPU_BF16, cpu_bf16_supported, precision_context, resolve_device
-from uvr_cli.engine.nets import AsppNetSpec, CascadedNetSpec, MaskNetwork, NetworkSpec, build_network
+from uvr_cli.engine.families.vr.nets import AsppNetSpec, CascadedNetSpec, MaskNetwork, NetworkSpec, build_network
 from uvr_cli.errors import UsageError
 from uvr_cli.training.config import TrainConfig
 from uvr_cli.training.evaluate import evaluate, find_clips, separator_estimator, weighted_means
@@ -57,7 +57,7 @@ def make_network(cfg: TrainConfig, preset: BandPreset) -> MaskNetwork:
 
 def initial_weights(cfg: TrainConfig, preset: BandPreset, log: Callable[[str], None]) -> tuple[TrainConfig, dict]:
     """For `--init FILE`: the file's weights, and `cfg` with the architecture they are (which --arch/--ch yield)."""
-    from uvr_cli.engine.checkpoint import load_network
+    from uvr_cli.engine.families.vr.checkpoint import load_network
 
     assert cfg.init is not None
     loaded = load_network(cfg.init, preset.bins)

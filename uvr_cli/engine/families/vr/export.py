@@ -26,9 +26,9 @@ import torch
 from torch import Tensor, nn
 
 from uvr_cli import __version__
-from uvr_cli.engine.loading import Model
-from uvr_cli.engine.nets import CascadedASPPNet, MaskNetwork
-from uvr_cli.engine.optimize import fold_batchnorm
+from uvr_cli.engine.families.vr.loading import Model
+from uvr_cli.engine.families.vr.nets import CascadedASPPNet, MaskNetwork
+from uvr_cli.engine.families.vr.optimize import fold_batchnorm
 from uvr_cli.errors import UsageError, UvrError
 
 OPSET = 18

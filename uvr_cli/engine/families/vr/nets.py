@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from uvr_cli.engine.layers import (
+from uvr_cli.engine.families.vr.layers import (
     ASPPModuleV4,
     ASPPModuleV51,
     Conv2DBNActiv,

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from uvr_cli.catalog.registry import uvr_model_hash
-from uvr_cli.engine.nets import AsppNetSpec, CascadedNetSpec, MaskNetwork, NetworkSpec, build_network
+from uvr_cli.engine.families.vr.nets import AsppNetSpec, CascadedNetSpec, MaskNetwork, NetworkSpec, build_network
 from uvr_cli.errors import ModelError
 
 """UVR hashes only the last 10,000 KiB of a model file (the whole file if it is smaller)."""

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from uvr_cli.engine.layers import Conv2DBNActiv, DecoderV4, DecoderV51, crop_center
+from uvr_cli.engine.families.vr.layers import Conv2DBNActiv, DecoderV4, DecoderV51, crop_center
 
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
 

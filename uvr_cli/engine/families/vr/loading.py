@@ -9,8 +9,8 @@ from pathlib import Path
 from uvr_cli.catalog.models import load_catalog
 from uvr_cli.catalog.presets import BandPreset, load_preset, params_hint, presets_with_bins
 from uvr_cli.catalog.registry import ModelIdentity, identify
-from uvr_cli.engine.checkpoint import LoadedModel, detect_spec, load_network, read_state_dict
-from uvr_cli.engine.nets import CascadedNetSpec
+from uvr_cli.engine.families.vr.checkpoint import LoadedModel, detect_spec, load_network, read_state_dict
+from uvr_cli.engine.families.vr.nets import CascadedNetSpec
 from uvr_cli.errors import ModelError
 
 
