@@ -23,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from uvr_cli import atomic
 from uvr_cli.errors import AudioError, UsageError
 from uvr_cli.io import decode, encode
 from uvr_cli.io.decode import AUDIO_EXTENSIONS, open_source, read_audio
@@ -102,7 +103,7 @@ def deny(monkeypatch: pytest.MonkeyPatch, path: Path, mode: int) -> None:
             return open(file, *args, **kwargs)
 
         monkeypatch.setattr(decode, "open", refusing_open, raising=False)
-        monkeypatch.setattr(encode, "open", refusing_open, raising=False)
+        monkeypatch.setattr(atomic, "open", refusing_open, raising=False)
 
 
 # --- round trips -----------------------------------------------------------------------------------
@@ -385,7 +386,7 @@ def test_disk_full_is_an_error_naming_the_file(tmp_path, monkeypatch, fmt, trans
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             return super().write(data)
 
-    monkeypatch.setattr(encode, "open", FullDisk, raising=False)
+    monkeypatch.setattr(atomic, "open", FullDisk, raising=False)
     with pytest.raises(AudioError) as info:
         write_audio(tmp_path / f"out.{fmt}", noise(frames=44100, peak=0.5), 44100, fmt, None)
     assert assert_one_line_naming(info, f"out.{fmt}").endswith("No space left on device")

@@ -18,7 +18,14 @@ from conftest import random_uvr_state, run_uvr, tone_mix, uvr_command
 from uvr_cli.catalog.presets import load_preset
 from uvr_cli.engine.families.vr.export import mask_graph, write_graph
 from uvr_cli.engine.families.vr.loading import load_model
-from uvr_cli.engine.families.vr.nets import Aggressiveness, AsppNetSpec, CascadedNetSpec, MaskNetwork, NetworkSpec, build_network
+from uvr_cli.engine.families.vr.nets import (
+    Aggressiveness,
+    AsppNetSpec,
+    CascadedNetSpec,
+    MaskNetwork,
+    NetworkSpec,
+    build_network,
+)
 from uvr_cli.engine.families.vr.onnx_runtime import MISSING_ORT
 
 ort = pytest.importorskip("onnxruntime")

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from uvr_cli.engine.families.vr.checkpoint import load_network
 from uvr_cli.engine.device import configure_gpu_math
+from uvr_cli.engine.families.vr.checkpoint import load_network
 from uvr_cli.engine.families.vr.fast import fit_window
 from uvr_cli.engine.families.vr.nets import Aggressiveness, AsppNetSpec, build_network
 from uvr_cli.engine.families.vr.optimize import BandedDecoder, SplitInputConv, prepare_for_inference

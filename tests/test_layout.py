@@ -9,14 +9,16 @@ PACKAGE = Path(__file__).resolve().parents[1] / "uvr_cli"
 # Each layer may import itself and the layers listed for it (transitively lower ones are listed explicitly).
 ALLOWED = {
     "errors": set(),
-    "catalog": {"errors"},
-    "engine": {"errors", "catalog"},
-    "io": {"errors"},
-    "separator": {"errors", "catalog", "engine", "io"},
-    "chain": {"errors", "catalog", "engine", "io", "separator"},
-    "training": {"errors", "catalog", "engine", "io", "separator"},
-    "cli": {"errors", "catalog", "engine", "io", "separator", "chain", "training"},
-    "compat": {"errors", "catalog", "io", "separator"},  # drop-ins for other projects' APIs (RVC's uvr5)
+    "atomic": set(),  # the one atomic-file helper, for every writer
+    "catalog": {"errors", "atomic"},
+    "io": {"errors", "atomic"},
+    "settings": {"errors", "catalog", "io"},  # typed settings: no torch
+    "engine": {"errors", "atomic", "catalog", "settings"},
+    "separator": {"errors", "catalog", "settings", "engine", "io"},
+    "chain": {"errors", "catalog", "settings", "engine", "io", "separator"},
+    "training": {"errors", "atomic", "catalog", "settings", "engine", "io", "separator"},
+    "cli": {"errors", "catalog", "settings", "engine", "io", "separator", "chain", "training"},
+    "compat": {"errors", "catalog", "settings", "io", "separator"},  # drop-ins for other projects' APIs (RVC's uvr5)
     "root": {"errors", "separator"},  # uvr_cli/__init__.py: the version, the errors and the lazy Separator
     "entry": {"cli"},  # uvr_cli/__main__.py
 }

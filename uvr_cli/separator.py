@@ -26,12 +26,12 @@ from uvr_cli.engine.device import configure_gpu_math, resolve_device, resolve_pr
 from uvr_cli.engine.ensemble import parse as ensemble_algorithms
 from uvr_cli.engine.families.vr.export import check_window
 from uvr_cli.engine.families.vr.fast import mode_defaults
-from uvr_cli.engine.frontend import resolve_front_end
 from uvr_cli.engine.families.vr.loading import Model, load_model
-from uvr_cli.engine.malloc import map_large_allocations, reuse_freed_memory
 from uvr_cli.engine.families.vr.nets import Aggressiveness, CascadedNetSpec, NetworkSpec
 from uvr_cli.engine.families.vr.onnx_runtime import BACKENDS, onnx_mask_model
 from uvr_cli.engine.families.vr.optimize import prepare_for_inference
+from uvr_cli.engine.frontend import resolve_front_end
+from uvr_cli.engine.malloc import map_large_allocations, reuse_freed_memory
 from uvr_cli.engine.pipeline import STEMS
 from uvr_cli.engine.resample import resampled_length
 from uvr_cli.engine.windows import MaskModel, NetworkRun, run_windows

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from uvr_cli import __version__
+from uvr_cli.atomic import atomic_file
 from uvr_cli.catalog.registry import registry, uvr_model_hash
 from uvr_cli.catalog.scores import published_scores
 from uvr_cli.errors import ModelError, UsageError, UvrError
@@ -268,13 +269,11 @@ def add_model(source: Path, folder: Path | None = None) -> tuple[CatalogEntry, D
         reason = str(exc).removeprefix(f"{entry.name}: ").replace("the download", "the file")
         raise DownloadError(f"{source}: not added as {entry.name}: {reason}") from None
     dest = folder / entry.file
-    temp = dest.with_name(f".{dest.name}.adding")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, temp)
-        os.replace(temp, dest)
+        with atomic_file(dest) as temp:
+            shutil.copyfile(source, temp)
     except OSError as exc:
-        temp.unlink(missing_ok=True)
         raise DownloadError(f"{source}: cannot copy it to {dest}: {exc.strerror or exc}") from None
     return entry, Downloaded(dest, "added", verified)
 

@@ -20,8 +20,8 @@ import numpy as np
 from uvr_cli.catalog.presets import BandPreset
 from uvr_cli.engine.analysis import Analyser, BlockSource, Frames, InputStream
 from uvr_cli.engine.ensemble import combine
-from uvr_cli.engine.frontend import NUMPY, FrontEnd
 from uvr_cli.engine.families.vr.postprocess import mask_silence
+from uvr_cli.engine.frontend import NUMPY, FrontEnd
 from uvr_cli.engine.resample import resampled_length
 from uvr_cli.engine.spectral import mirror
 from uvr_cli.engine.synthesis import TAIL_CONTEXT_FRAMES, Synthesiser, synthesise_tail, tail_frame_count

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import secrets
 import shutil
 import sys
 import tempfile
@@ -26,9 +25,11 @@ from typing import IO
 import numpy as np
 import soundfile as sf
 
+from uvr_cli.atomic import AtomicFile
 from uvr_cli.errors import AudioError, UsageError
 from uvr_cli.io.decode import STDIO, one_line, sf_reason
-from uvr_cli.io.lossy import LOSSY_SUBTYPES, lossy_settings, lossy_subtype
+from uvr_cli.io.formats import FORMATS, PCM_SUBTYPES
+from uvr_cli.io.lossy import lossy_settings, lossy_subtype
 from uvr_cli.io.spool import CLIP_MODES, SampleSpool, headroom_factor
 
 _STDOUT_NAME = "standard output"
@@ -36,10 +37,8 @@ _BLOCK_FRAMES = 1 << 16  # frames converted and encoded at a time, so a long arr
 _SPOOL_BYTES = 64 << 20  # encoded output for standard output is kept in memory up to this size, then in TMPDIR
 _WAV_MAX_DATA_BYTES = 2**32 - 2**20  # beyond this a WAV header's 32-bit sizes overflow: write RF64
 
-_PCM_SUBTYPES = {"16": "PCM_16", "24": "PCM_24", "32f": "FLOAT"}
 _PCM_BITS = {"PCM_16": 16, "PCM_24": 24}
-_FORMAT_DEPTHS = {"wav": ("16", "24", "32f"), "flac": ("16", "24")}
-_SAMPLE_BYTES = {"PCM_16": 2, "PCM_24": 3, "FLOAT": 4}
+_SUBTYPE_BYTES = {"PCM_16": 2, "PCM_24": 3, "FLOAT": 4}
 _SFC_SET_ADD_PEAK_CHUNK = 0x1050  # sndfile.h; soundfile does not name it
 
 
@@ -85,29 +84,31 @@ def output_subtype(
     for wav/flac; ogg and mp3 ignore it. `bitrate` (e.g. "320k") is checked for mp3/ogg and refused for wav/flac.
     """
     fmt = fmt.lower()
-    if fmt in LOSSY_SUBTYPES:
+    spec = FORMATS.get(fmt)
+    if spec is None:
+        raise UsageError(f"unknown output format '{fmt}'; choose {', '.join(FORMATS)}")
+    if spec.lossy:
         return lossy_subtype(fmt, sample_rate, channels, bitrate)
-    if fmt not in _FORMAT_DEPTHS:
-        raise UsageError(f"unknown output format '{fmt}'; choose wav, flac, ogg or mp3")
     if bitrate is not None:
-        raise UsageError(f"{fmt} is lossless and has no bitrate; a bitrate applies to mp3 and ogg")
+        lossy = " and ".join(name for name, f in FORMATS.items() if f.lossy)
+        raise UsageError(f"{fmt} is lossless and has no bitrate; a bitrate applies to {lossy}")
     depth = "16" if bit_depth is None else bit_depth
-    if depth not in _PCM_SUBTYPES:
-        raise UsageError(f"unknown bit depth '{depth}'; choose 16, 24 or 32f")
-    if depth not in _FORMAT_DEPTHS[fmt]:
+    if depth not in PCM_SUBTYPES:
+        raise UsageError(f"unknown bit depth '{depth}'; choose {', '.join(PCM_SUBTYPES)}")
+    if depth not in spec.depths:
         raise UsageError(
-            f"{fmt} cannot store bit depth {depth}; choose {' or '.join(_FORMAT_DEPTHS[fmt])}, or wav for 32-bit float"
+            f"{fmt} cannot store bit depth {depth}; choose {' or '.join(spec.depths)}, or wav for 32-bit float"
         )
-    return _PCM_SUBTYPES[depth]
+    return PCM_SUBTYPES[depth]
 
 
 def _spec(fmt: str, bit_depth: str | None, sample_rate: int, channels: int, frames: int, bitrate: str | None) -> _Spec:
     fmt = fmt.lower()
     subtype = output_subtype(fmt, bit_depth, sample_rate, channels, bitrate=bitrate)
     container = fmt.upper()
-    if fmt == "wav" and frames * channels * _SAMPLE_BYTES[subtype] > _WAV_MAX_DATA_BYTES:
+    if fmt == "wav" and frames * channels * _SUBTYPE_BYTES[subtype] > _WAV_MAX_DATA_BYTES:
         container = "RF64"
-    level, mode = lossy_settings(fmt, sample_rate, bitrate) if fmt in LOSSY_SUBTYPES else (None, None)
+    level, mode = lossy_settings(fmt, sample_rate, bitrate) if FORMATS[fmt].lossy else (None, None)
     return _Spec(fmt, subtype, container, int(sample_rate), int(channels), level, mode)
 
 
@@ -277,7 +278,7 @@ class _Target:
         self.dest = dest
         self.piped = dest == STDIO
         self.name = _STDOUT_NAME if self.piped else f"'{dest}'"
-        self.temp: Path | None = None
+        self.file: AtomicFile | None = None
         self.raw: IO[bytes] | None = None
         self.writer: BlockWriter | None = None
 
@@ -285,9 +286,9 @@ class _Target:
         if self.piped:
             self.raw = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)
         else:
-            self.temp = _temporary_beside(Path(self.dest), self.name)
+            self.file = _atomic_beside(Path(self.dest), self.name)
             try:
-                self.raw = open(self.temp, "xb")  # 'x': never an existing file; unlike mkstemp, the umask sets the mode
+                self.raw = self.file.open()
             except OSError as exc:
                 raise _write_error(self.name, _write_reason(exc)) from None
         self.writer = BlockWriter(self.dest, self.name, spec, self.raw)
@@ -306,9 +307,9 @@ class _Target:
     def commit(self) -> None:
         """Rename the file into place, or copy the spool to standard output."""
         if not self.piped:
-            assert self.temp is not None  # set by open() for a file
+            assert self.file is not None  # set by open() for a file
             try:
-                os.replace(self.temp, self.dest)
+                self.file.commit()
             except OSError as exc:
                 raise _write_error(self.name, _write_reason(exc)) from None
             return
@@ -334,9 +335,8 @@ class _Target:
         if self.raw is not None:
             with contextlib.suppress(OSError):
                 self.raw.close()
-        if self.temp is not None:
-            with contextlib.suppress(OSError):  # never created, already gone, or its folder is
-                os.unlink(self.temp)
+        if self.file is not None:
+            self.file.discard()
 
 
 @contextlib.contextmanager
@@ -379,7 +379,7 @@ def open_stem_writers(
         for target in targets if rescale else ():
             writer = target.writer
             assert writer is not None  # set by target.open above
-            writer.spool(None if target.temp is None else os.fspath(target.temp.parent))  # None: piped, TMPDIR
+            writer.spool(None if target.file is None else os.fspath(target.file.path.parent))  # None: piped, TMPDIR
         yield writers
         if rescale:
             scale = headroom_factor(max(writer.peak for writer in writers.values()))
@@ -427,16 +427,15 @@ def as_frames(samples: np.ndarray) -> np.ndarray:
     return samples
 
 
-def _temporary_beside(path: Path, name: str) -> Path:
-    """Check the destination, make its folder, and name the temporary file that is renamed onto it when done:
-    '.<name>.<pid>-<random>.uvr-tmp' in the same folder (so the rename is atomic and the name ours alone)."""
+def _atomic_beside(path: Path, name: str) -> AtomicFile:
+    """Check the destination, make its folder, and name the temporary file that is renamed onto it when done."""
     if path.is_dir():
         raise _write_error(name, "it is a folder")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise _write_error(name, f"cannot create folder '{path.parent}': {exc.strerror or exc}") from None
-    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.uvr-tmp")
+    return AtomicFile(path)
 
 
 def _write_reason(exc: OSError | sf.LibsndfileError) -> str:

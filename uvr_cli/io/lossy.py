@@ -7,8 +7,8 @@ import re
 import numpy as np
 
 from uvr_cli.errors import UsageError
+from uvr_cli.io.formats import FORMATS
 
-LOSSY_SUBTYPES = {"ogg": "VORBIS", "mp3": "MPEG_LAYER_III"}
 _MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 # Layer III bitrates (kbit/s) of MPEG-1 (32-48 kHz) and MPEG-2/2.5 (8-24 kHz).
 _MPEG1_KBPS = (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
@@ -28,7 +28,9 @@ def lossy_subtype(fmt: str, sample_rate: int, channels: int, bitrate: str | None
             "choose wav, flac or ogg, or another output sample rate"
         )
     lossy_settings(fmt, sample_rate, bitrate)
-    return LOSSY_SUBTYPES[fmt]
+    subtype = FORMATS[fmt].lossy_subtype
+    assert subtype is not None
+    return subtype
 
 
 def lossy_settings(fmt: str, sample_rate: int, bitrate: str | None) -> tuple[float, str | None]:

@@ -21,15 +21,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from uvr_cli.atomic import write_atomic
 from uvr_cli.errors import AudioError
+from uvr_cli.io.formats import bytes_per_second
 
 STDIO = "-"
 RECORD_SUFFIX = ".uvr.json"
 NOT_APPLIED = None
 """A setting recorded as null did not shape the outputs (e.g. --agg for a CascadedNet); any value matches it."""
 _MARGIN_BYTES = 1 << 20  # headers, the settings records, and a little slack
-_LOSSY_MAX_KBPS = {"mp3": 320, "ogg": 500}  # estimates at the highest bitrate: never too small
-_SAMPLE_BYTES = {"16": 2, "24": 3, "32f": 4, "PCM_S8": 1, "PCM_U8": 1, "PCM_16": 2, "PCM_24": 3}
 
 
 def record_path(output: str | os.PathLike) -> Path:
@@ -46,7 +46,7 @@ def _input_stamp(source: str) -> dict:
 def write_records(source: str, outputs: dict[str, str], settings: dict, version: str) -> None:
     """Remember `settings` beside each output of `source`; call only when all of them are complete.
 
-    Each record is written under a temporary name and renamed, so a record is never seen half-written.
+    Each record is written atomically (uvr_cli/atomic.py), so a record is never seen half-written.
     """
     stamp = _input_stamp(source) if source != STDIO else None
     for output in outputs.values():
@@ -54,12 +54,9 @@ def write_records(source: str, outputs: dict[str, str], settings: dict, version:
             continue
         record = {"uvr": version, "settings": settings, "input": stamp, "output_size": os.stat(output).st_size}
         target = record_path(output)
-        temp = target.with_name(target.name + ".tmp")
         try:
-            temp.write_text(json.dumps(record, indent=1), encoding="utf-8")
-            os.replace(temp, target)
+            write_atomic(target, json.dumps(record, indent=1).encode("utf-8"))
         except OSError as exc:
-            temp.unlink(missing_ok=True)
             raise AudioError(
                 f"{output}: written, but its settings record {target.name} could not be: {exc.strerror or exc}"
             ) from None
@@ -128,7 +125,7 @@ def estimate_bytes(
     source: str, *, stems: int, fmt: str, bit_depth: str | None, rate: str | int, model_rate: int
 ) -> int:
     """About how many bytes `stems` outputs of `source` will take (0 when its header cannot be read: the
-    separation then reports why). WAV and FLAC are counted uncompressed, lossy formats at their top bitrate."""
+    separation then reports why); see formats.bytes_per_second."""
     import soundfile as sf
 
     try:
@@ -137,13 +134,8 @@ def estimate_bytes(
         return 0
     out_rate = {"input": info.samplerate, "model": model_rate}.get(rate, rate)  # type: ignore[arg-type]
     seconds = info.frames / info.samplerate if info.samplerate else 0.0
-    channels = min(info.channels, 2)
-    if fmt in _LOSSY_MAX_KBPS:
-        per_stem = seconds * _LOSSY_MAX_KBPS[fmt] * 1000 / 8
-    else:
-        width = _SAMPLE_BYTES.get(bit_depth or info.subtype, 4)
-        per_stem = seconds * int(out_rate) * channels * width
-    return int(per_stem * stems)
+    per_second = bytes_per_second(fmt, bit_depth, info.subtype, int(out_rate), min(info.channels, 2))
+    return int(seconds * per_second * stems)
 
 
 def _nearest_existing(folder: Path) -> Path:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import random
 import signal
 import sys
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from uvr_cli.atomic import atomic_file
 from uvr_cli.catalog.presets import BandPreset, load_preset
 from uvr_cli.engine.device import NO_CPU_BF16, cpu_bf16_supported, precision_context, resolve_device
 from uvr_cli.engine.families.vr.nets import AsppNetSpec, CascadedNetSpec, MaskNetwork, NetworkSpec, build_network
@@ -105,9 +105,8 @@ def fp16_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_atomic(obj: object, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def validate(weights: Path, cfg: TrainConfig, device: torch.device) -> dict[str, float]:

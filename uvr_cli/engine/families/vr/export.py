@@ -16,8 +16,6 @@ import dataclasses
 import io
 import json
 import logging
-import os
-import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from uvr_cli import __version__
+from uvr_cli.atomic import atomic_file
 from uvr_cli.engine.families.vr.loading import Model
 from uvr_cli.engine.families.vr.nets import CascadedASPPNet, MaskNetwork
 from uvr_cli.engine.families.vr.optimize import fold_batchnorm
@@ -164,7 +163,7 @@ def export_network(
     check_window(window, network.offset, network.depth)
     description = describe(model, fmt, precision, window, primary)
     sidecar = sidecar_path(path)
-    with atomic_file(sidecar) as tmp_json:
+    with exported_file(sidecar) as tmp_json:
         tmp_json.write_text(json.dumps(description, indent=2) + "\n")
         write_graph(mask_graph(network, model.preset.split_bin, precision), path, window)
     return description
@@ -178,7 +177,7 @@ def write_graph(graph: MaskGraph, path: Path, window: int) -> None:
     fmt = export_format(path)
     save = _save_onnx if fmt == "onnx" else _save_torchscript
     try:
-        with atomic_file(path) as tmp:
+        with exported_file(path) as tmp:
             save(graph, _example(graph, window), tmp)
     except UvrError:
         raise
@@ -188,28 +187,15 @@ def write_graph(graph: MaskGraph, path: Path, window: int) -> None:
 
 
 @contextlib.contextmanager
-def atomic_file(path: Path) -> Iterator[Path]:
-    """A temporary file beside `path`, renamed to it when the block succeeds and removed otherwise."""
-    folder = path.parent
-    if not folder.is_dir():
-        raise UsageError(f"{path}: the folder {folder} does not exist")
+def exported_file(path: Path) -> Iterator[Path]:
+    """uvr_cli.atomic.atomic_file, with its failures as one line naming the export."""
+    if not path.parent.is_dir():
+        raise UsageError(f"{path}: the folder {path.parent} does not exist")
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
-        os.close(fd)
-    except OSError as exc:
-        raise UvrError(f"{path}: cannot write there: {exc.strerror or exc}") from None
-    tmp = Path(name)
-    try:
-        yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make the export private
-        os.replace(tmp, path)
+        with atomic_file(path) as tmp:
+            yield tmp
     except OSError as exc:
         raise UvrError(f"{path}: cannot write the export: {exc.strerror or exc}") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def describe(model: Model, fmt: str, precision: str, window: int, primary: str) -> dict:

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from uvr_cli.atomic import atomic_file
 from uvr_cli.catalog.models import cache_dir
-from uvr_cli.engine.families.vr.export import atomic_file, check_window, export_network, mask_graph, write_graph
+from uvr_cli.engine.families.vr.export import check_window, export_network, mask_graph, write_graph
 from uvr_cli.engine.families.vr.fast import CALIBRATION_VERSION, calibration_windows, quantize_graph
 from uvr_cli.engine.families.vr.loading import Model
 from uvr_cli.engine.families.vr.nets import Aggressiveness
