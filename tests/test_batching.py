@@ -12,8 +12,8 @@ import pytest
 import soundfile as sf
 
 from conftest import ROOT, uvr_command
-from uvr_cli import separator as separator_module
 from uvr_cli.cli.common import EXIT_SOME_FAILED
+from uvr_cli.engine import pipeline
 from uvr_cli.engine.batching import WindowBatcher
 from uvr_cli.errors import AudioError
 from uvr_cli.separator import Separator
@@ -39,13 +39,13 @@ def test_files_at_once_batch_their_windows_and_write_what_one_at_a_time_writes(
 ) -> None:
     sep = Separator(device="cpu", batch_size=8)
     calls: list[int] = []
-    run_windows = separator_module.run_windows
+    run_windows = pipeline.run_windows
 
     def counted(run, windows):
         calls.append(len(windows))
         return run_windows(run, windows)
 
-    monkeypatch.setattr(separator_module, "run_windows", counted)
+    monkeypatch.setattr(pipeline, "run_windows", counted)
 
     def task(s: Separator, i: int) -> list[bytes]:
         outputs = {stem: str(tmp_path / f"{tag}{i}_{stem}.wav") for stem in ("vocals", "instrumental")}
@@ -75,7 +75,7 @@ def test_a_failing_batch_fails_its_songs_and_the_others_go_on() -> None:
     def song(i: int) -> None:
         with batcher.client():
             try:
-                results[i] = batcher.masks([np.array([-1.0 if i == 0 else float(i)])])
+                results[i] = batcher.outputs([np.array([-1.0 if i == 0 else float(i)])])
             except RuntimeError as exc:
                 results[i] = str(exc)
 

@@ -126,7 +126,8 @@ def test_download_verifies_hash_and_the_model_is_then_found_by_name(server, env,
     assert info.returncode == 0, info.stderr
     described = json.loads(info.stdout)
     assert described["path"] == str(cached)
-    assert (described["family"], described["capacity"], described["bins"]) == (
+    assert (described["family"], described["network"], described["capacity"], described["bins"]) == (
+        "VR",
         "CascadedNet",
         {"nout": 16, "nout_lstm": 128},
         1024,

@@ -139,7 +139,7 @@ def test_wrong_family_bad_agg_and_unknown_files(tmp_path, ch16_weights, cascaded
     with pytest.raises(ModelError, match="no such model file"):
         AudioPre(10, str(tmp_path / "missing.pth"), "cpu", False)
     renamed = shutil.copy(ch16_weights, tmp_path / "mystery.pth")  # nothing tells its preset: RVC's 4band_v2
-    assert AudioPre(10, str(renamed), "cpu", False).separator.preset.name == "4band_v2"
+    assert AudioPre(10, str(renamed), "cpu", False).separator.info.setup == "band preset 4band_v2"
 
 
 def test_refusals_leave_no_output(tmp_path, audio_pre):

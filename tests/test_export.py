@@ -26,7 +26,7 @@ from uvr_cli.engine.families.vr.nets import (
     NetworkSpec,
     build_network,
 )
-from uvr_cli.engine.families.vr.onnx_runtime import MISSING_ORT
+from uvr_cli.engine.onnx import MISSING_ORT
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")

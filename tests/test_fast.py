@@ -17,7 +17,7 @@ import pytest
 import soundfile as sf
 
 from conftest import ROOT, run_uvr, uvr_command
-from uvr_cli.engine.families.vr.onnx_runtime import MISSING_ORT
+from uvr_cli.engine.onnx import MISSING_ORT
 from uvr_cli.errors import UsageError
 
 onnx = pytest.importorskip("onnx")

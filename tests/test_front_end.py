@@ -10,17 +10,17 @@ import contextlib
 import json
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
 from conftest import ROOT, uvr_command
-from uvr_cli.catalog.presets import load_preset
+from toy_family import ToyFamily, toy_file
 from uvr_cli.engine import pipeline, resample, spectral, torch_dsp
-from uvr_cli.engine.analysis import ArraySource
+from uvr_cli.engine.blocks import ArraySource
 from uvr_cli.engine.frontend import NUMPY, resolve_front_end
-from uvr_cli.engine.windows import NetworkRun
 
 CPU = torch.device("cpu")
 FRONT = torch_dsp.TorchFrontEnd(CPU)
@@ -76,20 +76,13 @@ def test_stft_and_istft_match_the_host(n_fft: int, hop: int) -> None:
     assert snr_db(resample.fft_resample(x, 17001), FRONT.fft_resample(x, 17001)) > 120
 
 
-class _MagnitudeMask(torch.nn.Module):
-    """A cheap mask from the magnitudes, so the engine test measures the front end and not a network."""
-
-    offset = 32
-
-    def predict_mask(self, x: torch.Tensor, aggressiveness=None) -> torch.Tensor:
-        return x / (x + 0.05)
-
-
-def _separate(preset: str, audio: np.ndarray, rate: int, output_rate: int, front_end) -> dict[str, np.ndarray]:
-    settings = pipeline.Settings(load_preset(preset), (pipeline.Member(NetworkRun(_MagnitudeMask(), 128), "vocals"),))
+def _separate(preset: str, audio: np.ndarray, rate: int, output_rate: int, front_end, folder: Path):
+    """The engine with a cheap mask from the magnitudes (tests/toy_family.py), so the test measures the front end
+    and not a network."""
+    model = ToyFamily().load(toy_file(folder, preset, "mask"), None, SimpleNamespace(batch_size=1))
     parts: dict[str, list[np.ndarray]] = {"vocals": [], "instrumental": []}
     pipeline.separate(
-        settings,
+        pipeline.plan([model], {}),
         lambda: contextlib.nullcontext(ArraySource(audio, rate)),
         {stem: parts[stem].append for stem in parts},
         output_rate=output_rate,
@@ -105,12 +98,14 @@ PRESETS = [("4band_v2", 44100, 48000), ("2band_48000", 44100, 44100), ("1band_sr
 
 
 @pytest.mark.parametrize(("preset", "rate", "output_rate"), PRESETS, ids=[p[0] for p in PRESETS])
-def test_the_engine_gives_the_same_stems_with_either_front_end(preset: str, rate: int, output_rate: int) -> None:
+def test_the_engine_gives_the_same_stems_with_either_front_end(
+    preset: str, rate: int, output_rate: int, tmp_path: Path
+) -> None:
     rng = np.random.default_rng(3)
     t = np.arange(int(6.5 * rate)) / rate
     audio = (0.3 * np.sin(2 * np.pi * 440 * t)[:, None] + 0.1 * rng.standard_normal((t.size, 2))).astype(np.float32)
-    host = _separate(preset, audio, rate, output_rate, NUMPY)
-    ours = _separate(preset, audio, rate, output_rate, FRONT)
+    host = _separate(preset, audio, rate, output_rate, NUMPY, tmp_path)
+    ours = _separate(preset, audio, rate, output_rate, FRONT, tmp_path)
     for stem in host:
         assert ours[stem].shape == host[stem].shape
         assert snr_db(host[stem], ours[stem]) > 120, stem

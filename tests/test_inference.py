@@ -12,11 +12,10 @@ import torch
 
 from uvr_cli.engine.device import configure_gpu_math
 from uvr_cli.engine.families.vr.checkpoint import load_network
-from uvr_cli.engine.families.vr.fast import fit_window
 from uvr_cli.engine.families.vr.nets import Aggressiveness, AsppNetSpec, build_network
 from uvr_cli.engine.families.vr.optimize import BandedDecoder, SplitInputConv, prepare_for_inference
 from uvr_cli.engine.families.vr.postprocess import mask_silence
-from uvr_cli.engine.windows import NetworkRun, predict_mask
+from uvr_cli.engine.windows import NetworkRun, fit_window, predict_song
 
 
 def _randomise_batchnorm(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -95,25 +94,30 @@ def test_fp32_on_cuda_turns_tf32_off_and_the_fast_precisions_allow_it(gpu_math_f
     assert not torch.backends.cudnn.allow_tf32
 
 
-class _ColumnModel:
-    """A fake network whose mask is half its input: any misplaced window shows up in the result."""
+OFFSET = 4
 
-    offset = 4
 
-    def predict_mask(self, x: torch.Tensor, aggressiveness=None) -> torch.Tensor:
-        return x[..., self.offset : -self.offset] * 0.5
+def _half_of_the_middle(x: np.ndarray) -> np.ndarray:
+    """A fake network whose output is half its input's middle frames: any misplaced window shows up in the result."""
+    return x[..., OFFSET:-OFFSET] * 0.5
 
 
 @pytest.mark.parametrize("frames", [1, 7, 8, 9, 50])
 @pytest.mark.parametrize("tta", [False, True])
 @pytest.mark.parametrize("batch_size", [1, 3])
-def test_predict_mask_places_windows_exactly(frames, tta, batch_size):
-    """Every frame is predicted from its own window position, with and without TTA's shifted windows."""
-    magnitude = np.random.default_rng(0).random((2, 9, frames)).astype(np.float32)
-    run = NetworkRun(_ColumnModel(), window=16, tta=tta, batch_size=batch_size)
+@pytest.mark.parametrize("dtype", [np.float32, np.complex64])
+def test_window_loop_places_windows_exactly(frames, tta, batch_size, dtype):
+    """Every frame is predicted from its own window position, with and without TTA's shifted windows, whatever the
+    network's outputs are (real masks, complex spectrograms)."""
+    rng = np.random.default_rng(0)
+    inputs = rng.random((2, 9, frames)).astype(dtype)
+    if dtype == np.complex64:
+        inputs += 1j * rng.random((2, 9, frames)).astype(np.float32)
+    run = NetworkRun(_half_of_the_middle, OFFSET, window=16, tta=tta, batch_size=batch_size)
     counted = []
-    mask = predict_mask(run, magnitude, counted.append)
-    np.testing.assert_allclose(mask, magnitude * 0.5, rtol=1e-6)
+    out = predict_song(run, inputs, counted.append)
+    assert out.dtype == dtype
+    np.testing.assert_allclose(out, inputs * 0.5, rtol=1e-6)
     assert sum(counted) == run.count_windows(frames)
 
 

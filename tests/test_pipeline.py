@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 from conftest import save_random_checkpoint, tone_mix, uvr_command
-from uvr_cli.engine import pipeline
-from uvr_cli.engine.analysis import Analyser, ArraySource
+from uvr_cli.engine import frames, pipeline
+from uvr_cli.engine.analysis import Analyser
+from uvr_cli.engine.blocks import ArraySource
 from uvr_cli.engine.families.vr.nets import AsppNetSpec
 from uvr_cli.separator import Separator
 
@@ -36,31 +36,27 @@ def song(seconds: float, rate: int, seed: int = 0) -> np.ndarray:
     return (x + 0.05 * rng.standard_normal(x.shape)).astype(np.float32)
 
 
-class _CachedWindows(torch.nn.Module):
+def _cached_windows(predict):
     """The network, window by window, remembering results: both paths feed it the same windows, so a test pays
     for each window once. A window whose input differs in any bit is run again."""
+    cache: dict[bytes, np.ndarray] = {}
 
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model, self.offset, self.cache = model, model.offset, {}
+    def run(batch: np.ndarray) -> np.ndarray:
+        for window in batch:
+            if window.tobytes() not in cache:
+                cache[window.tobytes()] = predict(window[None])[0]
+        return np.stack([cache[window.tobytes()] for window in batch])
 
-    def predict_mask(self, x: torch.Tensor, aggressiveness=None) -> torch.Tensor:
-        out = []
-        for window in x:
-            key = window.numpy().tobytes()
-            if key not in self.cache:
-                self.cache[key] = self.model.predict_mask(window[None], aggressiveness)[0]
-            out.append(self.cache[key])
-        return torch.stack(out)
+    return run
 
 
 def separator(weights: Path, preset: str, **options) -> Separator:
     sep = Separator(weights, params=preset, device="cpu", **options)
     members = tuple(
-        dataclasses.replace(m, network=dataclasses.replace(m.network, model=_CachedWindows(m.network.model)))
-        for m in sep.settings.members
+        m.with_network(dataclasses.replace(m.network, predict=_cached_windows(m.network.predict)))
+        for m in sep.run.members
     )
-    sep.settings = dataclasses.replace(sep.settings, members=members)
+    sep.run = dataclasses.replace(sep.run, members=members)
     return sep
 
 
@@ -70,7 +66,7 @@ def in_blocks(
     """The engine over an array with blocks of `block_seconds`."""
     parts: dict[str, list[np.ndarray]] = {"vocals": [], "instrumental": []}
     pipeline.separate(
-        sep.settings,
+        sep.run,
         lambda: contextlib.nullcontext(ArraySource(audio, rate)),
         {stem: parts[stem].append for stem in parts},
         output_rate=output_rate,
@@ -104,7 +100,7 @@ def test_blocks_equal_one_block(
     streamed = in_blocks(sep, audio, rate, BLOCK_SECONDS, output_rate)
     for stem in whole:
         assert streamed[stem].shape == whole[stem].shape == (audio.shape[0], 2)
-        if len(sep.preset.bands) == 1:  # one FIR resampler at most: the same samples to the bit
+        if len(sep.run.preset.bands) == 1:  # one FIR resampler at most: the same samples to the bit
             np.testing.assert_array_equal(streamed[stem], whole[stem])
         else:  # the FFT resampling between middle bands is emulated per block
             assert snr_db(whole[stem], streamed[stem]) > 90, stem
@@ -118,7 +114,7 @@ def test_separate_file_streams_long_files(ch16_weights: Path, tmp_path: Path, mo
     """Through Separator.separate_file in blocks, mono, 2band_32000 (libsamplerate in the pyramid and at synthesis,
     resampy back to 44.1 kHz): the array's stems in the same blocks to the bit, clipping counted, no temporary file
     left."""
-    monkeypatch.setattr(pipeline, "BLOCK_SECONDS", BLOCK_SECONDS)
+    monkeypatch.setattr(frames, "BLOCK_SECONDS", BLOCK_SECONDS)
     sep = separator(ch16_weights, "2band_32000")
     audio = song(8.0, 44100, seed=3)[:, :1] * 3  # mono, loud enough to clip
     source = tmp_path / "in.wav"
@@ -197,18 +193,19 @@ def test_each_window_runs_once_and_progress_reaches_the_total(tmp_path: Path, tt
     the second pass takes them from there instead of running them again."""
     weights = save_random_checkpoint(tmp_path / "ch4.pth", AsppNetSpec(4, 5), 672, seed=3)
     sep = Separator(weights, params="4band_v2", device="cpu", tta=tta)
-    model = sep.settings.members[0].network.model
-    run_window, windows_run, progress = model.predict_mask, [], []
-    model.predict_mask = lambda x, agg=None: windows_run.append(len(x)) or run_window(x, agg)
+    member = sep.run.members[0]
+    run_window, windows_run, progress = member.network.predict, [], []
+    counting = dataclasses.replace(member.network, predict=lambda x: windows_run.append(len(x)) or run_window(x))
+    sep.run = dataclasses.replace(sep.run, members=(member.with_network(counting),))
     audio = song(12.0, 44100)
     pipeline.separate(
-        sep.settings,
+        sep.run,
         lambda: contextlib.nullcontext(ArraySource(audio, 44100)),
         {"vocals": lambda block: None},
         block_seconds=BLOCK_SECONDS,
         on_progress=lambda done, total: progress.append((done, total)),
     )
-    total = sep.settings.count_windows(Analyser(sep.preset, len(audio), 44100, True).frames)
+    total = member.network.count_windows(Analyser(sep.run.preset, len(audio), 44100, True).frames)
     assert total >= 5  # several blocks, so that the first pass's windows are met again
     assert sum(windows_run) == total
     assert progress[-1] == (total, total)

@@ -68,6 +68,9 @@ def test_each_output_records_the_settings_that_made_it(finished):
         "post_process": False,
         "high_end": "mirroring",
         "window": 512,
+        "segment": None,  # MDX-Net's options: recorded as shaping nothing here
+        "overlap": None,
+        "denoise": None,
         "precision": "auto",
         "front_end": "auto",
         "format": "wav",

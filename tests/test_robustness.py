@@ -295,7 +295,7 @@ def test_odd_input_separates_into_complete_finite_stems(batch: BatchRun, name: s
 
 def test_long_odd_files_stream_with_the_same_repairs(tmp_path: Path, cascadednet_weights: Path) -> None:
     """Files longer than a streaming block (decoded block by block): NaN/Inf in 5.1 float, 8-bit mono at 22.05 kHz."""
-    from uvr_cli.engine.pipeline import BLOCK_SECONDS
+    from uvr_cli.engine.blocks import BLOCK_SECONDS
 
     seconds = BLOCK_SECONDS + 2
     rate = MODEL_RATE

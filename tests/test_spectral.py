@@ -14,6 +14,7 @@ from reference import rvc as rvc_reference
 from uvr_cli.catalog.presets import list_presets, load_preset
 from uvr_cli.engine import spectral
 from uvr_cli.engine.analysis import analyse
+from uvr_cli.engine.families.vr import high_end
 from uvr_cli.engine.resample import fft_resample, poly_resample, resample
 from uvr_cli.engine.synthesis import synthesise
 from uvr_cli.errors import ModelError
@@ -121,7 +122,7 @@ def test_combined_spectrogram_and_synthesis_match_the_reference(preset, tmp_path
     extra = rvc_reference.mirroring(half, analysis.high_end, mp)
     height = analysis.high_end.shape[1]
     want = rvc_reference.cmb_spectrogram_to_wave(half, mp, height, extra).T
-    got = synthesise(half, p, spectral.mirror_high_end(half, analysis.high_end, p))
+    got = synthesise(half, p, high_end.mirror_high_end(half, analysis.high_end, p))
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable
 from enum import Enum
+from typing import Any
 
 import typer
 
 from uvr_cli.errors import UvrError
+from uvr_cli.io.formats import BIT_DEPTHS, FORMATS
+from uvr_cli.io.spool import CLIP_MODES
+from uvr_cli.settings import BACKENDS, FRONT_ENDS, HIGH_END_MODES, PRIMARY_STEMS
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
 EXIT_INTERRUPTED, EXIT_BROKEN_PIPE, EXIT_TERMINATED = 130, 141, 143  # 128 + SIGINT, SIGPIPE, SIGTERM
@@ -19,50 +24,20 @@ EXIT_CODES_HELP = (
 )
 
 
-# The one list of each option's choices: typer shows them in --help and refuses anything else.
-class StemChoice(str, Enum):
-    all = "all"
-    vocals = "vocals"
-    instrumental = "instrumental"
+def choices(name: str, values: Iterable[str]) -> Any:
+    """An Enum of `values` for typer, which shows them in --help and refuses anything else; made from the tables
+    that own them (settings.py, io/formats.py), so that no list of choices is written twice."""
+    return Enum(name, {value: value for value in values}, type=str)
 
 
-class Format(str, Enum):
-    wav = "wav"
-    flac = "flac"
-    ogg = "ogg"
-    mp3 = "mp3"
-
-
-class BitDepth(str, Enum):
-    b16 = "16"
-    b24 = "24"
-    b32f = "32f"
-
-
-class HighEnd(str, Enum):
-    mirroring = "mirroring"
-    mirroring2 = "mirroring2"
-    none = "none"
-
-
-class Backend(str, Enum):
-    torch = "torch"
-    onnxruntime = "onnxruntime"
-
-
-class FrontEndChoice(str, Enum):
-    auto = "auto"
-    numpy = "numpy"
-    torch = "torch"
-
-
-class ClipMode(str, Enum):
-    clip = "clip"
-    rescale = "rescale"
-
-
-STEMS = tuple(choice.value for choice in StemChoice if choice is not StemChoice.all)
-LOSSY_FORMATS = ("ogg", "mp3")
+Format = choices("Format", FORMATS)
+BitDepth = choices("BitDepth", BIT_DEPTHS)
+HighEnd = choices("HighEnd", HIGH_END_MODES)
+Backend = choices("Backend", BACKENDS)
+FrontEndChoice = choices("FrontEndChoice", FRONT_ENDS)
+ClipMode = choices("ClipMode", CLIP_MODES)
+StemChoice = choices("StemChoice", ("all", *PRIMARY_STEMS))
+STEMS = PRIMARY_STEMS
 
 
 def say(message: str) -> None:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from uvr_cli.cli.common import emit, fail
 from uvr_cli.errors import UsageError, UvrError
+
+if TYPE_CHECKING:
+    from uvr_cli.settings import ModelOptions
 
 
 def export(
@@ -45,16 +49,16 @@ def export(
     """
     path = Path(out)
     try:
-        from uvr_cli.engine.families.vr.export import export_format
+        from uvr_cli.settings import ModelOptions
 
-        export_format(path)
+        options = ModelOptions(params=params, primary=primary, window=window)
         if precision not in ("fp32", "fp16"):
             raise UsageError(f"--precision {precision!r}: use fp32 or fp16")
-        if primary not in (None, "vocals", "instrumental"):
-            raise UsageError(f"--primary {primary!r}: use vocals or instrumental")
+        if path.suffix.lower() not in (".onnx", ".pt"):
+            raise UsageError(f"{path}: the output must end in .onnx (ONNX) or .pt (TorchScript)")
         if path.suffix.lower() == ".onnx":
             _need_onnx()
-        written = _export(model, path, params, precision, window, primary)
+        written = _export(model, path, options, precision)
     except UvrError as exc:
         raise fail(exc) from None
     for line in written:
@@ -67,17 +71,12 @@ def _need_onnx() -> None:
         import onnx  # noqa: F401
         import onnxscript  # noqa: F401
     except ImportError:
-        raise UsageError(
-            "ONNX export needs the onnx extra: pip install 'uvr-cli[onnx]' (onnx, onnxscript, onnxruntime)"
-        ) from None
+        raise UsageError("ONNX export needs the onnx extra: pip install 'uvr-cli[onnx]' (onnxscript)") from None
 
 
-def _export(model: str, path: Path, params: str | None, precision: str, window: int, primary: str | None) -> list[str]:
+def _export(model: str, path: Path, options: ModelOptions, precision: str) -> list[str]:
     from uvr_cli.catalog.models import resolve_model
-    from uvr_cli.engine.families.vr.export import export_network, sidecar_path
-    from uvr_cli.engine.families.vr.loading import load_model
+    from uvr_cli.engine.families import family_of
 
-    loaded = load_model(resolve_model(model), params)
-    label = primary or ("vocals" if loaded.identity.primary_is_vocals else "instrumental")
-    export_network(loaded, path, precision=precision, window=window, primary=label)
-    return [str(path), str(sidecar_path(path))]
+    source = resolve_model(model)
+    return family_of(source).export(source, path, options, precision)

@@ -192,41 +192,36 @@ def models_add(
 
 
 def info(
-    model: str = typer.Argument(..., help="A weight file (.pth), the name of a downloaded model, or default."),
+    model: str = typer.Argument(..., help="A model file (.pth, .onnx), the name of a downloaded model, or default."),
+    params: str | None = typer.Option(
+        None, "--params", help="For files uvr does not recognise: what --params would say when separating."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Describe a weight file: architecture, capacity, bins, UVR hash, registry match, preset, primary stem.
+    """Describe a model file: family, architecture and capacity, UVR hash, registry match, parameters, stems.
 
-    Architecture and capacity come from the tensor shapes; exit status 3 when it is not a loadable UVR5 VR model.
+    Architecture and capacity come from the file's tensors; exit status 3 when it is not a model uvr can load.
     """
     from uvr_cli.catalog.models import resolve_model
-    from uvr_cli.engine.families.vr.loading import describe_model
+    from uvr_cli.engine.families import family_of
+    from uvr_cli.settings import ModelOptions
 
     try:
-        data = describe_model(resolve_model(model))
+        path = resolve_model(model)
+        data = family_of(path).describe(path, ModelOptions(params=params))
     except UvrError as exc:
         raise fail(exc) from None
     if as_json:
         emit(json.dumps(data))
         return
-    cap = data["capacity"]
-    if data["family"] == "CascadedNet":
-        capacity = f"nout {cap['nout']}, nout_lstm {cap['nout_lstm']}"
-    else:
-        capacity = f"ch {cap['ch']}, {cap['aspp_branches']} ASPP branches{', enc5' if cap['enc5'] else ''}"
     lines = {
         "file": f"{data['path']} ({size_text(data['size_bytes'])})",
-        "architecture": f"{data['family']} ({capacity})",
-        "bins": f"{data['bins']} (from the {data['bins_from']})"
-        if data["bins"]
-        else "unknown (not in the weights; give --params)",
+        "family": f"{data['family']}: {data['architecture']}",
         "uvr hash": data["uvr_hash"],
         "recognised": data["recognised_by"] or "no: pass --params (and --primary) to use it",
         "catalogue": data["catalogue_name"] or "-",
-        "preset": data["preset"] or "unknown",
-        "primary stem": f"{data['primary_stem']} (the mask estimates the {data['mask_estimates']})"
-        if data["primary_stem"]
-        else "unknown (instrumental unless --primary says otherwise)",
+        "stems": ", ".join(data["stems"]),
+        **data["details"],
     }
     for key, value in lines.items():
         emit(f"{key + ':':14}{value}")

@@ -13,18 +13,21 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from uvr_cli.settings import SeparationSettings
 
 _worker: dict[str, Any] = {}
 
 
-def _start(separator_options: dict[str, Any], threads: int, task: Callable[[Any, Any], dict]) -> None:
+def _start(settings: SeparationSettings, threads: int, task: Callable[[Any, Any], dict]) -> None:
     import torch
 
     from uvr_cli.separator import Separator
 
     torch.set_num_threads(threads)
-    _worker["separator"] = Separator(**separator_options)
+    _worker["separator"] = Separator(settings=settings)
     _worker["task"] = task
 
 
@@ -39,14 +42,14 @@ def threads_per_worker(workers: int) -> int:
 
 
 def map_jobs(
-    separator_options: dict[str, Any], task: Callable[[Any, Any], dict], jobs: Sequence[Any], workers: int
+    settings: SeparationSettings, task: Callable[[Any, Any], dict], jobs: Sequence[Any], workers: int
 ) -> Iterator[dict]:
     """task(separator, job) for every job, in `workers` processes (spawned: torch's thread pools do not fork
     safely); yields the records in the order of `jobs`. `task` must be picklable (a module-level function or a
     functools.partial of one)."""
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_start, initargs=(separator_options, threads_per_worker(workers), task)
+        workers, mp_context=context, initializer=_start, initargs=(settings, threads_per_worker(workers), task)
     )
     try:
         yield from pool.map(_run, jobs)

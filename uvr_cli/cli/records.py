@@ -12,8 +12,11 @@ from uvr_cli.cli.common import emit, say, stdout_closed
 from uvr_cli.errors import UvrError
 
 if TYPE_CHECKING:
+    from uvr_cli.engine.device import Runtime
+    from uvr_cli.engine.family import ModelInfo
     from uvr_cli.io.jobs import Job
-    from uvr_cli.separator import FileResult, ModelInfo, Separator
+    from uvr_cli.separator import FileResult
+    from uvr_cli.settings import OutputOptions, SeparationSettings
 
 
 class Runner(Protocol):
@@ -25,16 +28,18 @@ class Runner(Protocol):
     @property
     def model_sample_rate(self) -> int: ...
 
+    @property
+    def applied(self) -> set[str]: ...
+
+    @property
+    def runtime(self) -> Runtime: ...
+
     def separate_file(
         self,
         source: str,
         outputs: dict[str, str],
         *,
-        fmt: str = ...,
-        bit_depth: str | None = ...,
-        sample_rate: str | int = ...,
-        bitrate: str | None = ...,
-        clip_mode: str = ...,
+        output: OutputOptions | None = ...,
         on_progress: Callable[[int, int], None] | None = ...,
     ) -> FileResult: ...
 
@@ -63,7 +68,7 @@ def new_record(job: Job, **fields: object) -> dict:
 
 
 def separate_one(
-    separator: Runner, job: Job, options: dict, settings: dict, show_progress: bool, verbose: bool, quiet: bool
+    separator: Runner, job: Job, output: OutputOptions, settings: dict, show_progress: bool, verbose: bool, quiet: bool
 ) -> dict:
     """Run one input; any failure becomes an error record (one stderr line naming the input), never an exception.
     Its settings are recorded beside its outputs only once all of them are written."""
@@ -93,7 +98,7 @@ def separate_one(
                 file_bar.n = done
                 file_bar.refresh()
 
-        result = separator.separate_file(job.source, job.outputs, on_progress=progress, **options)
+        result = separator.separate_file(job.source, job.outputs, output=output, on_progress=progress)
         write_records(job.source, result.outputs, settings, __version__)
         if not quiet:
             for warning in result.warnings:
@@ -164,24 +169,39 @@ def print_records(records: Iterable[dict], as_json: bool, to_stdout: bool, progr
     return failed
 
 
-def report_model(separator: Separator, settings: dict, agg_given: bool, verbose: bool, quiet: bool) -> dict:
-    """Say what was loaded (-v) and whether --agg applies; returns the settings to record beside the outputs."""
-    applies = separator.info.uses_aggressiveness
-    if agg_given and not applies and not quiet:
-        say(
-            f"--agg {separator.agg:g} has no effect: {separator.info.path.name} is a CascadedNet model, which "
-            "ignores aggressiveness (as in RVC)"
-        )
+def report_model(runner: Runner, settings: SeparationSettings, verbose: bool, quiet: bool) -> dict:
+    """Say what was loaded (-v) and which given options shape no model; returns the settings record to write beside
+    the outputs, with those options recorded as not applying."""
+    applied = runner.applied
+    first = runner.members_info[0]
+    if not quiet:
+        for name in sorted(settings.given - applied):
+            value = getattr(settings.options, name)
+            text = f"{value:g}" if isinstance(value, float) else "" if isinstance(value, bool) else f"{value}"
+            option = f"--{name.replace('_', '-')}{' ' + text if text else ''}"
+            say(f"{option} has no effect: {first.no_effect(name)}")
     if verbose:
-        info = separator.info
+        for info in runner.members_info:
+            say(
+                f"model {info.path}: {info.family}, {info.architecture}, {info.setup}, primary stem {info.primary} "
+                f"({info.identity.how})"
+            )
+        runtime = runner.runtime
         say(
-            f"model {info.path}: {info.spec}, preset {info.preset}, primary stem {info.primary} "
-            f"({info.identity.how}); backend {separator.backend}{', --fast' if separator.fast else ''}, "
-            f"device {separator.device}, {separator.dtype}, front end {separator.front_end.name}"
+            f"backend {runtime.backend}{', --fast' if runtime.fast else ''}, device {runtime.device}, "
+            f"{str(runtime.dtype).removeprefix('torch.')}, front end {runtime.front_end.name}, batch size "
+            f"{runtime.batch_size}"
         )
-        say(
-            f"agg {separator.agg:g}{'' if applies else ' (ignored by this model)'}, tta "
-            f"{'on' if separator.tta else 'off'}, post-process {'on' if separator.post_process else 'off'}, "
-            f"high end {separator.high_end}, window {separator.window}, batch size {separator.batch_size}"
-        )
-    return {**settings, "agg": settings["agg"] if applies else None}
+        o = settings.options
+        shown = {
+            "agg": f"agg {o.agg:g}",
+            "tta": f"tta {'on' if o.tta else 'off'}",
+            "post_process": f"post-process {'on' if o.post_process else 'off'}",
+            "high_end": f"high end {o.high_end}",
+            "window": f"window {o.window_for(settings.runtime.fast)}",
+            "segment": f"segment {o.segment}",
+            "overlap": f"overlap {o.overlap:g}",
+            "denoise": f"denoise {'on' if o.denoise else 'off'}",
+        }
+        say(", ".join(text for name, text in shown.items() if name in applied))
+    return settings.record(applied)

@@ -7,12 +7,12 @@ these very settings, is answered from their records without loading the model at
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, cast
 
@@ -23,7 +23,6 @@ from uvr_cli.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_SOME_FAILED,
-    LOSSY_FORMATS,
     STEMS,
     Backend,
     BitDepth,
@@ -37,9 +36,17 @@ from uvr_cli.cli.common import (
     say,
 )
 from uvr_cli.cli.records import Runner, print_records, report, report_model, separate_one
-from uvr_cli.cli.settings_record import settings_record
 from uvr_cli.errors import UsageError, UvrError
 from uvr_cli.io.jobs import STDIN
+from uvr_cli.settings import (
+    DEFAULT_OVERLAP,
+    DEFAULT_SEGMENT,
+    ModelOptions,
+    OutputOptions,
+    RuntimeOptions,
+    SeparationSettings,
+    parse_then,
+)
 
 if TYPE_CHECKING:
     from uvr_cli.chain import Chain
@@ -50,78 +57,6 @@ if TYPE_CHECKING:
 def _on_sigterm(signum: int, frame: object) -> None:
     # Unwind like Ctrl-C so that temporary files are removed by the writers' cleanup, then exit 143.
     raise SystemExit(128 + signum)
-
-
-def _parse_rate(text: str) -> str | int:
-    if text in ("input", "model"):
-        return text
-    try:
-        rate = int(text)
-    except ValueError:
-        raise UsageError(f"--sample-rate {text!r}: use input, model or a rate in Hz such as 44100") from None
-    if not 1000 <= rate <= 768000:
-        raise UsageError(f"--sample-rate {rate}: use a rate between 1000 and 768000 Hz")
-    return rate
-
-
-def _check_output_options(
-    fmt: str, bit_depth: str | None, rate: str | int, bitrate: str | None, out: str, as_json: bool
-) -> None:
-    """Refuse impossible output choices before the model is loaded (the input's own rate is checked per file)."""
-    from uvr_cli.io.encode import output_subtype
-
-    if bit_depth is not None and fmt in LOSSY_FORMATS:
-        raise UsageError(f"--bit-depth applies to wav and flac; {fmt} has no bit depth")
-    output_subtype(fmt, bit_depth, rate if isinstance(rate, int) else 44100, 2, bitrate=bitrate)
-    if out == "-":
-        if as_json:
-            raise UsageError("--json and -o - both write to standard output; choose one")
-        if sys.stdout.isatty():
-            raise UsageError("-o - writes audio to standard output, which is a terminal; pipe it or redirect it")
-
-
-def _model_rate_guess(params: str | None) -> int:
-    """The model's rate for size estimates before it is loaded: the named preset's, else 44100 (most presets')."""
-    from uvr_cli.catalog.presets import load_preset
-
-    try:
-        return load_preset(params).sr if params else 44100
-    except UvrError:
-        return 44100  # loading the model reports the bad preset
-
-
-def _plan_work(jobs: list[Job], settings: dict, skip_existing: bool) -> list[Job]:
-    """Mark each input whose outputs are complete and match `settings` as done, and note why others are redone.
-    Returns the inputs that need the model."""
-    from uvr_cli.io.outputs import check_existing
-
-    work = []
-    for job in jobs:
-        if job.error:
-            continue
-        existing = check_existing(job.source, job.outputs, settings)
-        if skip_existing and existing.complete:
-            job.done = True
-            continue
-        job.redo = existing.reason if skip_existing else None
-        work.append(job)
-    return work
-
-
-def _check_room(work: list[Job], fmt: str, depth: str | None, rate: str | int, params: str | None) -> None:
-    """Before any separation: every output folder can be made and written and has room (else one line, exit 1)."""
-    from uvr_cli.io.outputs import check_room, estimate_bytes
-
-    model_rate = _model_rate_guess(params)
-    planned = []
-    for job in work:
-        size = (
-            estimate_bytes(job.source, stems=1, fmt=fmt, bit_depth=depth, rate=rate, model_rate=model_rate)
-            if job.source != "-"
-            else 0
-        )
-        planned += [(path, size) for path in job.outputs.values()]
-    check_room(planned)
 
 
 def separate(
@@ -216,10 +151,25 @@ def separate(
         "--window",
         help="Network window in frames (default 512, as in RVC and UVR; with --fast up to 1536, fitted to each song).",
     ),
+    segment: int = typer.Option(
+        DEFAULT_SEGMENT,
+        "--segment",
+        help="MDX-Net: STFT frames per chunk (python-audio-separator's segment_size; default 256).",
+    ),
+    overlap: float = typer.Option(
+        DEFAULT_OVERLAP,
+        "--overlap",
+        help="MDX-Net: share of a chunk that the next one overlaps, 0 to under 1 (default 0.25).",
+    ),
+    denoise: bool = typer.Option(
+        False,
+        "--denoise",
+        help="MDX-Net: run the network on the mix and on its negation and average the two (twice the time).",
+    ),
     batch_size: int | None = typer.Option(
         None,
         "--batch-size",
-        help="Windows per network call (default: 1 on the CPU, 8 on a GPU; more is faster on a GPU and needs more memory).",
+        help="Windows or chunks per network call (default: 1 on the CPU, 8 on a GPU; more is faster on a GPU and needs more memory).",
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option(
@@ -233,7 +183,7 @@ def separate(
         help="What runs the network: torch (default), or onnxruntime (the onnx extra; the network is exported once, about a minute, and cached; the default with --fast).",
     ),
     front_end: FrontEndChoice = typer.Option(
-        FrontEndChoice.auto,
+        "auto",
         "--front-end",
         help="Where the STFT, iSTFT and resampling run: auto (torch on a CUDA GPU, numpy otherwise), numpy, or torch (on --device; the same transforms, stems within -120 dB).",
     ),
@@ -266,13 +216,12 @@ def separate(
     """
     signal.signal(signal.SIGTERM, _on_sigterm)
     options = SimpleNamespace(**ctx.params)  # the options above, by name
+    given = {name for name in MODEL_OPTIONS if _from_command_line(ctx, name)}
     try:
-        plan = _plan(options)
+        plan = _plan(options, given)
     except UvrError as exc:
         raise fail(exc) from None
-    source = ctx.get_parameter_source("agg")
-    agg_given = source is not None and source.name == "COMMANDLINE"
-    results = _start(plan, options, agg_given) if plan.work else iter(())
+    results = _start(plan, options) if plan.work else iter(())
     try:
         failed = print_records(
             report(plan.jobs, results),
@@ -290,6 +239,109 @@ def separate(
 
 
 separate.__doc__ = f"{separate.__doc__}\n    {EXIT_CODES_HELP}\n"
+MODEL_OPTIONS = tuple(f.name for f in dataclasses.fields(ModelOptions))
+
+
+def _from_command_line(ctx: typer.Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
+def _settings(o: SimpleNamespace, given: set[str]) -> SeparationSettings:
+    """The typed settings of this run, built once from the options (each part checks itself)."""
+    return SeparationSettings(
+        models=tuple(o.model or ()),
+        ensemble=o.ensemble,
+        then=tuple(parse_then(text) for text in o.then or ()),
+        options=ModelOptions(
+            params=o.params,
+            primary=o.primary,
+            agg=o.agg,
+            tta=o.tta,
+            high_end=o.high_end.value,
+            post_process=o.post_process,
+            window=o.window,
+            segment=o.segment,
+            overlap=o.overlap,
+            denoise=o.denoise,
+        ),
+        runtime=RuntimeOptions(
+            device=o.device,
+            precision=o.precision,
+            backend=o.backend.value if o.backend else None,
+            fast=o.fast,
+            front_end=o.front_end.value,
+            batch_size=o.batch_size,
+        ),
+        output=OutputOptions(
+            fmt=o.fmt.value,
+            bit_depth=o.bit_depth.value if o.bit_depth else None,
+            sample_rate=o.sample_rate,
+            bitrate=o.bitrate,
+            clip_mode=o.clip_mode.value,
+        ),
+        given=frozenset(given),
+    )
+
+
+def _check_streams(out: str, as_json: bool) -> None:
+    """-o - writes audio to standard output: not with --json, not to a terminal."""
+    if out == STDIN:
+        if as_json:
+            raise UsageError("--json and -o - both write to standard output; choose one")
+        if sys.stdout.isatty():
+            raise UsageError("-o - writes audio to standard output, which is a terminal; pipe it or redirect it")
+
+
+def _model_rate_guess(params: str | None) -> int:
+    """The model's rate for size estimates before it is loaded: the named preset's, else 44100 (most models')."""
+    from uvr_cli.catalog.presets import load_preset
+
+    try:
+        return load_preset(params).sr if params else 44100
+    except UvrError:
+        return 44100  # loading the model reports the bad preset, or reads --params as MDX-Net data
+
+
+def _plan_work(jobs: list[Job], record: dict, skip_existing: bool) -> list[Job]:
+    """Mark each input whose outputs are complete and match `record` as done, and note why others are redone.
+    Returns the inputs that need the model."""
+    from uvr_cli.io.outputs import check_existing
+
+    work = []
+    for job in jobs:
+        if job.error:
+            continue
+        existing = check_existing(job.source, job.outputs, record)
+        if skip_existing and existing.complete:
+            job.done = True
+            continue
+        job.redo = existing.reason if skip_existing else None
+        work.append(job)
+    return work
+
+
+def _check_room(work: list[Job], output: OutputOptions, params: str | None) -> None:
+    """Before any separation: every output folder can be made and written and has room (else one line, exit 1)."""
+    from uvr_cli.io.outputs import check_room, estimate_bytes
+
+    model_rate = _model_rate_guess(params)
+    planned = []
+    for job in work:
+        size = (
+            estimate_bytes(
+                job.source,
+                stems=1,
+                fmt=output.fmt,
+                bit_depth=output.bit_depth,
+                rate=output.sample_rate,
+                model_rate=model_rate,
+            )
+            if job.source != STDIN
+            else 0
+        )
+        planned += [(path, size) for path in job.outputs.values()]
+    check_room(planned)
 
 
 @dataclass
@@ -298,17 +350,12 @@ class _Plan:
 
     jobs: list[Job]
     work: list[Job]
-    settings: dict
-    separator_options: dict
-    check_rate: Callable[[int], None]
-    steps: list[tuple[Path, str]]
+    settings: SeparationSettings
     separator: Runner | None
 
 
-def _plan(o: SimpleNamespace) -> _Plan:
+def _plan(o: SimpleNamespace, given: set[str]) -> _Plan:
     """Expand the inputs, name the outputs, find what is already done, and check everything that can be checked."""
-    from uvr_cli.catalog.models import resolve_model
-    from uvr_cli.engine.ensemble import parse as ensemble_algorithms
     from uvr_cli.io.jobs import expand_inputs, model_label, parse_shard, plan_outputs, select_shard
 
     if o.jobs_count < 1:
@@ -317,86 +364,62 @@ def _plan(o: SimpleNamespace) -> _Plan:
         raise UsageError("--batch-files must be at least 1")
     if o.jobs_count > 1 and (o.batch_files or 1) > 1:
         raise UsageError("-j runs files in worker processes, --batch-files in threads of one: use one of them")
-    rate = _parse_rate(o.sample_rate)
-    depth = o.bit_depth.value if o.bit_depth else None
-    _check_output_options(o.fmt.value, depth, rate, o.bitrate, o.out, o.as_json)
+    settings = _settings(o, given)
+    _check_streams(o.out, o.as_json)
     if STDIN in o.inputs and sys.stdin.isatty():
         raise UsageError("- reads audio from standard input, which is a terminal; pipe audio into uvr")
     stems = list(STEMS) if o.stem.value == "all" else [o.stem.value]
     jobs = expand_inputs(o.inputs)
-    models: Sequence[str | None] = o.model or [None]
-    if len(models) > 1:
-        ensemble_algorithms(o.ensemble)  # a usage error before any work
-    model_paths = [resolve_model(m) for m in models]
-    separator_options = dict(
-        model=model_paths if len(model_paths) > 1 else model_paths[0],
-        ensemble=o.ensemble,
-        params=o.params,
-        agg=o.agg,
-        tta=o.tta,
-        high_end=o.high_end.value,
-        post_process=o.post_process,
-        primary=o.primary,
-        window=o.window,
-        batch_size=o.batch_size,
-        device=o.device,
-        precision=o.precision,
-        backend=o.backend.value if o.backend else None,
-        fast=o.fast,
-        front_end=o.front_end.value,
-        on_note=None if o.quiet else say,
-    )
-    check_rate = functools.partial(_check_model_rate, o.fmt.value, depth, rate, o.bitrate, o.out, o.as_json)
-    steps = [_then_step(text) for text in o.then or []]
+    settings.model_paths()  # a missing model is an error before any work
     separator = None
-    if steps:  # a chain's stem names come from its models: load them before planning
+    if settings.then:  # a chain's stem names come from its models: load them before planning
         if o.jobs_count > 1 or (o.batch_files or 1) > 1 or o.stem.value != "all":
             raise UsageError(
                 "--then runs one file at a time and writes every stem of the chain: leave out -j, --batch-files "
                 "and --stem"
             )
-        chain = _load(separator_options, check_rate, steps)
-        separator, stems = chain, cast("Chain", chain).stems  # _load gives a Chain whenever there are steps
+        settings.step_paths()  # a missing step model is a usage error before any loading
+        chain = _load(settings, o.quiet)
+        separator, stems = chain, list(cast("Chain", chain).stems)  # _load gives a Chain whenever there are steps
     plan_outputs(
-        jobs, out_dir=o.out, template=o.name, stems=stems, model=model_label(models), agg=o.agg, ext=o.fmt.value
+        jobs,
+        out_dir=o.out,
+        template=o.name,
+        stems=stems,
+        model=model_label(list(o.model) if o.model else [None]),
+        agg=o.agg,
+        ext=o.fmt.value,
     )
     if o.shard is not None:  # after planning, so that name collisions are found across the whole corpus
         jobs = select_shard(jobs, *parse_shard(o.shard))
-    settings = settings_record(o, model_paths, steps, rate, depth)
-    work = _plan_work(jobs, settings, o.skip_existing)
+    work = _plan_work(jobs, settings.record(), o.skip_existing)
     if work:
-        _check_room(work, o.fmt.value, depth, rate, o.params)
-    return _Plan(jobs, work, settings, separator_options, check_rate, steps, separator)
+        _check_room(work, settings.output, o.params)
+    return _Plan(jobs, work, settings, separator)
 
 
-def _start(plan: _Plan, o: SimpleNamespace, agg_given: bool) -> Iterator[dict]:
+def _start(plan: _Plan, o: SimpleNamespace) -> Iterator[dict]:
     """Load the model(s) and separate the work, in this process or in -j workers; yields records in input order."""
     from uvr_cli.chain import Chain  # after the checks: it imports torch
 
-    separator = plan.separator or _load(plan.separator_options, plan.check_rate, plan.steps)
-    first = separator.first if isinstance(separator, Chain) else separator
-    settings = report_model(cast("Separator", first), plan.settings, agg_given, o.verbose, o.quiet)
-    depth = o.bit_depth.value if o.bit_depth else None
-    options = dict(
-        fmt=o.fmt.value,
-        bit_depth=depth,
-        sample_rate=_parse_rate(o.sample_rate),
-        bitrate=o.bitrate,
-        clip_mode=o.clip_mode.value,
+    separator = plan.separator or _load(plan.settings, o.quiet)
+    record = report_model(separator, plan.settings, o.verbose, o.quiet)
+    task = functools.partial(
+        separate_one, output=plan.settings.output, settings=record, verbose=o.verbose, quiet=o.quiet
     )
-    task = functools.partial(separate_one, options=options, settings=settings, verbose=o.verbose, quiet=o.quiet)
     streams = o.out == STDIN or any(job.source == STDIN for job in plan.jobs)
     if o.jobs_count > 1 and len(plan.work) > 1 and not streams:
         from uvr_cli.cli.parallel import map_jobs
 
         del separator  # each worker loads its own
         return map_jobs(
-            plan.separator_options,
+            plan.settings,
             functools.partial(task, show_progress=False),
             plan.work,
             min(o.jobs_count, len(plan.work)),
         )
-    files = o.batch_files or (1 if cast("Separator", first).device.type == "cpu" else 4)
+    first = separator.first if isinstance(separator, Chain) else separator
+    files = o.batch_files or (1 if cast("Separator", first).runtime.device.type == "cpu" else 4)
     if files > 1 and len(plan.work) > 1 and not streams and not isinstance(separator, Chain):
         together = cast("Separator", separator).map_together
         return together(functools.partial(task, show_progress=False), plan.work, files)
@@ -404,34 +427,19 @@ def _start(plan: _Plan, o: SimpleNamespace, agg_given: bool) -> Iterator[dict]:
     return (task(separator, job, show_progress=show_progress) for job in plan.work)
 
 
-def _then_step(text: str) -> tuple[Path, str]:
-    """--then MODEL[:STEM] -> the model's file and the stem it splits (vocals unless named)."""
-    from uvr_cli.catalog.models import resolve_model
-
-    model, _, split = text.rpartition(":") if ":" in text and "/" not in text.rpartition(":")[2] else (text, "", "")
-    return resolve_model(model), split or "vocals"
-
-
-def _check_model_rate(
-    fmt: str, depth: str | None, rate: str | int, bitrate: str | None, out: str, as_json: bool, model_rate: int
-) -> None:
-    """With --sample-rate model, the output checks once the model's rate is known."""
-    if rate == "model":
-        _check_output_options(fmt, depth, model_rate, bitrate, out, as_json)
-
-
-def _load(separator_options: dict, check_rate, steps: list[tuple[Path, str]]) -> Separator | Chain:
+def _load(settings: SeparationSettings, quiet: bool) -> Separator | Chain:
     """Import torch and load the model (and a chain's further models), once every check that needs neither passed."""
+    note = None if quiet else say
     try:
         from uvr_cli.chain import Chain, Step
         from uvr_cli.separator import Separator
 
-        separator = Separator(**separator_options)
-        check_rate(separator.model_sample_rate)
-        if steps:
+        separator = Separator(settings=settings, on_note=note)
+        settings.output.check_model_rate(separator.model_sample_rate)
+        if settings.then:
             further = [
-                Step(Separator(**{**separator_options, "model": path, "ensemble": "avg"}), split)
-                for path, split in steps
+                Step(Separator(settings=settings.replace(models=(str(path),), ensemble="avg"), on_note=note), split)
+                for path, split in settings.step_paths()
             ]
             return Chain(separator, further)
         return separator

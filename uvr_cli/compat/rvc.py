@@ -71,7 +71,9 @@ class _RvcSeparator:
             if not path.is_file() or identify(path, self.cascaded_net, None).params is not None:
                 raise
             separator = Separator(model_path, params=self.rvc_preset, **options)
-        if separator.info.uses_aggressiveness == self.cascaded_net:  # only CascadedNet models ignore agg
+        if separator.info.family != "VR":
+            raise ModelError(f"{model_path}: an {separator.info.family} model; RVC's classes run VR models only")
+        if ("agg" in separator.info.applies) == self.cascaded_net:  # only CascadedNet models ignore agg
             family = "CascadedNet (De-Echo/De-Reverb)" if not self.cascaded_net else "CascadedASPPNet (HP2/HP3/HP5)"
             other = "AudioPre" if self.cascaded_net else "AudioPreDeEcho"
             raise ModelError(

@@ -23,9 +23,9 @@ class Stopped(BaseException):
 @dataclass
 class _Request:
     windows: list[np.ndarray]
-    masks: list[np.ndarray] = field(default_factory=list)
+    outputs: list[np.ndarray] = field(default_factory=list)
     taken: int = 0  # windows handed to a batch so far
-    computed: int = 0  # windows whose masks are in `masks`
+    computed: int = 0  # windows whose outputs are in `outputs`
     error: BaseException | None = None
 
     @property
@@ -34,7 +34,7 @@ class _Request:
 
 
 class WindowBatcher:
-    """Runs `predict` (a list of same-shape windows -> their masks) over windows from many threads, in batches of
+    """Runs `predict` (a list of same-shape windows -> their outputs) over windows from many threads, in batches of
     up to `batch_size`. Each separating thread is a `client` while it runs."""
 
     def __init__(self, predict: Callable[[list[np.ndarray]], list[np.ndarray]], batch_size: int) -> None:
@@ -46,7 +46,7 @@ class WindowBatcher:
         self.calls = 0  # network calls made, for tests and reports
 
     def stop(self) -> None:
-        """Make every waiting and later `masks` call raise Stopped, so the songs in flight end at their next window."""
+        """Make every waiting and later `outputs` call raise Stopped: songs in flight end at their next window."""
         with self._changed:
             self._stopped = True
             self._changed.notify_all()
@@ -63,11 +63,11 @@ class WindowBatcher:
                 self._clients -= 1
                 self._changed.notify_all()  # the others may now be all that is left, and all waiting
 
-    def masks(self, windows: list[np.ndarray]) -> list[np.ndarray]:
-        """The masks of `windows`, computed in batches with other threads' windows."""
+    def outputs(self, windows: list[np.ndarray]) -> list[np.ndarray]:
+        """The outputs of `windows`, computed in batches with other threads' windows."""
         if not windows:
             return []
-        request = _Request(windows, list(windows))  # each entry is replaced by its mask
+        request = _Request(windows, list(windows))  # each entry is replaced by its output
         with self._changed:
             self._queue.append(request)
             self._waiting += 1
@@ -86,10 +86,10 @@ class WindowBatcher:
                 self._waiting -= 1
         if request.error is not None:
             raise request.error
-        return request.masks
+        return request.outputs
 
     def _run_batch(self) -> None:
-        """Take up to batch_size windows of the first queued shape, run them without the lock, hand out masks."""
+        """Take up to batch_size windows of the first queued shape, run them without the lock, hand out the outputs."""
         shape = self._queue[0].windows[self._queue[0].taken].shape
         parts: list[tuple[_Request, int, int]] = []  # request, first window, count
         room = self.batch_size
@@ -108,7 +108,7 @@ class WindowBatcher:
         error: BaseException | None = None
         try:
             batch = [w for request, start, count in parts for w in request.windows[start : start + count]]
-            masks = self._predict(batch)
+            outputs = self._predict(batch)
             self.calls += 1
         except BaseException as exc:  # every song in this batch fails with it
             error = exc
@@ -120,7 +120,7 @@ class WindowBatcher:
             if error is not None:
                 request.error = error
             else:
-                request.masks[start : start + count] = masks[done : done + count]
+                request.outputs[start : start + count] = outputs[done : done + count]
                 request.computed += count
             done += count
         self._queue = [r for r in self._queue if r.error is None]  # a failed song's other windows are not run

@@ -1,12 +1,17 @@
-"""Where and in what precision the network runs: device and precision choices, GPU math settings, autocast."""
+"""Where and in what precision the networks run: device and precision choices, GPU math settings, autocast, and
+the runtime options resolved for this machine."""
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
+from uvr_cli.engine.frontend import FrontEnd, resolve_front_end
 from uvr_cli.errors import UsageError
+from uvr_cli.settings import RuntimeOptions
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DEVICE_HELP = "use auto, cpu, cuda, cuda:N or mps"
@@ -75,3 +80,38 @@ def precision_context(device: torch.device, dtype: torch.dtype) -> contextlib.Ab
     if dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """RuntimeOptions resolved for this machine: where torch runs and in what precision, the batch size, the front
+    end; `options` keeps them as given (ONNX Runtime reads its own device and precision from them)."""
+
+    options: RuntimeOptions
+    device: torch.device
+    dtype: torch.dtype
+    batch_size: int
+    front_end: FrontEnd
+    note: Callable[[str], None] | None = None  # hears one line before a slow first-use preparation
+
+    @property
+    def backend(self) -> str:
+        return self.options.backend_name
+
+    @property
+    def fast(self) -> bool:
+        return self.options.fast
+
+    @classmethod
+    def resolve(cls, options: RuntimeOptions, note: Callable[[str], None] | None = None) -> Runtime:
+        front_end = resolve_front_end(options.front_end, resolve_device(options.device))  # even with ORT
+        device, precision = options.device, options.precision
+        if options.backend_name == "onnxruntime":  # the window loop hands ORT host arrays; ORT picks its own
+            device, precision = "cpu", "fp32"
+        resolved = resolve_device(device)
+        dtype = resolve_precision(precision, resolved)
+        configure_gpu_math(resolved, dtype)
+        # One window at a time on the CPU: batching gains nothing there and multiplies the activation memory
+        # (a ch32 net at 672 bins holds ~0.5 GB per window); GPUs want batches.
+        batch = options.batch_size or (1 if resolved.type == "cpu" else 8)
+        return cls(options, resolved, dtype, batch, front_end, note)

@@ -14,11 +14,10 @@ import numpy as np
 from uvr_cli.engine.resample import fft_resample, resample
 from uvr_cli.engine.spectral import istft_segment, stft_segment
 from uvr_cli.errors import UsageError
+from uvr_cli.settings import FRONT_ENDS
 
 if TYPE_CHECKING:
     import torch
-
-FRONT_ENDS = ("auto", "numpy", "torch")
 
 
 class FrontEnd(Protocol):
@@ -53,7 +52,7 @@ def resolve_front_end(choice: str, device: torch.device) -> FrontEnd:
     """'auto' is torch on a CUDA device and numpy elsewhere (on the CPU numpy is the faster, measured in
     benchmarks/RESULTS.md; Apple's MPS has no float64, which the iSTFT and resamplers need)."""
     if choice not in FRONT_ENDS:
-        raise UsageError(f"--front-end {choice!r}: use auto, numpy or torch")
+        raise UsageError(f"--front-end {choice!r}: use {', '.join(FRONT_ENDS)}")
     if choice == "numpy" or (choice == "auto" and device.type != "cuda"):
         return NUMPY
     if device.type == "mps":

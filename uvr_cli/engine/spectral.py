@@ -147,30 +147,6 @@ def combine(specs: list[np.ndarray], preset: BandPreset) -> np.ndarray:
     return combined
 
 
-def _mirrored_magnitudes(spec: np.ndarray, height: int, preset: BandPreset) -> np.ndarray:
-    start = preset.pre_filter_start - 10
-    return np.flip(np.abs(spec[:, start - height : start, :]), 1)
-
-
-def mirror_high_end(spec: np.ndarray, high_end: np.ndarray, preset: BandPreset) -> np.ndarray:
-    """'mirroring': rebuild the top rows from the mirrored magnitudes below the pre-filter, keeping the smaller."""
-    mirror = _mirrored_magnitudes(spec, high_end.shape[1], preset) * np.exp(1.0j * np.angle(high_end))
-    return np.where(np.abs(high_end) <= np.abs(mirror), high_end, mirror)
-
-
-def mirror_high_end_2(spec: np.ndarray, high_end: np.ndarray, preset: BandPreset) -> np.ndarray:
-    """'mirroring2': as 'mirroring', but the candidate is mirror * input * 1.7 (a complex product)."""
-    candidate = _mirrored_magnitudes(spec, high_end.shape[1], preset) * (high_end * 1.7)
-    return np.where(np.abs(high_end) <= np.abs(candidate), high_end, candidate)
-
-
-def mirror(mode: str, spec: np.ndarray, high_end: np.ndarray, preset: BandPreset) -> np.ndarray:
-    """High-end processing of one stem's spectrogram: 'mirroring' or 'mirroring2' (reference §3.6)."""
-    if mode == "mirroring":
-        return mirror_high_end(spec, high_end, preset)
-    return mirror_high_end_2(spec, high_end, preset)
-
-
 def _band_highpass(band: Band, rows: int) -> np.ndarray:
     # load_preset requires hpf_start/hpf_stop of every band above the first
     assert band.hpf_start is not None and band.hpf_stop is not None

@@ -24,8 +24,8 @@ FORMATS = {
     for f in (
         OutputFormat("wav", ("16", "24", "32f")),
         OutputFormat("flac", ("16", "24")),
-        OutputFormat("ogg", (), lossy_subtype="VORBIS", max_kbps=500),
         OutputFormat("mp3", (), lossy_subtype="MPEG_LAYER_III", max_kbps=320),
+        OutputFormat("ogg", (), lossy_subtype="VORBIS", max_kbps=500),
     )
 }
 BIT_DEPTHS = ("16", "24", "32f")

@@ -71,8 +71,9 @@ def _describe(key: str, value: object) -> str:
     return f"{option} {value:g}" if isinstance(value, float) else f"{option} {value}"
 
 
-# Settings added after records began: what a record made before them means (exact mode, the automatic front end)
-UNRECORDED_MEANT = {"fast": False, "front_end": "auto"}
+# Settings added after records began: what a record made before them means (exact mode, the automatic front end;
+# the MDX-Net options did not shape the VR models that made every such record)
+UNRECORDED_MEANT = {"fast": False, "front_end": "auto", "segment": None, "overlap": None, "denoise": None}
 
 
 def difference(recorded: dict, wanted: dict) -> str | None:

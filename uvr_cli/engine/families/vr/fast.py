@@ -20,30 +20,14 @@ import soundfile as sf
 from uvr_cli.catalog.presets import BandPreset
 from uvr_cli.engine.analysis import analyse
 
-EXACT_WINDOW = 512  # RVC's and UVR's window
-# --fast's widest window: wider is a little faster per frame but ONNX Runtime's peak memory grows with it
-# (ch32 at 4band_v2: 2.0 GB at 960 frames, 2.6 GB at 1360, 3.0 GB at 1648; benchmarks/RESULTS.md)
-FAST_WINDOW = 1536
+# --fast's widest window (settings.FAST_WINDOW, 1536): wider is a little faster per frame but ONNX Runtime's peak
+# memory grows with it (ch32 at 4band_v2: 2.0 GB at 960 frames, 2.6 GB at 1360, 3.0 GB at 1648; RESULTS.md)
 CALIBRATION_FILE = "calibration.mp3"  # the example song's excerpt (models/NOTICE)
 # The calibrator holds every activation of every window until it takes the ranges (ORT 1.32 drops, not merges,
 # them when told to do it in parts): 4 x 512 frames peaked at 6.4 GB for ch32 at 4band_v2.
 CALIBRATION_WINDOWS = 3
 CALIBRATION_WIDTH = 272  # frames per window: the narrowest the exported graph takes (more than twice the offset)
 CALIBRATION_VERSION = 2  # part of the cache key: bump when the calibration or the recipe changes
-
-
-def mode_defaults(fast: bool, backend: str | None, window: int | None) -> tuple[str, int]:
-    """The backend and (widest) window a run uses unless given: ONNX Runtime and FAST_WINDOW with --fast, else torch
-    and EXACT_WINDOW."""
-    return backend or ("onnxruntime" if fast else "torch"), window or (FAST_WINDOW if fast else EXACT_WINDOW)
-
-
-def fit_window(n_frames: int, widest: int, context: int, step: int) -> int:
-    """The window, at most `widest` frames, that covers `n_frames` with as few windows as the widest does and the
-    fewest frames computed: each window's roi (its width less `context`) is just wide enough; a multiple of `step`."""
-    count = max(1, -(-n_frames // (widest - context)))
-    roi = max(1, -(-n_frames // count))
-    return min(widest, -(-(roi + context) // step) * step)
 
 
 def calibration_windows(preset: BandPreset, depth: int, width: int = CALIBRATION_WIDTH) -> list[np.ndarray]:

@@ -10,7 +10,7 @@ from uvr_cli.catalog.models import load_catalog
 from uvr_cli.catalog.presets import BandPreset, load_preset, params_hint, presets_with_bins
 from uvr_cli.catalog.registry import ModelIdentity, identify
 from uvr_cli.engine.families.vr.checkpoint import LoadedModel, detect_spec, load_network, read_state_dict
-from uvr_cli.engine.families.vr.nets import CascadedNetSpec
+from uvr_cli.engine.families.vr.nets import CascadedNetSpec, NetworkSpec
 from uvr_cli.errors import ModelError
 
 
@@ -48,16 +48,23 @@ def load_model(path: Path, params: str | os.PathLike | None = None) -> Model:
     return Model(path, load_network(path, preset.bins, state=state, spec=spec), identity, preset)
 
 
+def architecture(spec: NetworkSpec) -> str:
+    """The network and its capacity in words, e.g. 'CascadedASPPNet (ch 32, 5 ASPP branches)'."""
+    if isinstance(spec, CascadedNetSpec):
+        return f"CascadedNet (nout {spec.nout}, nout_lstm {spec.nout_lstm})"
+    return f"CascadedASPPNet (ch {spec.ch}, {spec.branches} ASPP branches{', enc5' if spec.enc5 else ''})"
+
+
 def describe_model(path: Path) -> dict:
     """What `uvr info` reports: architecture and capacity from the shapes, hash, registry match, preset, stem."""
     spec = detect_spec(read_state_dict(path))
     if isinstance(spec, CascadedNetSpec):
-        family, capacity = "CascadedNet", {"nout": spec.nout, "nout_lstm": spec.nout_lstm}
+        network, capacity = "CascadedNet", {"nout": spec.nout, "nout_lstm": spec.nout_lstm}
         bins, bins_from = spec.bins, "weights (LSTM input size)"
     else:
-        family, capacity = "CascadedASPPNet", {"ch": spec.ch, "aspp_branches": spec.branches, "enc5": spec.enc5}
+        network, capacity = "CascadedASPPNet", {"ch": spec.ch, "aspp_branches": spec.branches, "enc5": spec.enc5}
         bins, bins_from = None, None  # a CascadedASPPNet does not record it
-    identity = identify(path, family == "CascadedNet", bins)
+    identity = identify(path, network == "CascadedNet", bins)
     if bins is None and identity.params:
         bins, bins_from = load_preset(identity.params).bins, "preset"
     if bins is None:
@@ -67,7 +74,9 @@ def describe_model(path: Path) -> dict:
     return {
         "path": str(path),
         "size_bytes": path.stat().st_size,
-        "family": family,
+        "family": "VR",
+        "network": network,
+        "architecture": architecture(spec),
         "capacity": capacity,
         "bins": bins,
         "bins_from": bins_from,
@@ -77,4 +86,13 @@ def describe_model(path: Path) -> dict:
         "preset": identity.params,
         "primary_stem": identity.primary_stem if known else None,
         "mask_estimates": ("vocals" if identity.primary_is_vocals else "instrumental") if known else None,
+        "stems": ["vocals", "instrumental"],
+        "details": {  # what `uvr info` shows after the lines every family has
+            "bins": f"{bins} (from the {bins_from})" if bins else "unknown (not in the weights; give --params)",
+            "preset": identity.params or "unknown",
+            "primary stem": f"{identity.primary_stem} (the mask estimates the "
+            f"{'vocals' if identity.primary_is_vocals else 'instrumental'})"
+            if known
+            else "unknown (instrumental unless --primary says otherwise)",
+        },
     }

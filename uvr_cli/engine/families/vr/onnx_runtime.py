@@ -1,4 +1,4 @@
-"""The network run by ONNX Runtime behind the interface the window loop expects (``offset``, ``predict_mask``).
+"""A VR network run by ONNX Runtime behind the interface of nets.MaskNetwork (``offset``, ``predict_mask``).
 
 The ONNX file is exported once per weight file, preset and precision (export.py; about a minute) and kept in the
 model cache's ``onnx/`` folder, so later runs only load it.
@@ -20,49 +20,28 @@ from uvr_cli.engine.families.vr.export import check_window, export_network, mask
 from uvr_cli.engine.families.vr.fast import CALIBRATION_VERSION, calibration_windows, quantize_graph
 from uvr_cli.engine.families.vr.loading import Model
 from uvr_cli.engine.families.vr.nets import Aggressiveness
+from uvr_cli.engine.onnx import providers, session
 from uvr_cli.errors import UsageError, UvrError
 
-BACKENDS = ("torch", "onnxruntime")
-MISSING_ORT = "--backend onnxruntime needs ONNX Runtime: pip install 'uvr-cli[onnx]' (onnx, onnxruntime, onnxscript)"
+MISSING_ONNX = "--backend onnxruntime and --fast export the network first, which needs the onnx extra: " + (
+    "pip install 'uvr-cli[onnx]' (onnxscript)"
+)
 
 
-def _onnxruntime():
+def _exporter() -> None:
+    """The packages the ONNX exporter needs, or a one-line UsageError naming the extra."""
     try:
-        import onnx  # noqa: F401  (the exporter needs it)
-        import onnxruntime
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
     except ImportError:
-        raise UsageError(MISSING_ORT) from None
-    return onnxruntime
-
-
-def providers(device: str) -> list[str]:
-    """CUDA when ONNX Runtime has it and the device allows ('auto', 'cuda', 'cuda:N'), always the CPU after it."""
-    available = _onnxruntime().get_available_providers()
-    use_cuda = device == "auto" or device.startswith("cuda")
-    if device.startswith("cuda") and "CUDAExecutionProvider" not in available:
-        raise UsageError(f"--device {device}: this ONNX Runtime has no CUDA provider (pip install onnxruntime-gpu)")
-    if device not in ("auto", "cpu") and not device.startswith("cuda"):
-        raise UsageError(f"--device {device!r}: --backend onnxruntime runs on auto, cpu, cuda or cuda:N")
-    return (["CUDAExecutionProvider"] if use_cuda and "CUDAExecutionProvider" in available else []) + [
-        "CPUExecutionProvider"
-    ]
+        raise UsageError(MISSING_ONNX) from None
 
 
 class OnnxMaskModel:
     """An exported network (export.MaskGraph as ONNX) in an ONNX Runtime session; numpy at the boundary."""
 
     def __init__(self, path: Path, offset: int, depth: int, split_bin: int, provider_names: list[str]) -> None:
-        ort = _onnxruntime()
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # errors only: ORT's warnings would reach the user's terminal
-        # ORT's arena keeps every buffer it ever held: a ch32 run in 2048-frame windows peaked at 6.9 GB with it
-        # and 3.7 GB without, at the same speed (benchmarks/RESULTS.md)
-        options.enable_cpu_mem_arena = False
-        options.intra_op_num_threads = torch.get_num_threads()  # as torch: `-j N` gives each worker its share
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=provider_names)
-        except Exception as exc:  # a damaged cache file or a foreign one: one line naming it
-            raise UvrError(f"{path}: ONNX Runtime cannot load it: {str(exc).splitlines()[0]}") from None
+        self.session = session(path, provider_names, path)
         self.offset, self.depth, self.split_bin = offset, depth, split_bin
         self.input_dtype = np.float16 if self.session.get_inputs()[0].type == "tensor(float16)" else np.float32
 
@@ -122,6 +101,7 @@ def onnx_mask_model(
     note: Callable[[str], None] | None = None,
 ) -> OnnxMaskModel:
     """`model`'s network as an ONNX Runtime session (exported and cached on first use); `fast`: int8 on the CPU."""
+    _exporter()
     provider_names = providers(device)
     precision = onnx_precision(precision, provider_names, fast)
     path = cached_export(model, precision, window, note)
