@@ -13,9 +13,10 @@ from uvr_cli.settings import ModelOptions
 def all_families() -> tuple[Family, ...]:
     """The families, asked in order; VR, last, takes whatever no other family claims. Imported when first asked
     for, so that importing the engine loads no family's code."""
+    from uvr_cli.engine.families.mdx.family import FAMILY as MDX
     from uvr_cli.engine.families.vr.family import FAMILY as VR
 
-    return (VR,)
+    return (MDX, VR)
 
 
 def family_of(path: Path) -> Family:
