@@ -22,6 +22,7 @@ from conftest import ROOT, uvr_command
 from uvr_cli.catalog.models import load_catalog
 from uvr_cli.catalog.presets import list_presets
 from uvr_cli.catalog.registry import registry, uvr_model_hash
+from uvr_cli.engine.families.mdx.params import table as mdx_table
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -247,14 +248,24 @@ def test_shipped_catalogue_agrees_with_the_hash_table():
     assert len(entries) >= 30
     hashes = registry()["hashes"]
     presets = set(list_presets())
+    mdx = mdx_table()
     for entry in entries:
         assert entry.url.startswith("https://") and entry.url.endswith("/" + entry.file)
+        assert entry.source
+        if entry.family == "MDX-Net":  # UVR's MDX-Net table gives its parameters
+            record = mdx[entry.uvr_hash]
+            assert entry.file.endswith(".onnx") and entry.params is None and record["file"] == entry.file
+            assert record["primary_stem"] == entry.primary_stem
+            assert entry.capacity == f"n_fft {record['mdx_n_fft_scale_set']}, dim_f {record['mdx_dim_f_set']}, " + (
+                f"dim_t {2 ** record['mdx_dim_t_set']}"
+            )
+            continue
         assert entry.params in presets
         assert entry.family in (None, "CascadedASPPNet", "CascadedNet")
-        assert entry.source
         if entry.uvr_hash:
             assert hashes[entry.uvr_hash]["params"] == entry.params
             assert hashes[entry.uvr_hash]["primary_stem"] == entry.primary_stem
+    assert sum(entry.family == "MDX-Net" for entry in entries) >= 25
 
 
 def test_a_broken_test_catalogue_is_reported(env):

@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 
 from conftest import ROOT, run_uvr, tone_mix
+from mdx_models import mdx_onnx, params_file
 
 DEFAULT = ROOT / "models" / "default.pth"  # ch8, 4band_v2
 EXACT = ("--format", "wav", "--bit-depth", "32f", "--sample-rate", "model", "--device", "cpu", "--params", "4band_v2")
@@ -78,3 +79,51 @@ def test_then_names_a_stem_that_exists(song: Path, tmp_path: Path):
     proc = run_uvr("separate", str(song), "--then", "default:drums", "-o", str(tmp_path / "out"), "--device", "cpu")
     lines = proc.stderr.decode().strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and "drums" in lines[0] and "vocals, instrumental" in lines[0]
+
+
+def test_a_chain_across_families_equals_the_two_step_run(song: Path, tmp_path: Path):
+    """An MDX-Net model first, then a VR model on its vocals (the dry-lead recipe), as two separate runs give."""
+    model = mdx_onnx(tmp_path / "mdx.onnx", frames=None)
+    mdx = ("-m", str(model), "--params", str(params_file(tmp_path / "p.json")), "--segment", "16")
+    exact = ("--format", "wav", "--bit-depth", "32f", "--sample-rate", "model", "--device", "cpu")
+    chain = run_uvr(
+        "separate", str(song), *mdx, "--then", "default:vocals", *exact, "-o", str(tmp_path / "c"), "--json"
+    )
+    assert chain.returncode == 0, chain.stderr.decode()
+    outputs = json.loads(chain.stdout)["outputs"]
+    assert sorted(outputs) == ["instrumental", "vocals-instrumental", "vocals-vocals"]
+    first = run_uvr("separate", str(song), *mdx, *exact, "-o", str(tmp_path / "one"))
+    second = run_uvr("separate", str(tmp_path / "one" / "song_vocals.wav"), *exact, "-o", str(tmp_path / "two"))
+    assert first.returncode == second.returncode == 0, (first.stderr, second.stderr)
+    expected = {
+        "instrumental": tmp_path / "one" / "song_instrumental.wav",
+        "vocals-vocals": tmp_path / "two" / "song_vocals_vocals.wav",
+        "vocals-instrumental": tmp_path / "two" / "song_vocals_instrumental.wav",
+    }
+    for stem, path in expected.items():
+        np.testing.assert_array_equal(sf.read(outputs[stem])[0], sf.read(path)[0], err_msg=stem)
+
+
+def test_a_chain_checks_the_output_format_before_its_first_step(tmp_path: Path, ch16_weights: Path):
+    """mp3 cannot store 96 kHz: refused in one line naming the input, before any model runs (no temporary files)."""
+    song = tmp_path / "hi.wav"
+    sf.write(song, tone_mix(0.5, 96000), 96000)
+    proc = run_uvr(
+        "separate", str(song), "--then", f"{ch16_weights}:vocals", "--params", "4band_v2", "-f", "mp3",
+        "-o", str(tmp_path / "out"), "--device", "cpu",
+    )  # fmt: skip
+    lines = proc.stderr.decode().strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1 and "hi.wav" in lines[0] and "mp3 cannot store 96000 Hz" in lines[0]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_chain_warns_of_what_it_changed_in_the_input_as_a_single_run_does(tmp_path: Path, ch16_weights: Path):
+    song = tmp_path / "nan.wav"
+    audio = tone_mix(1.0, 44100)
+    audio[1000:1010] = np.nan
+    sf.write(song, audio, 44100, subtype="FLOAT")
+    common = ("--params", "4band_v2", "-o", str(tmp_path / "out"), "--device", "cpu")
+    single = run_uvr("separate", str(song), *common)
+    chain = run_uvr("separate", str(song), "--then", f"{ch16_weights}:vocals", *common, "--overwrite")
+    assert "20 NaN/Inf input samples were replaced by silence" in single.stderr.decode()
+    assert "20 NaN/Inf input samples were replaced by silence" in chain.stderr.decode()

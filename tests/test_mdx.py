@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from mdx_models import SMALL, mdx_onnx, onnx_network, params_file
 
 from conftest import run_uvr, tone_mix
+from mdx_models import SMALL, mdx_onnx, onnx_network, params_file
 from reference import uvr_mdx
 from uvr_cli.engine import chunks
 from uvr_cli.engine.families.mdx import params as mdx_params

@@ -31,6 +31,7 @@ class ModelOptions:
     """How the models separate. Each family reads the options that mean something to it (family.py `applies`)."""
 
     params: str | None = None  # VR: band preset name or JSON path; MDX-Net: a JSON file of UVR's model data fields
+    force_params: bool = False  # --params replaces even what uvr knows of a file for certain (its hash)
     primary: str | None = None  # the stem the network estimates, for files uvr does not recognise
     agg: float = 10.0  # VR (CascadedASPPNet): aggressiveness 0-100
     tta: bool = False  # VR: test-time augmentation
@@ -208,7 +209,7 @@ class SeparationSettings:
             "then": [f"{uvr_model_hash(path)}:{split}" for path, split in steps] or None,
             "fast": r.fast,
             "backend": r.backend_name,
-            "params": _params_key(o.params),
+            "params": "auto" if o.params is None else used("params", _params_key(o.params)),
             "primary": o.primary or "auto",
             "agg": used("agg", o.agg),
             "tta": used("tta", o.tta),

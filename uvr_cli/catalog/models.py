@@ -1,4 +1,4 @@
-"""Known UVR5 VR models, the local model cache, and downloading into it.
+"""Known UVR5 models (VR and MDX-Net), the local model cache, and downloading into it.
 
 This is the only module of uvr that opens network connections, and it does so only for `uvr models download`.
 The catalogue is data (the "models" list of models/registry.json); `UVR_CATALOG` names another JSON file with a
@@ -36,6 +36,7 @@ TIMEOUT_S = 30.0
 _CHUNK = 1 << 20
 _HASH = re.compile(r"^[0-9a-f]{32}$")
 _TORCH_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save's zip format, or the legacy pickle format
+_ONNX_MAGIC = (b"\x08",)  # an ONNX model's protobuf starts with its ir_version field
 BUNDLED_NAME = "default"
 """The name of the bundled model in `uvr models`, `-m` and `uvr info`."""
 
@@ -138,7 +139,7 @@ def bundled_default() -> Path:
 
 
 def find(name: str, entries: list[CatalogEntry] | None = None) -> CatalogEntry | None:
-    """The catalogue entry whose name or file name is `name` (case-insensitive, '.pth' optional)."""
+    """The catalogue entry whose name or file name is `name` (case-insensitive, the file's suffix optional)."""
     wanted = name.lower()
     for entry in entries if entries is not None else load_catalog():
         if wanted in (entry.name.lower(), entry.file.lower(), Path(entry.file).stem.lower()):
@@ -165,7 +166,7 @@ def resolve_model(model: str | os.PathLike | None) -> Path:
     entry = find(text) if os.sep not in text and "/" not in text else None
     candidates = [folder / entry.file] if entry else []
     if path.name == text:  # a bare file name: look in the cache too
-        candidates += [folder / text, folder / f"{text}.pth"]
+        candidates += [folder / text, folder / f"{text}.pth", folder / f"{text}.onnx"]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
@@ -182,8 +183,10 @@ def check_file(path: Path, entry: CatalogEntry) -> str:
     size = path.stat().st_size
     with path.open("rb") as handle:
         head = handle.read(4)
-    if not head.startswith(_TORCH_MAGIC):
-        raise DownloadError(f"{entry.name}: the download is not a PyTorch weight file (it starts with {head!r})")
+    onnx = entry.file.lower().endswith(".onnx")
+    if not head.startswith(_ONNX_MAGIC if onnx else _TORCH_MAGIC):
+        kind = "an ONNX model" if onnx else "a PyTorch weight file"
+        raise DownloadError(f"{entry.name}: the download is not {kind} (it starts with {head!r})")
     if entry.size_bytes is not None and size != entry.size_bytes:
         raise DownloadError(f"{entry.name}: the download has {size} bytes, the catalogue says {entry.size_bytes}")
     if entry.uvr_hash is None:
@@ -353,7 +356,7 @@ def _range_start(response: HTTPResponse) -> int | None:
 
 def listing() -> dict:
     """What `uvr models` shows: the bundled model, every catalogue entry (with its published scores, if any), and
-    other .pth files in the cache."""
+    other model files in the cache."""
     folder = cache_dir()
     entries = load_catalog()
     scores = published_scores()
@@ -388,7 +391,8 @@ def listing() -> dict:
             row["size_bytes"] = (folder / entry.file).stat().st_size
         rows.append(row)
     if folder.is_dir():
-        for extra in sorted(p for p in folder.glob("*.pth") if p.is_file() and p.name not in known):
+        found = (p for suffix in ("*.pth", "*.onnx") for p in folder.glob(suffix))
+        for extra in sorted(p for p in found if p.is_file() and p.name not in known):
             rows.append(
                 {
                     "name": extra.stem,

@@ -1,8 +1,9 @@
 """Which band preset and which stem a weight file has, from its hash, its name or its shapes.
 
-UVR decides this by hash tables (reference §5.7); RVC hard-codes it by file name (§5.1). We try, in order: the
-user's --params, the UVR hash, the legacy whole-file hash, the file name of a catalogue entry (`uvr models`), RVC's
-name rules, a preset name inside the file name, and finally the bin count a CascadedNet's LSTM fixes.
+UVR decides this by hash tables (reference §5.7); RVC hard-codes it by file name (§5.1). We try, in order: the UVR
+hash, the legacy whole-file hash, the file name of a catalogue entry (`uvr models`), RVC's name rules, a preset name
+inside the file name, and finally the bin count a CascadedNet's LSTM fixes. The first three are certain: --params
+replaces them only when forced (--force-params); the others are guesses that --params replaces.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class ModelIdentity:
     how: str  # how it was recognised, for `uvr info` and error messages
     uvr_hash: str
     nout: int | None = None
+    certain: bool = False  # known by hash (or as a catalogue file): --params does not replace it unless forced
 
     @property
     def primary_is_vocals(self) -> bool:
@@ -92,18 +94,21 @@ def identify(path: Path, is_cascaded_net: bool, cascaded_bins: int | None) -> Mo
     entry = table["hashes"].get(uvr_hash)
     if entry:
         return ModelIdentity(
-            entry["params"], entry["primary_stem"], f"UVR hash {uvr_hash}", uvr_hash, entry.get("nout")
+            entry["params"], entry["primary_stem"], f"UVR hash {uvr_hash}", uvr_hash, entry.get("nout"), certain=True
         )
     entry = _bundled_default_entry(uvr_hash)
     if entry:
-        return ModelIdentity(entry["params"], entry["primary_stem"], "uvr's bundled default model", uvr_hash)
+        return ModelIdentity(
+            entry["params"], entry["primary_stem"], "uvr's bundled default model", uvr_hash, certain=True
+        )
     if path.stat().st_size <= 1 << 30:
         legacy = table["legacy_md5"].get(whole_file_md5(path))
         if legacy:
-            return ModelIdentity(legacy, "Instrumental", "UVR v5.2 file hash", uvr_hash)
+            return ModelIdentity(legacy, "Instrumental", "UVR v5.2 file hash", uvr_hash, certain=True)
     for entry in table.get("models", []):
         if entry.get("file") == path.name and entry.get("params"):
-            return ModelIdentity(entry["params"], entry["primary_stem"], "catalogue file name (uvr models)", uvr_hash)
+            how = "catalogue file name (uvr models)"
+            return ModelIdentity(entry["params"], entry["primary_stem"], how, uvr_hash, certain=True)
     rule = _rvc_name_rule(path.name, is_cascaded_net)
     if rule:
         return ModelIdentity(rule[0], rule[1], "RVC file-name rule", uvr_hash)

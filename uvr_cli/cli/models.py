@@ -13,7 +13,7 @@ from uvr_cli.cli.common import EXIT_OK, EXIT_SOME_FAILED, emit, fail, say, size_
 from uvr_cli.errors import UsageError, UvrError
 
 models_app = typer.Typer(
-    help="List the known UVR5 VR models, download them into the local cache, or add a file fetched by hand."
+    help="List the known UVR5 models (VR, MDX-Net), download them into the local cache, or add a file fetched by hand."
 )
 
 
@@ -52,8 +52,8 @@ def models(
     ctx: typer.Context,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (cache_dir, models) instead of a table."),
 ) -> None:
-    """List the bundled model ("default") and every known UVR5 VR model: architecture, preset, primary stem,
-    published scores, size, cached.
+    """List the bundled model ("default") and every known UVR5 model (VR, MDX-Net): architecture, band preset
+    (VR), primary stem, published scores, size, cached.
 
     SCORE is a published quality figure for the vocals / instrumental stems (e.g. SDR in dB), with its source named
     below the table and in --json ("scores": stem, metric, unit, value, aggregate, source, url); '-' where no public
@@ -93,7 +93,7 @@ def models(
             (
                 m["name"],
                 arch,
-                m.get("params") or "?",
+                m.get("params") or ("-" if m.get("family") == "MDX-Net" else "?"),  # MDX-Net has no band preset
                 m.get("primary_stem") or "?",
                 _score_cell(m.get("scores", [])),
                 size_text(m.get("size_bytes")),

@@ -138,6 +138,11 @@ def separate(
         "--high-end",
         help="Rebuild the top band's highest bins: mirroring (RVC's default), mirroring2, or none.",
     ),
+    force_params: bool = typer.Option(
+        False,
+        "--force-params",
+        help="Use --params even for a model uvr knows by its hash (whose own parameters it otherwise keeps).",
+    ),
     primary: str | None = typer.Option(
         None, "--primary", help="Label of the mask's stem for unknown models: instrumental (default) or vocals."
     ),
@@ -239,7 +244,7 @@ def separate(
 
 
 separate.__doc__ = f"{separate.__doc__}\n    {EXIT_CODES_HELP}\n"
-MODEL_OPTIONS = tuple(f.name for f in dataclasses.fields(ModelOptions))
+MODEL_OPTIONS = tuple(f.name for f in dataclasses.fields(ModelOptions) if f.name != "force_params")
 
 
 def _from_command_line(ctx: typer.Context, name: str) -> bool:
@@ -255,6 +260,7 @@ def _settings(o: SimpleNamespace, given: set[str]) -> SeparationSettings:
         then=tuple(parse_then(text) for text in o.then or ()),
         options=ModelOptions(
             params=o.params,
+            force_params=o.force_params,
             primary=o.primary,
             agg=o.agg,
             tta=o.tta,

@@ -121,8 +121,9 @@ def _info(path: Path, params: MdxParams, uvr_hash: str, primary: str | None, fra
         primary=label,
         sample_rate=RATE,
         setup=params.describe(),
-        applies=OPTIONS,
+        applies=OPTIONS if params.from_params else OPTIONS - {"params"},
         kind="an MDX-Net model",
+        why_not={"params": f"known by its {params.how} (--force-params uses yours)"},
     )
 
 
@@ -138,7 +139,7 @@ class MdxFamily:
         graph = read_graph(path)
         feed, shape = _input_of(graph, path)
         uvr_hash = uvr_model_hash(path)
-        params = find_params(path, uvr_hash, options.params)
+        params = find_params(path, uvr_hash, options.params, options.force_params)
         if shape[2] is not None and shape[2] != params.dim_f:
             raise ModelError(
                 f"{path.name}: its network takes {shape[2]} frequency bins, but its parameters ({params.how}) say "
@@ -165,7 +166,7 @@ class MdxFamily:
         feed, shape = _input_of(graph, path)
         uvr_hash = uvr_model_hash(path)
         try:
-            params: MdxParams | None = find_params(path, uvr_hash, options.params)
+            params: MdxParams | None = find_params(path, uvr_hash, options.params, options.force_params)
         except ModelError:
             params = None
         by_hash = [e for e in load_catalog() if e.uvr_hash == uvr_hash]

@@ -26,6 +26,10 @@ class MdxParams:
     primary_stem: str  # UVR's label of what the network estimates: "Vocals", "Instrumental", "Reverb", ...
     how: str  # where these came from, for reports
 
+    @property
+    def from_params(self) -> bool:
+        return self.how.startswith("--params")
+
     def describe(self) -> str:
         return f"n_fft {self.n_fft}, dim_f {self.dim_f}, dim_t {self.dim_t}, compensate {self.compensate:g}"
 
@@ -60,9 +64,11 @@ def from_record(record: object, how: str, where: str) -> MdxParams:
     return MdxParams(n_fft, dim_f, 2**dim_t_set, float(compensate), record["primary_stem"], how)
 
 
-def find_params(path: Path, uvr_hash: str, params: str | None) -> MdxParams:
-    """The parameters of the model at `path`: --params when given (a JSON file of UVR's fields), else UVR's table."""
-    if params is not None:
+def find_params(path: Path, uvr_hash: str, params: str | None, force: bool = False) -> MdxParams:
+    """The parameters of the model at `path`: UVR's table's, else --params (a JSON file of UVR's fields); --params
+    replaces the table's only when `force`d."""
+    record = table().get(uvr_hash)
+    if params is not None and (force or record is None):
         source = Path(params)
         try:
             record = json.loads(source.read_text(encoding="utf-8"))
@@ -70,7 +76,6 @@ def find_params(path: Path, uvr_hash: str, params: str | None) -> MdxParams:
             reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
             raise ModelError(f"{params}: cannot read MDX-Net parameters from it: {reason}") from None
         return from_record(record, f"--params {source.name}", str(params))
-    record = table().get(uvr_hash)
     if record is None:
         raise ModelError(
             f"{path.name}: an MDX-Net model whose UVR hash {uvr_hash} is not in UVR's table; pass --params FILE.json "

@@ -150,6 +150,11 @@ def model_info(model: Model, primary: str | None) -> ModelInfo:
     """What reports say of a loaded VR file; `primary` overrides the stem its mask estimates."""
     cascaded_net = isinstance(model.loaded.spec, CascadedNetSpec)
     label = primary or ("vocals" if model.identity.primary_is_vocals else "instrumental")
+    ignored = {"agg"} if cascaded_net else set()
+    why_not = {"agg": "ignores aggressiveness (as in RVC)"} if cascaded_net else {}
+    if not model.params_used:
+        ignored.add("params")
+        why_not["params"] = f"known by its {model.identity.how} to use {model.preset.name} (--force-params uses yours)"
     return ModelInfo(
         path=model.path,
         family="VR",
@@ -159,9 +164,9 @@ def model_info(model: Model, primary: str | None) -> ModelInfo:
         primary=label,
         sample_rate=model.preset.sr,
         setup=f"band preset {model.preset.name}",
-        applies=OPTIONS - {"agg"} if cascaded_net else OPTIONS,
+        applies=OPTIONS - ignored,
         kind="a CascadedNet model" if cascaded_net else "a VR model",
-        why_not={"agg": "ignores aggressiveness (as in RVC)"} if cascaded_net else {},
+        why_not=why_not,
     )
 
 
@@ -175,7 +180,7 @@ class VrFamily:
         return True
 
     def load(self, path: Path, options: ModelOptions, runtime: Runtime) -> VrModel:
-        model = load_model(path, options.params)
+        model = load_model(path, options.params, options.force_params)
         network = model.loaded.module
         window = options.window_for(runtime.fast)
         check_window(window, network.offset, network.depth)
@@ -208,7 +213,7 @@ class VrFamily:
     def export(self, path: Path, out: Path, options: ModelOptions, precision: str) -> list[str]:
         if precision not in ("fp32", "fp16"):
             raise UsageError(f"--precision {precision!r}: use fp32 or fp16")
-        model = load_model(path, options.params)
+        model = load_model(path, options.params, options.force_params)
         primary = model_info(model, options.primary).primary
         export_network(model, out, precision=precision, window=options.window_for(False), primary=primary)
         return [str(out), str(sidecar_path(out))]

@@ -22,10 +22,12 @@ class Model:
     loaded: LoadedModel
     identity: ModelIdentity
     preset: BandPreset
+    params_used: bool = False  # the preset is --params's (else the file's own, from its hash or name)
 
 
-def load_model(path: Path, params: str | os.PathLike | None = None) -> Model:
-    """Read the weights, recognise the file, pick the preset (`params` overrides the registry), build the network."""
+def load_model(path: Path, params: str | os.PathLike | None = None, force: bool = False) -> Model:
+    """Read the weights, recognise the file, pick the preset, build the network. `params` replaces a guessed preset
+    (or none); it replaces one known for certain (by hash) only when `force`d."""
     state = read_state_dict(path)
     try:
         spec = detect_spec(state)
@@ -33,7 +35,8 @@ def load_model(path: Path, params: str | os.PathLike | None = None) -> Model:
         raise ModelError(f"{path}: {exc}") from None
     bins = spec.bins if isinstance(spec, CascadedNetSpec) else None  # only CascadedNet weights fix the bin count
     identity = identify(path, isinstance(spec, CascadedNetSpec), bins)
-    preset_name = params if params is not None else identity.params
+    params_used = params is not None and (force or not identity.certain)
+    preset_name = params if params_used else identity.params
     if preset_name is None:
         raise ModelError(
             f"{path.name}: unknown weight file, cannot tell which band preset it was trained with; "
@@ -45,7 +48,7 @@ def load_model(path: Path, params: str | os.PathLike | None = None) -> Model:
             f"{path.name}: the weights need a preset with {spec.bins} bins, but {preset.name} has "
             f"{preset.bins}; presets with {spec.bins}: {', '.join(presets_with_bins(spec.bins))}"
         )
-    return Model(path, load_network(path, preset.bins, state=state, spec=spec), identity, preset)
+    return Model(path, load_network(path, preset.bins, state=state, spec=spec), identity, preset, params_used)
 
 
 def architecture(spec: NetworkSpec) -> str:
