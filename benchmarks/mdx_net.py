@@ -1,6 +1,6 @@
 """A random-weight MDX-Net for benchmarks: a TFC-TDF U-Net (KUIELab's MDX-Net layout, which UVR's MDX-Net models are
 trained in) with the input and output of UVR-MDX-NET-Inst_HQ_3 (4 x 3072 bins x 256 frames; n_fft 6144) and about its
-parameter count (15.4 M here; the 66.8 MB file holds ~16.7 M float32), exported to ONNX as UVR ships them.
+parameter count (16.7 M here, a 66.7 MB file; the real one is 66.8 MB), exported to ONNX as UVR ships them.
 
 Only the shapes and the amount of arithmetic matter to a speed comparison: the same file goes to every tool.
 """
@@ -74,16 +74,17 @@ class TfcTdfNet(nn.Module):
         return self.last(x)
 
 
-def make_model(path: Path, seed: int = 0, frames: int = 256) -> Path:
-    """Export a random TfcTdfNet to `path` (once) with a free batch axis, as UVR's files have."""
+def make_model(path: Path, seed: int = 0, frames: int = 256, **shape: int) -> Path:
+    """Export a random TfcTdfNet (of `shape`, TfcTdfNet's arguments) to `path` (once) with a free batch axis, as
+    UVR's files have."""
     if path.exists():
         return path
     torch.manual_seed(seed)
-    net = TfcTdfNet().eval()
+    net = TfcTdfNet(**shape).eval()
     for module in net.modules():  # trained-looking statistics, so activations neither vanish nor explode
         if isinstance(module, nn.BatchNorm2d):
             module.running_var.uniform_(0.5, 1.5)
-    example = torch.randn(1, 4, PARAMS["mdx_dim_f_set"], frames)
+    example = torch.randn(1, 4, shape.get("dim_f", PARAMS["mdx_dim_f_set"]), frames)
     tmp = path.with_name(path.name + ".part")
     torch.onnx.export(
         net,
@@ -99,6 +100,7 @@ def make_model(path: Path, seed: int = 0, frames: int = 256) -> Path:
     return path
 
 
-def params_file(path: Path, primary_stem: str = "Instrumental") -> Path:
-    path.write_text(json.dumps({**PARAMS, "primary_stem": primary_stem}))
+def params_file(path: Path, primary_stem: str = "Instrumental", **changes: int) -> Path:
+    """UVR's model data of the network, as --params reads it: PARAMS with `changes`."""
+    path.write_text(json.dumps({**PARAMS, **changes, "primary_stem": primary_stem}))
     return path

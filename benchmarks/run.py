@@ -1,7 +1,7 @@
 """Speed, memory and fidelity of uvr against the reference pipeline, side by side on this machine.
 
 usage: python benchmarks/run.py [--seconds 60] [--long-minutes 10] [--clips 200] [--reference-clips 20]
-                                [--rows main,fast,bf16,families,batch,long,ensemble,clips,frontend,gpu]
+                                [--rows main,fast,bf16,families,batch,long,ensemble,clips,frontend,peer,gpu]
                                 [--device cuda]
                                 [--markdown FILE]
 
@@ -12,7 +12,8 @@ Weights are random (speed and memory do not depend on their values) in the real 
 4band_v2 is the HP-class (HP2/HP5, 1_HP..4_HP) network, ch16 the SP class, CascadedNet nout48 the De-Echo class.
 In the ensemble rows the speed column compares the one ensemble run with the two single-model runs it replaces.
 The frontend rows run the transforms in numpy and in torch on the CPU; the gpu rows add the GPU with its front end
-in numpy, ten songs in one run, and a folder of short clips.
+in numpy, ten songs in one run, and a folder of short clips. The peer rows (peer.py) run python-audio-separator and
+uvr on the same model file and song; their speed column is against the peer, their SNR the two tools' agreement.
 Runs worth keeping go into benchmarks/RESULTS.md with their date, machine and command.
 """
 
@@ -24,79 +25,21 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-import numpy as np
 import soundfile as sf
 import torch
 
-from uvr_cli.engine.device import cpu_bf16_supported
+if __package__ in (None, ""):  # run as a script (python benchmarks/run.py): the project root holds the package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("UVR_SHARED", ROOT.parent / "shared"))
-SONG = SHARED / "audio" / "Karissa_Hobbs_-_Lets_Go_Fishin.hq.ogg"
+from benchmarks import peer  # noqa: E402
+from benchmarks.measure import ROOT, SONG, UVR, Row, run_child, song_excerpt, stem_snr, table  # noqa: E402
+from uvr_cli.engine.device import cpu_bf16_supported  # noqa: E402
+
 PRESETS = ROOT / "models" / "presets"
-UVR = [sys.executable, "-m", "uvr_cli"]
-
-
-@dataclass
-class Row:
-    name: str
-    audio_s: float
-    wall_s: float
-    peak_mb: float
-    snr_db: float | None = None
-    baseline_wall_s: float | None = None
-    exact_wall_s: float | None = None  # uvr's exact mode on the same input, for the "vs exact" column
-
-    @property
-    def rtf(self) -> float:
-        return self.wall_s / self.audio_s
-
-    @property
-    def speedup(self) -> str:
-        return f"{self.baseline_wall_s / self.wall_s:.2f}x" if self.baseline_wall_s else "-"
-
-    @property
-    def vs_exact(self) -> str:
-        return f"{self.exact_wall_s / self.wall_s:.2f}x" if self.exact_wall_s else "-"
-
-
-# Spawns the command and prints its ru_maxrss (KiB) and exit code; its own few MB are all the command inherits.
-_LAUNCHER = """import os, sys
-stdin = os.environ.pop("UVR_BENCH_STDIN", os.devnull)
-pid = os.posix_spawnp(sys.argv[1], sys.argv[1:], os.environ,
-                      file_actions=[(os.POSIX_SPAWN_OPEN, 0, stdin, os.O_RDONLY, 0),
-                                    (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)])
-_, status, usage = os.wait4(pid, 0)
-print(usage.ru_maxrss, os.waitstatus_to_exitcode(status))
-"""
-
-
-def run_child(argv: list[str], stdin: Path | None = None) -> tuple[float, float]:
-    """Run a command to completion, reading `stdin` if given; (wall seconds, peak RSS in MB of that command).
-
-    Through `_LAUNCHER`: Linux folds the peak RSS of the memory a process execs from into its ru_maxrss, and
-    subprocess spawns with vfork, which execs from ours, so a command spawned from here directly would report this
-    process's own peak (such as a long input it has just built) as its own.
-    """
-    start = time.perf_counter()
-    env = {**os.environ, **({"UVR_BENCH_STDIN": str(stdin)} if stdin else {})}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _LAUNCHER, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT
-    )  # from the project root, where `-m benchmarks.reference_job` is found
-    out, err = proc.communicate()
-    wall = time.perf_counter() - start
-    peak_kib, code = map(int, out.split()) if proc.returncode == 0 else (0, proc.returncode)
-    if code != 0:
-        raise SystemExit(f"benchmark step failed: {' '.join(argv)}\n{err.decode(errors='replace')[-2000:]}")
-    peak = peak_kib / 1024
-    print(f"[{wall:7.1f} s {peak:6.0f} MB] {' '.join(argv[1:])}", file=sys.stderr, flush=True)
-    return wall, peak
 
 
 def make_checkpoint(cache: Path, kind: str) -> tuple[Path, str]:
@@ -116,16 +59,6 @@ def make_checkpoint(cache: Path, kind: str) -> tuple[Path, str]:
         net = build_network(spec, bins)
         torch.save({k: v.half() for k, v in net.state_dict().items()}, path)
     return path, preset
-
-
-def song_excerpt(cache: Path, seconds: float) -> Path:
-    path = cache / f"song_{seconds:g}s.wav"
-    if not path.exists():
-        audio, rate = sf.read(SONG, dtype="float32", frames=int(seconds * 44100))
-        if len(audio) < seconds * rate:  # tile the song for lengths beyond it
-            audio = np.tile(audio, (int(np.ceil(seconds * rate / len(audio))), 1))[: int(seconds * rate)]
-        sf.write(path, audio, rate, subtype="PCM_16")
-    return path
 
 
 def uvr_separate(inputs: list[Path], weights: Path, preset: str, out: Path, *extra: str) -> list[str]:
@@ -163,19 +96,6 @@ def reference_job(inputs: list[Path], weights: Path, preset: str, out: Path, *ex
         str(out),
         *map(str, inputs),
     ]
-
-
-def snr(ref: Path, est: Path) -> float:
-    a, _ = sf.read(ref, dtype="float64")
-    b, _ = sf.read(est, dtype="float64")
-    n = min(len(a), len(b))
-    noise = np.sum((a[:n] - b[:n]) ** 2)
-    return float("inf") if noise == 0 else float(10 * np.log10(np.sum(a[:n] ** 2) / noise))
-
-
-def stem_snr(ref_dir: Path, est_dir: Path) -> float:
-    """The worse stem's SNR of est against ref (same file names)."""
-    return min(snr(p, est_dir / p.name) for p in sorted(ref_dir.glob("*.wav")))
 
 
 def main_rows(cache: Path, seconds: float, rows: set[str]) -> list[Row]:
@@ -441,21 +361,6 @@ def gpu_rows(
     return rows
 
 
-def table(rows: list[Row]) -> str:
-    lines = [
-        "| run | audio s | wall s | realtime factor | speed vs reference | speed vs exact | peak RSS MB "
-        "| SNR vs fp32 dB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        snr_text = "-" if r.snr_db is None else ("exact" if r.snr_db == float("inf") else f"{r.snr_db:.1f}")
-        lines.append(
-            f"| {r.name} | {r.audio_s:g} | {r.wall_s:.1f} | {r.rtf:.3f} | {r.speedup} | {r.vs_exact} | {r.peak_mb:.0f} "
-            f"| {snr_text} |"
-        )
-    return "\n".join(lines)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60)
@@ -471,7 +376,8 @@ def main() -> None:
     ap.add_argument(
         "--rows",
         default="main,fast,families,batch,long,clips,frontend",
-        help="comma-separated; 'gpu' adds the GPU rows (not in the default: it needs a CUDA GPU)",
+        help="comma-separated; 'peer' (or peer-mdx) adds python-audio-separator side by side (its venv is made on "
+        "first use), 'gpu' the GPU rows (it needs a CUDA GPU); neither is in the default",
     )
     ap.add_argument("--device", default="cuda", help="device of the gpu rows")
     ap.add_argument("--cache", default=None, help="folder for weights, inputs and outputs (default: a temp dir)")
@@ -491,6 +397,8 @@ def main() -> None:
         groups.append(lambda: front_end_rows(cache, args.seconds))
     if "clips" in rows_wanted:
         groups.append(lambda: clip_rows(cache, args.clips, args.reference_clips))
+    if rows_wanted & {"peer", "peer-mdx"}:
+        groups.append(lambda: peer.mdx_rows(cache, args.seconds))
     if "gpu" in rows_wanted:
         groups.append(
             lambda: gpu_rows(cache, args.seconds, args.long_minutes, args.clips, args.reference_clips, args.device)

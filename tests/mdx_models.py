@@ -46,7 +46,7 @@ def mdx_onnx(
         "mix": (rng.standard_normal((dim_f, dim_f)) / np.sqrt(dim_f)).astype(np.float32),
         "half": np.array(0.5, dtype=np.float32),
         "tenth": np.array(0.1, dtype=np.float32),
-        "fixed": np.array([-1, 4, dim_f, frames or 16], dtype=np.int64),
+        **({"fixed": np.array([-1, 4, dim_f, frames or 16], dtype=np.int64)} if rigid else {}),
     }
     nodes = [
         helper.make_node("Conv", [name, "w1", "b1"], ["h"], pads=[1, 1, 1, 1]),

@@ -245,3 +245,18 @@ def test_cli_refuses_broken_or_unknown_files_in_one_line(model: Path, tmp_path: 
     lines = done.stderr.decode().strip().splitlines()
     assert done.returncode == 3 and len(lines) == 1 and message in lines[0] and str(path.name) in lines[0], lines
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_info_describes_and_export_refuses_an_mdx_model(model: Path, tmp_path: Path) -> None:
+    params = params_file(tmp_path / "p.json")
+    described = run_uvr("info", str(model), "--params", str(params), "--json")
+    assert described.returncode == 0, described.stderr
+    data = json.loads(described.stdout)
+    assert data["family"] == "MDX-Net" and data["input"] == {"name": "input", "shape": [None, 4, 256, 16]}
+    assert data["params"]["n_fft"] == 2048 and data["stems"] == ["vocals", "instrumental"]
+    text = run_uvr("info", str(model)).stdout.decode()
+    assert "family:       MDX-Net" in text and "parameters:   unknown (pass --params FILE.json)" in text
+    exported = run_uvr("export", str(model), "-o", str(tmp_path / "x.onnx"))
+    lines = exported.stderr.decode().strip().splitlines()
+    assert exported.returncode == 2 and len(lines) == 1 and "already an ONNX file" in lines[0]

@@ -240,9 +240,14 @@ def separate(
         acc: np.ndarray | None = None  # (outputs, 2, ·) float32 sums from `base` on, in padded coordinates
         weights = np.zeros(0, dtype=np.float32)
         base, emitted = 0, layout.pad_left
-        total, batch = len(layout.starts), model.network.batch_size
-        for k0 in range(0, total, batch):
-            ks = range(k0, min(k0 + batch, total))
+        # a chunk that lies wholly in the padding changes only samples that are cut away: it is not run
+        song_end = layout.pad_left + n
+        used = [
+            k for k, start in enumerate(layout.starts) if start < song_end and start + layout.span(k) > layout.pad_left
+        ]
+        total, batch = len(used), model.network.batch_size
+        for i0 in range(0, total, batch):
+            ks = used[i0 : i0 + batch]
             parts = [padded.get(layout.starts[k], layout.starts[k] + layout.span(k)) for k in ks]
             inputs = [model.chunk_input(layout, k, part) for k, part in zip(ks, parts)]
             for k, result in zip(ks, model.network.run(inputs)):
@@ -259,9 +264,9 @@ def separate(
                 acc[..., start - base : start - base + m] += part
                 weights[start - base : start - base + m] += weight
             if on_progress:
-                on_progress(ks[-1] + 1, total)
-            final = layout.starts[ks[-1] + 1] if ks[-1] + 1 < total else layout.length
-            stop = min(final, layout.pad_left + n)  # samples before `final` get no more chunks
+                on_progress(min(i0 + batch, total), total)
+            final = layout.starts[used[i0 + batch]] if i0 + batch < total else layout.length
+            stop = min(final, song_end)  # samples before `final` get no more chunks
             if stop > emitted:
                 assert acc is not None
                 lo, hi = emitted - base, stop - base

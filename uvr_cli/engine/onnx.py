@@ -34,14 +34,17 @@ def providers(device: str) -> list[str]:
     ]
 
 
-def session(model: Path | bytes, provider_names: list[str], name: Path):
-    """An InferenceSession of `model` (a file, or its serialised bytes); a failure is one line naming `name`."""
+def session(model: Path | bytes, provider_names: list[str], name: Path, arena: bool = False):
+    """An InferenceSession of `model` (a file, or its serialised bytes); a failure is one line naming `name`.
+
+    ORT's CPU arena keeps every buffer it ever held: a VR ch32 run in 2048-frame windows (one shape per song)
+    peaked at 6.9 GB with it and 3.7 GB without, at the same speed; for MDX-Net, whose chunks all have one shape,
+    it is about 7 % faster and costs little memory (benchmarks/RESULTS.md). `arena` turns it on.
+    """
     ort = onnxruntime()
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only: ORT's warnings would reach the user's terminal
-    # ORT's arena keeps every buffer it ever held: a ch32 run in 2048-frame windows peaked at 6.9 GB with it
-    # and 3.7 GB without, at the same speed (benchmarks/RESULTS.md)
-    options.enable_cpu_mem_arena = False
+    options.enable_cpu_mem_arena = arena
     options.intra_op_num_threads = torch.get_num_threads()  # as torch: `-j N` gives each worker its share
     try:
         return ort.InferenceSession(

@@ -155,7 +155,8 @@ class MdxFamily:
             raise UsageError(f"--overlap {options.overlap:g}: chunks would not advance; use less overlap")
         fixed = [axis for axis in (0, 3) if shape[axis] is not None]
         model: Path | bytes = free_axes(graph, (0, 3)) if fixed else path
-        net = ChunkNet(session(model, providers(runtime.options.device), path), params, runtime.device, options.denoise)
+        onnx_session = session(model, providers(runtime.options.device), path, arena=True)
+        net = ChunkNet(onnx_session, params, runtime.device, options.denoise)
         if shape[3] is not None and shape[3] != frames:
             _check_runs(net, params, frames, shape[3], path)
         info = _info(path, params, uvr_hash, options.primary, frames)
