@@ -8,27 +8,18 @@ CascadedNet sizes (vr-reference.md §2.5); here the shapes decide, and every fai
 from __future__ import annotations
 
 import os
-import re
-import warnings
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor
 
 from uvr_cli.catalog.registry import uvr_model_hash
 from uvr_cli.engine.families.vr.nets import AsppNetSpec, CascadedNetSpec, MaskNetwork, NetworkSpec, build_network
+from uvr_cli.engine.weights import NBT, check_values, clean, few, read_state_dict
 from uvr_cli.errors import ModelError
 
-"""UVR hashes only the last 10,000 KiB of a model file (the whole file if it is smaller)."""
-
-MAX_UNPACKED_BYTES = 2 << 30
-"""Most that a weight file's zip directory may claim to unpack to; the largest UVR5 VR model holds 537 MB."""
-
-_NBT = "num_batches_tracked"
 _ASPP_MARKER = "stg2_bridge.conv.0.weight"
 _LSTM_MARKER = "stg3_full_band_net.lstm_dec2.lstm.weight_ih_l0"
 _ASPP_PROBE_BINS = 1024
@@ -44,94 +35,6 @@ class LoadedModel:
     bins: int
     md5: str
     path: Path
-
-
-def _first_sentence(text: str) -> str:
-    line = next((s.strip() for s in text.splitlines() if s.strip()), "")
-    return line.split(". ")[0].rstrip(".")[:200]
-
-
-def _load_failure(exc: Exception) -> str:
-    """Condense a torch.load failure (often a multi-line essay) into one short cause."""
-    if isinstance(exc, OSError):
-        return f"cannot read it: {exc.strerror or _first_sentence(str(exc))}"
-    if isinstance(exc, EOFError):
-        return "the file is empty or cut short"
-    text = str(exc)
-    if "Weights only load failed" in text:
-        if m := re.search(r"GLOBAL (\S+)", text):
-            return (
-                f"refused: it would import and call {m.group(1)} when unpickled (a pickle that can run code); "
-                "only plain weight files are accepted"
-            )
-        if m := re.search(r"Unsupported operand (\d+)", text):
-            return (
-                f"not a PyTorch weight file, or one holding non-weight objects (unsupported pickle opcode {m.group(1)})"
-            )
-        return "refused: it holds Python objects other than plain weights"
-    return f"not a readable PyTorch weight file ({_first_sentence(text) or type(exc).__name__})"
-
-
-def _unwrap(obj: object) -> Mapping[object, object]:
-    """A plain state dict, or the one under "state_dict" / "model" of a training checkpoint."""
-    if not isinstance(obj, Mapping):
-        raise ModelError(f"holds {type(obj).__name__}, not a state dict")
-    if not all(isinstance(v, Tensor) for v in obj.values()):
-        for wrapper in ("state_dict", "model"):
-            if isinstance(obj.get(wrapper), Mapping):
-                return obj[wrapper]
-    return obj
-
-
-def _clean(entries: Mapping[Any, object]) -> dict[str, Tensor]:
-    """Tensors only, ``num_batches_tracked`` dropped (optional in real files), floats (fp16/bf16) as float32."""
-    state: dict[str, Tensor] = {}
-    for key, value in entries.items():
-        if not isinstance(key, str) or not isinstance(value, Tensor):
-            raise ModelError(f"not a state dict: entry {key!r} holds {type(value).__name__}, not a tensor")
-        if key.endswith(_NBT):
-            continue
-        state[key] = value.float() if value.is_floating_point() else value
-    if not state:
-        raise ModelError("holds no weights")
-    return state
-
-
-def _check_unpacked_size(path: str | os.PathLike) -> None:
-    """Refuse a zip (torch's format) whose directory claims more than MAX_UNPACKED_BYTES.
-
-    A file of a few megabytes can hold deflated records that unpack to gigabytes (a zip bomb); torch.load would
-    allocate and inflate all of it before any check of ours ran. Only the directory is read here; a damaged one
-    is left to torch.load to report.
-    """
-    try:
-        if not zipfile.is_zipfile(path):
-            return
-        with zipfile.ZipFile(path) as archive:
-            claimed = sum(info.file_size for info in archive.infolist())
-    except Exception:  # zipfile raises many types on damaged directories; torch.load then names the damage
-        return
-    if claimed > MAX_UNPACKED_BYTES:
-        raise ModelError(
-            f"{path}: refused: its zip directory claims {claimed / 2**30:.1f} GiB of contents, more than any "
-            f"VR model holds (limit {MAX_UNPACKED_BYTES / 2**30:g} GiB); the file is damaged or a zip bomb"
-        )
-
-
-def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
-    """Load a weight file safely (``weights_only``, zip size claims checked first) as float32 tensors without
-    ``num_batches_tracked``."""
-    _check_unpacked_size(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch's pickle-protocol notes would bypass our one-line messages
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch.load raises many unrelated types; every one means "cannot use this file"
-        raise ModelError(f"{path}: {_load_failure(e)}") from None
-    try:
-        return _clean(_unwrap(obj))
-    except ModelError as e:
-        raise ModelError(f"{path}: {e}") from None
 
 
 def _shape(sd: Mapping[str, Tensor], key: str, ndim: int) -> tuple[int, ...]:
@@ -182,12 +85,6 @@ def _cascaded_spec(sd: Mapping[str, Tensor]) -> CascadedNetSpec:
         raise ModelError(str(e)) from None
 
 
-def _few(items: list[str], n: int = 3) -> str:
-    """The first `n` items (key names from the file), line breaks escaped so that the message stays on one line."""
-    more = f" (+{len(items) - n} more)" if len(items) > n else ""
-    return ", ".join(item.replace("\r", "\\r").replace("\n", "\\n") for item in items[:n]) + more
-
-
 def _layout_problems(spec: NetworkSpec, state_dict: Mapping[str, Tensor]) -> list[str]:
     """Missing keys, unexpected keys and shape mismatches of ``state_dict`` against ``spec``'s network.
 
@@ -197,18 +94,18 @@ def _layout_problems(spec: NetworkSpec, state_dict: Mapping[str, Tensor]) -> lis
     bins = spec.bins if isinstance(spec, CascadedNetSpec) else None
     with torch.device("meta"):
         net = build_network(spec, bins or _ASPP_PROBE_BINS)
-    expected = {k: tuple(v.shape) for k, v in net.state_dict().items() if not k.endswith(_NBT)}
-    given = {k: tuple(v.shape) for k, v in state_dict.items() if not k.endswith(_NBT)}
+    expected = {k: tuple(v.shape) for k, v in net.state_dict().items() if not k.endswith(NBT)}
+    given = {k: tuple(v.shape) for k, v in state_dict.items() if not k.endswith(NBT)}
     missing = [k for k in expected if k not in given]
     unexpected = [k for k in given if k not in expected]
     wrong = [f"{k} {list(given[k])} (expected {list(s)})" for k, s in expected.items() if k in given and given[k] != s]
     problems = []
     if missing:
-        problems.append(f"{len(missing)} missing key(s): {_few(missing)}")
+        problems.append(f"{len(missing)} missing key(s): {few(missing)}")
     if unexpected:
-        problems.append(f"{len(unexpected)} unexpected key(s): {_few(unexpected)}")
+        problems.append(f"{len(unexpected)} unexpected key(s): {few(unexpected)}")
     if wrong:
-        problems.append(f"{len(wrong)} shape mismatch(es): {_few(wrong)}")
+        problems.append(f"{len(wrong)} shape mismatch(es): {few(wrong)}")
     return problems
 
 
@@ -229,22 +126,12 @@ def detect_spec(state_dict: Mapping[str, Tensor]) -> NetworkSpec:
     else:
         raise ModelError(
             f"not a UVR5 VR-architecture model: it has neither {_ASPP_MARKER} (CascadedASPPNet) nor "
-            f"{_LSTM_MARKER} (CascadedNet); its first keys are {_few(list(state_dict), 3)}"
+            f"{_LSTM_MARKER} (CascadedNet); its first keys are {few(list(state_dict), 3)}"
         )
     problems = _layout_problems(spec, state_dict)
     if problems:
         raise ModelError(f"looks like a {_describe(spec)} but does not fit it: {'; '.join(problems)}")
     return spec
-
-
-def _check_values(state_dict: Mapping[str, Tensor]) -> None:
-    """Refuse integer weights and NaN/Inf values, which would load silently and produce garbage masks."""
-    bad_type = [k for k, v in state_dict.items() if not v.is_floating_point()]
-    if bad_type:
-        raise ModelError(f"weights must be floating point, but {_few(bad_type)} are {state_dict[bad_type[0]].dtype}")
-    bad = [k for k, v in state_dict.items() if not bool(torch.isfinite(v).all())]
-    if bad:
-        raise ModelError(f"{len(bad)} weight tensor(s) contain NaN or Inf values: {_few(bad)}; the file is damaged")
 
 
 def network_from_state_dict(
@@ -258,11 +145,11 @@ def network_from_state_dict(
     Returns the module, its spec and the bins it was built for. ``num_batches_tracked`` entries are
     optional and fp16 is upcast; the module's parameters are the float32 tensors themselves, not copies.
     """
-    state = _clean(state_dict)
+    state = clean(state_dict)
     detected = detect_spec(state)
     if spec is not None and spec != detected:
         raise ModelError(f"the weights are a {_describe(detected)}, not the expected {_describe(spec)}")
-    _check_values(state)
+    check_values(state)
     if isinstance(detected, CascadedNetSpec):
         assert detected.bins is not None  # detect_spec reads a CascadedNet's bins from its LSTM weights
         if bins is not None and bins != detected.bins:
@@ -279,7 +166,7 @@ def network_from_state_dict(
     # and no second copy of the weights, which matters for the 537 MB networks.
     with torch.device("meta"):
         module = build_network(detected, bins)
-    counters = {k: torch.zeros((), dtype=torch.long) for k in module.state_dict() if k.endswith(_NBT)}
+    counters = {k: torch.zeros((), dtype=torch.long) for k in module.state_dict() if k.endswith(NBT)}
     module.load_state_dict({**counters, **state}, strict=True, assign=True)
     return module.eval(), detected, bins
 
