@@ -44,12 +44,44 @@ def test_si_sdr_ignores_scale_but_sdr_does_not() -> None:
 
 
 def test_weighted_means_weigh_by_duration() -> None:
-    a = ev.ClipScore("a", 1.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-    b = ev.ClipScore("b", 3.0, 4.0, 8.0, 0.0, 0.0, 0.0)
+    a = ev.ClipScore("a", 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 50.0, 20.0)
+    b = ev.ClipScore("b", 3.0, 4.0, 8.0, 0.0, 0.0, 0.0, 90.0, 40.0)
     means = ev.weighted_means([a, b])
     assert means["si_sdr"] == pytest.approx(3.0)
+    assert means["bleedless"] == pytest.approx(80.0) and means["fullness"] == pytest.approx(35.0)
     assert means["sdr"] == pytest.approx(6.0)
     assert means["clips"] == 2 and means["duration_s"] == pytest.approx(4.0)
+
+
+def _librosa_bleed_fullness(estimate: np.ndarray, reference: np.ndarray, rate: int) -> tuple[float, float]:
+    """MSST's bleed_full (utils/metrics.py) written with librosa and numpy: mel spectrograms of a 4096/1024 Hann
+    STFT in dB (floor 1e-10, then at most 80 dB under the loudest bin), then the mean excess and the mean shortfall."""
+    import librosa
+
+    bank = librosa.filters.mel(sr=rate, n_fft=4096, n_mels=512)
+
+    def mel_db(x: np.ndarray) -> np.ndarray:
+        spec = np.abs(librosa.stft(x.T.astype(np.float32), n_fft=4096, hop_length=1024, pad_mode="constant"))
+        db = 20 * np.log10(np.maximum(bank @ spec, 1e-10))
+        return np.maximum(db, db.max() - 80)
+
+    diff = mel_db(estimate).astype(np.float64) - mel_db(reference)
+    return 100 / (1 + diff[diff > 0].mean()), 100 / (1 - diff[diff < 0].mean())
+
+
+@pytest.mark.parametrize("rate", [44100, RATE])
+def test_bleedless_and_fullness_are_msst_bleed_full(rate: int) -> None:
+    voice, backing = _voice_and_backing(1.5, seed=3)
+    voice = np.repeat(voice, 2, axis=1)
+    voice[:, 1] *= 0.5
+    estimate = 0.8 * voice + np.repeat(0.2 * backing, 2, axis=1)  # thinner than the voice, with some backing in it
+    bleedless, fullness = ev.bleed_fullness(estimate, voice, rate)
+    want_bleedless, want_fullness = _librosa_bleed_fullness(estimate, voice, rate)
+    assert bleedless == pytest.approx(want_bleedless, rel=1e-4)
+    assert fullness == pytest.approx(want_fullness, rel=1e-4)
+    assert ev.bleed_fullness(voice, voice, rate) == (100.0, 100.0)
+    louder_bleed, _ = ev.bleed_fullness(voice + np.repeat(0.5 * backing, 2, axis=1), voice, rate)
+    assert louder_bleed < bleedless < 100
 
 
 def _mir1k_folder(root: Path, count: int = 3) -> Path:

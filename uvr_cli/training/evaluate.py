@@ -8,8 +8,11 @@ Two layouts of test data are read (see `find_clips`):
   their sum.
 
 The primary metric is the vocal SI-SDR: plain SDR rewards any estimate at the right level, so that half the mixture
-scores 3.0 dB SDR on an equal-level mixture but 0.0 dB SI-SDR. With the eval extra installed, `uvr eval` also
-scores wide-band PESQ and STOI (perceptual.py).
+scores 3.0 dB SDR on an equal-level mixture but 0.0 dB SI-SDR. Bleedless and fullness are the measures the
+community now ranks models by (MVSEP's leaderboards; MSST utils/metrics.py `bleed_full`): in mel-spectrogram dB,
+where the estimate is louder than the truth it bleeds (bleedless = 100 / (1 + the mean excess), 100 for none),
+where it is quieter it is thin (fullness = 100 / (1 + the mean shortfall)). With the eval extra installed, `uvr
+eval` also scores wide-band PESQ and STOI (perceptual.py). stems.py scores every stem of multi-stem test sets.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -28,6 +31,7 @@ from uvr_cli.io.decode import AUDIO_EXTENSIONS, read_audio
 from uvr_cli.training.perceptual import pesq_wb, stoi
 
 EPS = 1e-10
+Item = TypeVar("Item")
 # Clips whose true vocals are quieter than this (RMS) have no vocal to score and are skipped.
 SILENT_RMS = 1e-5
 
@@ -52,6 +56,8 @@ class ClipScore:
     si_sdr_mix: float  # the mixture's own scores, for the improvements
     sdr_mix: float
     energy_ratio: float  # estimated over true vocal energy
+    bleedless: float  # 0-100, see the module docstring
+    fullness: float
     pesq: float | None = None  # wide-band PESQ at 16 kHz (MOS-LQO); None when not scored, NaN when unscorable
     stoi: float | None = None  # STOI, 0-1
 
@@ -69,7 +75,20 @@ class ClipScore:
         return {**plain, "si_sdr_improvement": self.si_sdr_improvement, "sdr_improvement": self.sdr_improvement}
 
 
-METRICS = ("si_sdr", "sdr", "si_sdr_improvement", "sdr_improvement", "energy_ratio", "pesq", "stoi")
+METRICS = (
+    "si_sdr",
+    "sdr",
+    "si_sdr_improvement",
+    "sdr_improvement",
+    "energy_ratio",
+    "bleedless",
+    "fullness",
+    "pesq",
+    "stoi",
+)
+# MSST's bleed_full: a 4096-point STFT, hop 1024, 512 mel bands (librosa's defaults), dB of magnitudes with an 80 dB
+# floor under the loudest (torchaudio's AmplitudeToDB)
+BLEED_N_FFT, BLEED_HOP, BLEED_MELS, BLEED_TOP_DB = 4096, 1024, 512, 80.0
 
 
 def si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
@@ -93,6 +112,29 @@ def energy_ratio(estimate: np.ndarray, reference: np.ndarray) -> float:
     )
 
 
+def bleed_fullness(estimate: np.ndarray, reference: np.ndarray, rate: int) -> tuple[float, float]:
+    """(bleedless, fullness) of (frames, channels) arrays, as MSST's bleed_full computes them (at the clip's own
+    rate; MSST assumes 44.1 kHz)."""
+    import torch
+
+    from uvr_cli.engine.mel import mel_filter_bank
+
+    window = torch.hann_window(BLEED_N_FFT, dtype=torch.float32)
+    bank = torch.from_numpy(mel_filter_bank(rate, BLEED_N_FFT, BLEED_MELS))
+
+    def mel_db(x: np.ndarray) -> torch.Tensor:
+        wave = torch.from_numpy(np.ascontiguousarray(x.T, dtype=np.float32))
+        spec = torch.stft(wave, BLEED_N_FFT, BLEED_HOP, window=window, return_complex=True, pad_mode="constant")
+        db = 20 * torch.log10(torch.clamp(bank @ spec.abs(), min=1e-10))
+        return torch.maximum(db, db.max() - BLEED_TOP_DB)
+
+    diff = mel_db(estimate) - mel_db(reference)
+    louder, quieter = diff[diff > 0], diff[diff < 0]
+    excess = float(louder.mean()) if louder.numel() else 0.0
+    shortfall = float(-quieter.mean()) if quieter.numel() else 0.0
+    return 100 / (excess + 1), 100 / (shortfall + 1)
+
+
 def score_clip(
     name: str, estimate: np.ndarray, vocals: np.ndarray, mixture: np.ndarray, rate: int, perceptual: bool = False
 ) -> ClipScore:
@@ -101,6 +143,7 @@ def score_clip(
     n = min(len(estimate), len(vocals), len(mixture))
     est, ref, mix = estimate[:n], vocals[:n], mixture[:n]
     extra = {"pesq": pesq_wb(est, ref, rate), "stoi": stoi(est, ref, rate)} if perceptual else {}
+    bleedless, fullness = bleed_fullness(est, ref, rate)
     return ClipScore(
         name=name,
         duration_s=n / rate,
@@ -109,6 +152,8 @@ def score_clip(
         si_sdr_mix=si_sdr(mix, ref),
         sdr_mix=sdr(mix, ref),
         energy_ratio=energy_ratio(est, ref),
+        bleedless=bleedless,
+        fullness=fullness,
         **extra,
     )
 
@@ -122,11 +167,11 @@ def weighted_means(scores: Sequence[ClipScore]) -> dict[str, Any]:
     if not scores:
         return {}
     weights = np.array([s.duration_s for s in scores])
-    means = {m: _mean(scores, m) for m in METRICS}
+    means = {m: weighted_mean(scores, m) for m in METRICS}
     return {**means, "clips": len(scores), "duration_s": float(weights.sum())}
 
 
-def _mean(scores: Sequence[ClipScore], metric: str) -> float | None:
+def weighted_mean(scores: Sequence, metric: str) -> float | None:
     """Duration-weighted mean of `metric` over the clips that have a value for it (None if none has)."""
     pairs = [(v, s.duration_s) for s in scores if (v := getattr(s, metric)) is not None and math.isfinite(v)]
     return float(np.average([v for v, _ in pairs], weights=[w for _, w in pairs])) if pairs else None
@@ -179,7 +224,7 @@ def load_clip(clip: Clip) -> tuple[np.ndarray, np.ndarray, int]:
     return mix.samples, voc.samples, mix.sample_rate
 
 
-def pick_evenly(clips: Sequence[Clip], count: int | None) -> list[Clip]:
+def pick_evenly(clips: Sequence[Item], count: int | None) -> list[Item]:
     """At most `count` clips spread evenly over the sorted list (all of them when count is None)."""
     if count is None or count >= len(clips):
         return list(clips)
@@ -225,7 +270,8 @@ def evaluate(
 
 
 def format_row(label: str, values: dict) -> str:
-    """One aligned text row: name, the five metrics in dB, PESQ and STOI ('-' where not scored)."""
+    """One aligned text row: name, the five metrics in dB, bleedless, fullness, PESQ and STOI ('-' where not
+    scored)."""
     return f"{label:<32} " + " ".join(_cell(values.get(m)) for m in METRICS)
 
 
@@ -233,4 +279,6 @@ def _cell(value: float | None) -> str:
     return f"{value:>9.2f}" if value is not None and math.isfinite(value) else f"{'-':>9}"
 
 
-HEADER = f"{'clip':<32} " + " ".join(f"{h:>9}" for h in ("SI-SDR", "SDR", "SI-SDRi", "SDRi", "energy", "PESQ", "STOI"))
+HEADER = f"{'clip':<32} " + " ".join(
+    f"{h:>9}" for h in ("SI-SDR", "SDR", "SI-SDRi", "SDRi", "energy", "bleedless", "fullness", "PESQ", "STOI")
+)
