@@ -264,7 +264,7 @@ def test_progress_bars_appear_on_a_terminal_unless_quiet(batch, quiet):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["a.wav", "-o", "-"], "add --stem vocals or --stem instrumental"),
+        (["a.wav", "-o", "-"], "add --stem with one of vocals, instrumental"),
         (["a.wav", "-o", "-", "--stem", "vocals", "--json"], "--json and -o -"),
         (["a.wav", "-f", "flac", "--bit-depth", "32f"], "flac cannot store bit depth 32f"),
         (["a.wav", "-f", "ogg", "--bit-depth", "24"], "ogg has no bit depth"),
@@ -415,7 +415,7 @@ def test_dir_is_the_path_below_a_patterns_fixed_part(batch):
         (["--agg", "abc"], "uvr: separate: --agg: 'abc' is not a number"),
         (
             ["--stem", "vocal"],
-            "uvr: separate: --stem: 'vocal' is not one of 'all', 'vocals', 'instrumental'; did you mean 'vocals'?",
+            "uvr: --stem vocal: the model gives vocals, instrumental; did you mean 'vocals'?",
         ),
         (["--window", "1.5"], "uvr: separate: --window: '1.5' is not a whole number"),
         (["--bitrate", "192k"], "uvr: wav is lossless and has no bitrate; a bitrate applies to mp3 and ogg"),

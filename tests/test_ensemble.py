@@ -17,15 +17,17 @@ from uvr_cli.engine.ensemble import combine
 from uvr_cli.engine.resample import resampled_length
 from uvr_cli.errors import UsageError
 from uvr_cli.separator import Separator
+from uvr_cli.settings import algorithm_for
 from uvr_cli.settings import parse_ensemble as parse
 
 DEFAULT = ROOT / "models" / "default.pth"  # ch8, 4band_v2
 
 
 def test_parse_gives_an_algorithm_per_stem():
-    assert parse("avg") == {"vocals": "avg", "instrumental": "avg"}
-    assert parse("max/min") == {"vocals": "max", "instrumental": "min"}
-    for bad in ("mean", "max/", "max/min/avg", ""):
+    assert parse("avg") == {"*": "avg"} and parse("max") == {"*": "max"}
+    assert parse("max/min") == {"*": "avg", "vocals": "max", "instrumental": "min"}
+    assert parse("drums=max,Bass=min") == {"*": "avg", "drums": "max", "bass": "min"}
+    for bad in ("mean", "max/", "max/min/avg", "", "drums=mean", "=max"):
         with pytest.raises(UsageError):
             parse(bad)
 
@@ -134,7 +136,8 @@ def test_an_ensemble_across_families_combines_the_waves(
     both = Separator([DEFAULT, model], params=str(params), segment=16, ensemble=algorithm, device="cpu")
     assert "agg" in both.applied and "segment" in both.applied
     got = both.separate(clip, 44100)
-    for stem, how in zip(("vocals", "instrumental"), parse(algorithm).values()):
+    for stem in ("vocals", "instrumental"):
+        how = algorithm_for(parse(algorithm), stem)
         assert got[stem].shape == clip.shape
         if how == "avg":
             want = (vr[stem].astype(np.float64) + net[stem]) / 2

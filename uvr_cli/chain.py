@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from uvr_cli.catalog.model_config import PAIR
 from uvr_cli.engine.blocks import InputStream, Opener, Sink
 from uvr_cli.engine.device import Runtime
 from uvr_cli.engine.family import ModelInfo
@@ -55,8 +56,11 @@ class Step:
 
 
 def step_names(separator: Separator, split: str) -> dict[str, str]:
-    """Our stem keys of a further step -> its output names: `split` joined with what each side holds."""
+    """Our stem keys of a further step -> its output names: `split` joined with what each stem holds (for a
+    vocal/instrumental pair, what UVR calls each side of the model's estimate)."""
     info = separator.info
+    if set(separator.stems) != set(PAIR):  # a model whose config names its stems
+        return {stem: f"{split}-{stem}" for stem in separator.stems}
     estimated = info.identity.primary_stem.lower().replace(" ", "-") if info.identity.params else info.primary
     other = next(s for s in separator.stems if s != info.primary)
     return {info.primary: f"{split}-{estimated}", other: f"{split}-{COMPLEMENT.get(estimated, 'rest')}"}

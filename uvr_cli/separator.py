@@ -14,6 +14,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from uvr_cli.catalog.model_config import common_stems
 from uvr_cli.engine import families, pipeline
 from uvr_cli.engine.blocks import ArraySource, Opener, Sink
 from uvr_cli.engine.device import Runtime
@@ -69,6 +70,8 @@ class Separator:
         segment: int = DEFAULT_SEGMENT,
         overlap: float = DEFAULT_OVERLAP,
         denoise: bool = False,
+        config: str | os.PathLike | None = None,
+        num_overlap: int | None = None,
         batch_size: int | None = None,
         device: str = "auto",
         precision: str = "auto",
@@ -96,6 +99,8 @@ class Separator:
                     segment=segment,
                     overlap=overlap,
                     denoise=denoise,
+                    config=None if config is None else os.fspath(config),
+                    num_overlap=num_overlap,
                 ),
                 runtime=RuntimeOptions(
                     device=device,
@@ -114,13 +119,10 @@ class Separator:
         reuse_freed_memory()
         self.members_info: list[ModelInfo] = [model.info for model in self.models]
         self.info = self.members_info[0]
-        self.stems = self.info.stems
-        for info in self.members_info[1:]:
-            if set(info.stems) != set(self.stems):
-                raise UsageError(
-                    f"{info.path.name} gives {', '.join(info.stems)}, {self.info.path.name} gives "
-                    f"{', '.join(self.stems)}: an ensemble's models must give the same stems"
-                )
+        self.stems = common_stems([info.stems for info in self.members_info])
+        if not self.stems:
+            given = "; ".join(f"{info.path.name}: {', '.join(info.stems)}" for info in self.members_info)
+            raise UsageError(f"an ensemble combines the stems its models share, and these share none ({given})")
         self.run = pipeline.plan(self.models, settings.combine)
 
     @property

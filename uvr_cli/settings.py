@@ -41,6 +41,8 @@ class ModelOptions:
     segment: int = DEFAULT_SEGMENT  # MDX-Net: STFT frames per chunk
     overlap: float = DEFAULT_OVERLAP  # MDX-Net: share of a chunk that the next one overlaps
     denoise: bool = False  # MDX-Net: the network run on the mix and its negation, averaged
+    config: str | None = None  # MDX23C/RoFormer: the checkpoint's YAML config (default: the .yaml beside it)
+    num_overlap: int | None = None  # MDX23C/RoFormer: chunks over each sample (default: the config's)
 
     def __post_init__(self) -> None:
         if self.high_end not in HIGH_END_MODES:
@@ -55,6 +57,8 @@ class ModelOptions:
             raise UsageError(f"--segment {self.segment}: use 2 to 8192 STFT frames (256 is the default)")
         if not (0 <= self.overlap < 1) or math.isnan(self.overlap):
             raise UsageError(f"--overlap {self.overlap:g}: use a share from 0 up to (not including) 1, e.g. 0.25")
+        if self.num_overlap is not None and not 1 <= self.num_overlap <= 64:
+            raise UsageError(f"--num-overlap {self.num_overlap}: use 1 to 64 chunks over each sample")
 
     def window_for(self, fast: bool) -> int:
         """The (widest) VR window: as given, else 512, or 1536 with --fast."""
@@ -141,13 +145,26 @@ class OutputOptions:
 
 
 def parse_ensemble(text: str) -> dict[str, str]:
-    """'avg', 'max', 'min', or 'VOCALS/INSTRUMENTAL' such as 'max/min' -> the algorithm for each stem."""
+    """--ensemble -> the algorithm by stem name, "*" for every stem not named: 'avg', 'max' or 'min' for all;
+    'VOCALS/INSTRUMENTAL' such as 'max/min' (the UVR GUI's pairs); or 'STEM=ALG,...' such as 'drums=max,bass=min'
+    (the others avg)."""
+    usage = f"--ensemble {text!r}: use avg, max, min, VOCALS/INSTRUMENTAL such as max/min, or STEM=ALG,..."
+    if "=" in text:
+        pairs = [part.partition("=") for part in text.split(",")]
+        if any(not stem.strip() or alg not in ENSEMBLE_ALGORITHMS for stem, _, alg in pairs):
+            raise UsageError(usage)
+        return {"*": "avg", **{stem.strip().lower(): alg for stem, _, alg in pairs}}
     parts = text.split("/")
+    if any(p not in ENSEMBLE_ALGORITHMS for p in parts) or len(parts) > 2:
+        raise UsageError(usage)
     if len(parts) == 1:
-        parts = parts * 2
-    if len(parts) != 2 or any(p not in ENSEMBLE_ALGORITHMS for p in parts):
-        raise UsageError(f"--ensemble {text!r}: use avg, max, min, or VOCALS/INSTRUMENTAL such as max/min")
-    return dict(zip(PRIMARY_STEMS, parts))
+        return {"*": parts[0]}
+    return {"*": "avg", **dict(zip(PRIMARY_STEMS, parts))}
+
+
+def algorithm_for(combine: dict[str, str], stem: str) -> str:
+    """The ensemble algorithm of one stem (parse_ensemble's result)."""
+    return combine.get(stem, combine.get("*", "avg"))
 
 
 def parse_then(text: str) -> tuple[str, str]:
@@ -219,6 +236,8 @@ class SeparationSettings:
             "segment": used("segment", o.segment),
             "overlap": used("overlap", o.overlap),
             "denoise": used("denoise", o.denoise),
+            "config": used("config", _config_key(paths, o.config)),
+            "num_overlap": used("num_overlap", o.num_overlap or "config"),
             "precision": r.precision,
             "front_end": r.front_end,
             "format": out.fmt,
@@ -227,6 +246,21 @@ class SeparationSettings:
             "bitrate": (out.bitrate or "default") if FORMATS[out.fmt].lossy else None,
             "clip_mode": out.clip_mode,
         }
+
+
+def _config_key(paths: list[Path], given: str | None) -> str:
+    """The YAML configs the MSST-format models of a run read, by their contents (so an edited config redoes)."""
+    from uvr_cli.catalog.model_config import find_config
+    from uvr_cli.errors import ModelError
+
+    keys = []
+    for path in paths:
+        try:
+            config = find_config(path, given)
+            keys.append(f"{config.name} (md5 {hashlib.md5(config.read_bytes()).hexdigest()})")
+        except (ModelError, OSError):
+            continue  # not an MSST-format model, or one loading will refuse
+    return "+".join(keys) or "auto"
 
 
 def _params_key(params: str | None) -> str:

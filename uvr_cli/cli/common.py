@@ -13,7 +13,7 @@ import typer
 from uvr_cli.errors import UvrError
 from uvr_cli.io.formats import BIT_DEPTHS, FORMATS
 from uvr_cli.io.spool import CLIP_MODES
-from uvr_cli.settings import BACKENDS, FRONT_ENDS, HIGH_END_MODES, PRIMARY_STEMS
+from uvr_cli.settings import BACKENDS, FRONT_ENDS, HIGH_END_MODES
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
 EXIT_INTERRUPTED, EXIT_BROKEN_PIPE, EXIT_TERMINATED = 130, 141, 143  # 128 + SIGINT, SIGPIPE, SIGTERM
@@ -36,8 +36,6 @@ HighEnd = choices("HighEnd", HIGH_END_MODES)
 Backend = choices("Backend", BACKENDS)
 FrontEndChoice = choices("FrontEndChoice", FRONT_ENDS)
 ClipMode = choices("ClipMode", CLIP_MODES)
-StemChoice = choices("StemChoice", ("all", *PRIMARY_STEMS))
-STEMS = PRIMARY_STEMS
 
 
 def say(message: str) -> None:

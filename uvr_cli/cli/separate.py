@@ -8,6 +8,7 @@ these very settings, is answered from their records without loading the model at
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import signal
 import sys
@@ -23,14 +24,12 @@ from uvr_cli.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_SOME_FAILED,
-    STEMS,
     Backend,
     BitDepth,
     ClipMode,
     Format,
     FrontEndChoice,
     HighEnd,
-    StemChoice,
     closed_pipe_exit,
     fail,
     say,
@@ -102,8 +101,10 @@ def separate(
         "--name",
         help="Output file name template: {name} (input file stem), {stem}, {model}, {agg}, {ext}, {dir} (the input's sub-folder below a folder argument or a pattern's fixed part).",
     ),
-    stem: StemChoice = typer.Option(
-        "all", "--stem", help="Which stems to write; one stem skips synthesising the other."
+    stem: list[str] | None = typer.Option(
+        None,
+        "--stem",
+        help="A stem to write (repeatable; default all the model gives: vocals and instrumental, or the stems an MDX23C/RoFormer config names). Stems not asked for are not synthesised.",
     ),
     fmt: Format = typer.Option("wav", "-f", "--format", help="Output format."),
     bit_depth: BitDepth | None = typer.Option(
@@ -165,6 +166,16 @@ def separate(
         DEFAULT_OVERLAP,
         "--overlap",
         help="MDX-Net: share of a chunk that the next one overlaps, 0 to under 1 (default 0.25).",
+    ),
+    config: str | None = typer.Option(
+        None,
+        "--config",
+        help="MDX23C/RoFormer: the checkpoint's YAML config (default: the .yaml of its name beside it).",
+    ),
+    num_overlap: int | None = typer.Option(
+        None,
+        "--num-overlap",
+        help="MDX23C/RoFormer: chunks over each sample (default: the config's inference.num_overlap, as the authors' inference).",
     ),
     denoise: bool = typer.Option(
         False,
@@ -270,6 +281,8 @@ def _settings(o: SimpleNamespace, given: set[str]) -> SeparationSettings:
             segment=o.segment,
             overlap=o.overlap,
             denoise=o.denoise,
+            config=o.config,
+            num_overlap=o.num_overlap,
         ),
         runtime=RuntimeOptions(
             device=o.device,
@@ -307,6 +320,22 @@ def _model_rate_guess(params: str | None) -> int:
         return load_preset(params).sr if params else 44100
     except UvrError:
         return 44100  # loading the model reports the bad preset, or reads --params as MDX-Net data
+
+
+def _wanted_stems(settings: SeparationSettings, asked: list[str] | None) -> list[str]:
+    """The stems to write: those asked for (--stem, checked against what the models give), else all of them;
+    known without loading the models."""
+    from uvr_cli.catalog.model_config import common_stems, stems_of
+
+    given = common_stems([stems_of(path, settings.options.config) for path in settings.model_paths()])
+    if not asked or "all" in asked:
+        return list(given)
+    unknown = [stem for stem in asked if stem not in given]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], given, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UsageError(f"--stem {unknown[0]}: the model gives {', '.join(given)}{hint}")
+    return list(dict.fromkeys(asked))
 
 
 def _plan_work(jobs: list[Job], record: dict, skip_existing: bool) -> list[Job]:
@@ -374,12 +403,11 @@ def _plan(o: SimpleNamespace, given: set[str]) -> _Plan:
     _check_streams(o.out, o.as_json)
     if STDIN in o.inputs and sys.stdin.isatty():
         raise UsageError("- reads audio from standard input, which is a terminal; pipe audio into uvr")
-    stems = list(STEMS) if o.stem.value == "all" else [o.stem.value]
     jobs = expand_inputs(o.inputs)
-    settings.model_paths()  # a missing model is an error before any work
+    stems = _wanted_stems(settings, o.stem)
     separator = None
     if settings.then:  # a chain's stem names come from its models: load them before planning
-        if o.jobs_count > 1 or (o.batch_files or 1) > 1 or o.stem.value != "all":
+        if o.jobs_count > 1 or (o.batch_files or 1) > 1 or o.stem:
             raise UsageError(
                 "--then runs one file at a time and writes every stem of the chain: leave out -j, --batch-files "
                 "and --stem"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 
 import typer
 
@@ -28,7 +29,12 @@ def eval_command(
         ...,
         help="Test folders: mixtures/+vocals/ pairs, song folders with mixture.*+vocals.*, or MIR-1K stereo clips (left accompaniment, right voice).",
     ),
-    model: str | None = typer.Option(None, "-m", "--model", help="Weight file (.pth) to score."),
+    model: str | None = typer.Option(
+        None, "-m", "--model", help="Model to score: a file (.pth, .onnx, .ckpt) or a downloaded model's name."
+    ),
+    config: str | None = typer.Option(
+        None, "--config", help="MDX23C/RoFormer: the checkpoint's YAML config (default: the .yaml beside it)."
+    ),
     params: str | None = typer.Option(
         None, "--params", help="Band preset of the model, for files the registry does not know."
     ),
@@ -52,6 +58,7 @@ def eval_command(
     wide-band PESQ (at 16 kHz) and STOI with the eval extra (pip install 'uvr-cli[eval]')."""
     from uvr_cli.training import evaluate as ev
     from uvr_cli.training import perceptual
+    from uvr_cli.training import stems as st
 
     _threads(threads)
     if (model is None) == (baseline is None):
@@ -62,16 +69,31 @@ def eval_command(
         from uvr_cli.separator import Separator
 
         separator = Separator(
-            model, params=params, primary=primary, agg=agg, device=device, precision=precision, fast=fast
+            model, params=params, primary=primary, agg=agg, config=config, device=device, precision=precision, fast=fast
         )
         estimator = ev.separator_estimator(separator)
+        model_stems: Sequence[str] = separator.stems
+
+        def separate_stems(mixture, rate, stems):
+            return separator.separate(mixture, rate, stems=stems)
     else:
         estimator = ev.half_mixture
+        model_stems = ()
+
+        def separate_stems(mixture, rate, stems):
+            return {stem: ev.half_mixture(mixture, rate) for stem in stems}
+
     scored = perceptual.available()
     if not scored:
         _say(perceptual.MISSING)
     report: dict = {"model": model or f"baseline:{baseline}", "fast": fast, "folders": {}}
     for folder in dirs:
+        stem_clips = st.find_stem_clips(folder)
+        if st.is_multi_stem(stem_clips):
+            report["folders"][folder] = _eval_stems(
+                folder, ev.pick_evenly(stem_clips, max_clips), separate_stems, model_stems, as_json
+            )
+            continue
         clips = ev.pick_evenly(ev.find_clips(folder), max_clips)
         if not as_json:
             print(f"# {folder} ({len(clips)} clips)\n{ev.HEADER}", flush=True)
@@ -87,6 +109,29 @@ def eval_command(
             print(ev.format_row(f"MEAN ({means['clips']} clips, {means['duration_s']:.0f} s)", means), flush=True)
     if as_json:
         print(json.dumps(report), flush=True)
+
+
+def _eval_stems(folder: str, clips: list, separate, model_stems, as_json: bool) -> dict:
+    """A multi-stem test folder: each stem the model gives (every stem for the baseline) that the set has."""
+    from uvr_cli.training import stems as st
+
+    available = sorted({stem for clip in clips for stem in clip.references})
+    stems = [stem for stem in (model_stems or available) if stem in available]
+    if not stems:
+        raise UsageError(f"{folder}: the set has the truth of {', '.join(available)}; the model gives none of them")
+    if not as_json:
+        print(f"# {folder} ({len(clips)} songs; stems {', '.join(stems)})\n{st.STEM_HEADER}", flush=True)
+
+    def show(score) -> None:
+        if not as_json:
+            print(st.stem_row(f"{score.clip} / {score.stem}", vars(score)), flush=True)
+
+    scores = st.evaluate_stems(clips, separate, stems, show)
+    means = st.stem_means(scores)
+    if not as_json:
+        for stem, values in means.items():
+            print(st.stem_row(f"MEAN {stem} ({values['clips']} clips)", values), flush=True)
+    return {"stems": means, "scores": [vars(s) for s in scores]}
 
 
 def train_command(

@@ -21,6 +21,7 @@ import numpy as np
 from uvr_cli.engine.blocks import Result, Sink
 from uvr_cli.engine.span import Span
 from uvr_cli.engine.spectral import istft_segment, stft_segment
+from uvr_cli.settings import algorithm_for
 
 N_FFT, HOP = 2048, 1024  # the UVR GUI's ensemble STFT (spec_utils.wave_to_spectrogram_no_mp)
 BLOCK = 1 << 18  # output samples combined at a time
@@ -91,7 +92,7 @@ def separate_each(
         for q0 in range(0, n, BLOCK):
             q1 = min(q0 + BLOCK, n)
             for stem, sink in sinks.items():
-                block = _combined_block(combine_by.get(stem, "avg"), files[stem], channels, n, q0, q1)
+                block = _combined_block(algorithm_for(combine_by, stem), files[stem], channels, n, q0, q1)
                 sink(np.ascontiguousarray(block.T, dtype=np.float32))
     return result
 

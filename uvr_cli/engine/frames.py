@@ -27,6 +27,7 @@ from uvr_cli.engine.frontend import NUMPY, FrontEnd
 from uvr_cli.engine.resample import resampled_length
 from uvr_cli.engine.synthesis import TAIL_CONTEXT_FRAMES, Synthesiser, synthesise_tail, tail_frame_count
 from uvr_cli.engine.windows import NetworkRun, WindowRunner
+from uvr_cli.settings import algorithm_for
 
 StemFrames = dict[str, tuple[np.ndarray, np.ndarray | None]]
 """Per stem: its combined spectrogram frames, and its top-band rows above the network's bins (or None)."""
@@ -113,7 +114,7 @@ class _Stems:
     def _combined(self, per_model: list[StemFrames]) -> StemFrames:
         out: StemFrames = {}
         for stem in self.stems:
-            algorithm = self.run.combine.get(stem, "avg")
+            algorithm = algorithm_for(self.run.combine, stem)
             specs = [frames[stem][0] for frames in per_model]
             high = [h for frames in per_model if (h := frames[stem][1]) is not None]
             out[stem] = (combine(algorithm, specs), combine(algorithm, high) if len(high) == len(specs) else None)

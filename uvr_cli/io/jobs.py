@@ -130,7 +130,7 @@ def plan_outputs(
     check_template(template)
     if out_dir == STDIN:
         if len(stems) != 1:
-            raise UsageError("-o - writes one stem to standard output: add --stem vocals or --stem instrumental")
+            raise UsageError(f"-o - writes one stem to standard output: add --stem with one of {', '.join(stems)}")
         if len(jobs) != 1:
             raise UsageError("-o - takes exactly one input")
         jobs[0].outputs = {stems[0]: STDIN}

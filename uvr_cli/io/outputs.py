@@ -72,8 +72,12 @@ def _describe(key: str, value: object) -> str:
 
 
 # Settings added after records began: what a record made before them means (exact mode, the automatic front end;
-# the MDX-Net options did not shape the VR models that made every such record)
-UNRECORDED_MEANT = {"fast": False, "front_end": "auto", "segment": None, "overlap": None, "denoise": None}
+# the MDX-Net and MSST options did not shape the VR models that made every such record)
+UNRECORDED_MEANT = {
+    "fast": False,
+    "front_end": "auto",
+    **dict.fromkeys(("segment", "overlap", "denoise", "config", "num_overlap")),
+}
 
 
 def difference(recorded: dict, wanted: dict) -> str | None:

@@ -14,9 +14,10 @@ def all_families() -> tuple[Family, ...]:
     """The families, asked in order; VR, last, takes whatever no other family claims. Imported when first asked
     for, so that importing the engine loads no family's code."""
     from uvr_cli.engine.families.mdx.family import FAMILY as MDX
+    from uvr_cli.engine.families.msst.family import FAMILY as MSST
     from uvr_cli.engine.families.vr.family import FAMILY as VR
 
-    return (MDX, VR)
+    return (MDX, MSST, VR)
 
 
 def family_of(path: Path) -> Family:
