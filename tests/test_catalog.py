@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, uvr_command
+from msst_models import BS, msst_model
 from uvr_cli.catalog.models import load_catalog
 from uvr_cli.catalog.presets import list_presets
 from uvr_cli.catalog.registry import registry, uvr_model_hash
@@ -252,6 +253,10 @@ def test_shipped_catalogue_agrees_with_the_hash_table():
     for entry in entries:
         assert entry.url.startswith("https://") and entry.url.endswith("/" + entry.file)
         assert entry.source
+        if entry.family in ("MDX23C", "BS-RoFormer", "Mel-Band RoFormer"):  # a checkpoint and its YAML config
+            assert entry.file.endswith(".ckpt") and entry.params is None
+            assert entry.config_url and entry.config_url.startswith("https://") and entry.config_url.endswith(".yaml")
+            continue
         if entry.family == "MDX-Net":  # UVR's MDX-Net table gives its parameters
             record = mdx[entry.uvr_hash]
             assert entry.file.endswith(".onnx") and entry.params is None and record["file"] == entry.file
@@ -266,6 +271,7 @@ def test_shipped_catalogue_agrees_with_the_hash_table():
             assert hashes[entry.uvr_hash]["params"] == entry.params
             assert hashes[entry.uvr_hash]["primary_stem"] == entry.primary_stem
     assert sum(entry.family == "MDX-Net" for entry in entries) >= 25
+    assert sum(entry.config_url is not None for entry in entries) >= 100
 
 
 def test_a_broken_test_catalogue_is_reported(env):
@@ -285,7 +291,7 @@ def test_only_the_catalogue_opens_network_connections():
         for p in package.rglob("*.py")
         if pattern.search(p.read_text(encoding="utf-8"))
     )
-    assert users == ["catalog/models.py"]
+    assert users == ["catalog/download.py"]
 
 
 def test_info_describes_a_checkpoint(ch16_weights, tmp_path):
@@ -396,3 +402,75 @@ def test_a_preset_that_does_not_fit_names_the_ones_that_might(tmp_path, cascaded
     )
     assert proc.returncode == 3
     assert proc.stderr.splitlines() == [f"uvr: {message}"]
+
+
+@pytest.fixture()
+def roformer(tmp_path: Path) -> Path:
+    folder = tmp_path / "made"
+    folder.mkdir()
+    return msst_model(folder, "tiny_roformer", BS)
+
+
+def test_a_roformer_download_brings_its_config_from_a_mirror(server, env, roformer):
+    """The checkpoint's first URL answers 404, so its mirror serves it; the config goes beside it under the
+    checkpoint's name, where separation finds it."""
+    port = server.server_port
+    server.files["/mirror/tiny_roformer.ckpt"] = roformer.read_bytes()
+    server.files["/configs/config_tiny.yaml"] = roformer.with_suffix(".yaml").read_bytes()
+    write_catalog(
+        env,
+        name="tiny_roformer",
+        file="tiny_roformer.ckpt",
+        url=f"http://127.0.0.1:{port}/gone/tiny_roformer.ckpt",
+        mirror_url=f"http://127.0.0.1:{port}/mirror/tiny_roformer.ckpt",
+        config_url=f"http://127.0.0.1:{port}/configs/config_tiny.yaml",
+        uvr_hash=uvr_model_hash(roformer),
+        family="BS-RoFormer",
+        params=None,
+    )
+    done = uvr(env, "models", "download", "tiny_roformer")
+    assert done.returncode == 0, done.stderr
+    cache = Path(env["UVR_MODEL_DIR"])
+    assert sorted(p.name for p in cache.iterdir()) == ["tiny_roformer.ckpt", "tiny_roformer.yaml"]
+    assert "config tiny_roformer.yaml" in done.stderr
+    assert [path for path, _ in server.requests] == [
+        "/gone/tiny_roformer.ckpt",
+        "/mirror/tiny_roformer.ckpt",
+        "/configs/config_tiny.yaml",
+    ]
+    described = json.loads(uvr(env, "info", "tiny_roformer", "--json").stdout)
+    assert described["family"] == "BS-RoFormer" and described["config"] == str(cache / "tiny_roformer.yaml")
+
+    (cache / "tiny_roformer.yaml").unlink()  # a missing config alone is fetched again; the checkpoint is kept
+    server.files["/configs/config_tiny.yaml"] = b"model: [unclosed\n"
+    broken = uvr(env, "models", "download", "tiny_roformer")
+    assert broken.returncode == 1 and "the config download is not a usable config" in broken.stderr
+    assert len(broken.stderr.splitlines()) == 1
+    assert sorted(p.name for p in cache.iterdir()) == ["tiny_roformer.ckpt"]
+    row = next(m for m in json.loads(uvr(env, "models", "--json").stdout)["models"] if m["name"] == "tiny_roformer")
+    assert not row["cached"]
+
+
+def test_models_add_takes_a_checkpoint_with_its_config(env, tmp_path, roformer):
+    write_catalog(
+        env,
+        name="tiny_roformer",
+        file="tiny_roformer.ckpt",
+        url="http://127.0.0.1:9/tiny_roformer.ckpt",
+        config_url="http://127.0.0.1:9/configs/config_tiny.yaml",
+        uvr_hash=uvr_model_hash(roformer),
+        family="BS-RoFormer",
+        params=None,
+    )
+    fetched = tmp_path / "fetched"
+    fetched.mkdir()
+    shutil.copy(roformer, fetched / "tiny_roformer.ckpt")
+    alone = uvr(env, "models", "add", str(fetched / "tiny_roformer.ckpt"))
+    assert alone.returncode == 2 and "needs its YAML config" in alone.stderr
+    assert "http://127.0.0.1:9/configs/config_tiny.yaml" in alone.stderr
+    shutil.copy(roformer.with_suffix(".yaml"), fetched / "config_tiny.yaml")  # as published, beside it
+    added = uvr(env, "models", "add", str(fetched / "tiny_roformer.ckpt"))
+    assert added.returncode == 0, added.stderr
+    cache = Path(env["UVR_MODEL_DIR"])
+    assert (cache / "tiny_roformer.yaml").read_bytes() == roformer.with_suffix(".yaml").read_bytes()
+    assert (cache / "tiny_roformer.ckpt").read_bytes() == roformer.read_bytes()

@@ -51,7 +51,7 @@ def test_the_json_carries_metric_value_and_source(empty_cache):
 def test_every_scored_file_is_a_catalogue_model():
     catalogue = {entry.file.lower() for entry in load_catalog()}
     assert set(published_scores()) <= catalogue
-    assert len(published_scores()) == len(SHIPPED["scores"]) == 21 + 22  # VR, MDX-Net
+    assert len(published_scores()) == len(SHIPPED["scores"]) == 21 + 22 + 25  # VR, MDX-Net, MDX23C and RoFormer
 
 
 def _broken(change) -> dict:

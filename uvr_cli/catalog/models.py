@@ -1,10 +1,7 @@
-"""Known UVR5 models (VR and MDX-Net), the local model cache, and downloading into it.
+"""Known UVR5 models (VR, MDX-Net, MDX23C and RoFormer), the local model cache, and finding a model in it.
 
-This is the only module of uvr that opens network connections, and it does so only for `uvr models download`.
 The catalogue is data (the "models" list of models/registry.json); `UVR_CATALOG` names another JSON file with a
-"models" list to use instead (a mirror, or a test server). Downloads go to a `.part` file beside the destination,
-resume it with an HTTP Range request, are checked against the UVR hash (when known) and only then renamed into
-place, so the cache never holds a file that has not been checked.
+"models" list to use instead (a mirror, or a test server). download.py fetches its entries into the cache.
 """
 
 from __future__ import annotations
@@ -12,37 +9,24 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import asdict, dataclass
-from http.client import HTTPException, HTTPResponse
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from uvr_cli import __version__
-from uvr_cli.atomic import atomic_file
-from uvr_cli.catalog.registry import registry, uvr_model_hash
+from uvr_cli.catalog.registry import registry
 from uvr_cli.catalog.scores import published_scores
-from uvr_cli.errors import ModelError, UsageError, UvrError
+from uvr_cli.errors import ModelError, UsageError
 
 CATALOG_ENV = "UVR_CATALOG"
 CACHE_ENV = "UVR_MODEL_DIR"
-TIMEOUT_S = 30.0
-"""Seconds without any data before a download gives up (it can then be resumed)."""
-_CHUNK = 1 << 20
 _HASH = re.compile(r"^[0-9a-f]{32}$")
-_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save's zip format, or the legacy pickle format
-_ONNX_MAGIC = (b"\x08",)  # an ONNX model's protobuf starts with its ir_version field
+MODEL_SUFFIXES = (".pth", ".onnx", ".ckpt")
+HTTP = ("http", "https")
 BUNDLED_NAME = "default"
 """The name of the bundled model in `uvr models`, `-m` and `uvr info`."""
-
-
-class DownloadError(UvrError):
-    """A download that failed; the message says whether running the command again resumes it."""
 
 
 @dataclass(frozen=True)
@@ -53,12 +37,20 @@ class CatalogEntry:
     file: str
     url: str
     uvr_hash: str | None
-    family: str | None  # "CascadedASPPNet" or "CascadedNet"
+    family: str | None  # "CascadedASPPNet", "CascadedNet", "MDX-Net", "MDX23C", "BS-RoFormer", "Mel-Band RoFormer"
     capacity: str | None  # e.g. "ch32, 5 ASPP branches" or "nout 48, nout_lstm 128"
     params: str | None  # band preset name
     primary_stem: str | None  # UVR's label for what the mask keeps, e.g. "Instrumental", "No Echo"
     size_bytes: int | None
     source: str  # where the facts above come from
+    mirror_url: str | None = None  # another server of the same file, tried when `url` fails
+    config_url: str | None = None  # MDX23C and RoFormer: the checkpoint's YAML config
+    config_mirror_url: str | None = None
+
+    @property
+    def config_file(self) -> str | None:
+        """Where a model's config goes in the cache: beside the checkpoint, under its name (where uvr looks)."""
+        return f"{Path(self.file).stem}.yaml" if self.config_url else None
 
 
 def _entry(raw: object, where: str) -> CatalogEntry:
@@ -71,8 +63,12 @@ def _entry(raw: object, where: str) -> CatalogEntry:
             raise UsageError(f"{label}: '{key}' must be a non-empty string")
     if Path(raw["file"]).name != raw["file"] or raw["file"] in (".", ".."):
         raise UsageError(f"{label}: 'file' must be a plain file name, not {raw['file']!r}")
-    if urllib.parse.urlsplit(raw["url"]).scheme not in ("http", "https"):
-        raise UsageError(f"{label}: 'url' must be an http or https URL")
+    urls = {key: raw.get(key) for key in ("mirror_url", "config_url", "config_mirror_url")}
+    for key, value in {"url": raw["url"], **urls}.items():
+        if value is not None and not (isinstance(value, str) and urllib.parse.urlsplit(value).scheme in HTTP):
+            raise UsageError(f"{label}: '{key}' must be an http or https URL")
+    if urls["config_mirror_url"] and not urls["config_url"]:
+        raise UsageError(f"{label}: 'config_mirror_url' without a 'config_url'")
     uvr_hash = raw.get("uvr_hash")
     if uvr_hash is not None and not (isinstance(uvr_hash, str) and _HASH.match(uvr_hash)):
         raise UsageError(f"{label}: 'uvr_hash' must be 32 lower-case hex digits or null")
@@ -91,6 +87,7 @@ def _entry(raw: object, where: str) -> CatalogEntry:
         size_bytes=size,
         source=str(raw.get("source", "")),
         **text,
+        **urls,
     )
 
 
@@ -166,7 +163,7 @@ def resolve_model(model: str | os.PathLike | None) -> Path:
     entry = find(text) if os.sep not in text and "/" not in text else None
     candidates = [folder / entry.file] if entry else []
     if path.name == text:  # a bare file name: look in the cache too
-        candidates += [folder / text, folder / f"{text}.pth", folder / f"{text}.onnx"]
+        candidates += [folder / text, *(folder / f"{text}{suffix}" for suffix in MODEL_SUFFIXES)]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
@@ -176,182 +173,6 @@ def resolve_model(model: str | os.PathLike | None) -> Path:
         f"{text}: no such model file, and no model of that name in the catalogue or in {folder} "
         "(`uvr models` lists them)"
     )
-
-
-def check_file(path: Path, entry: CatalogEntry) -> str:
-    """Verify a downloaded file against the catalogue; returns how it was checked. Raises DownloadError."""
-    size = path.stat().st_size
-    with path.open("rb") as handle:
-        head = handle.read(4)
-    onnx = entry.file.lower().endswith(".onnx")
-    if not head.startswith(_ONNX_MAGIC if onnx else _TORCH_MAGIC):
-        kind = "an ONNX model" if onnx else "a PyTorch weight file"
-        raise DownloadError(f"{entry.name}: the download is not {kind} (it starts with {head!r})")
-    if entry.size_bytes is not None and size != entry.size_bytes:
-        raise DownloadError(f"{entry.name}: the download has {size} bytes, the catalogue says {entry.size_bytes}")
-    if entry.uvr_hash is None:
-        if entry.size_bytes is not None:
-            return f"size checked ({size} bytes; no hash is known for this file)"
-        return "unverified (no hash is known for this file)"
-    actual = uvr_model_hash(path)
-    if actual != entry.uvr_hash:
-        raise DownloadError(
-            f"{entry.name}: hash mismatch: the download's UVR hash is {actual}, the catalogue expects {entry.uvr_hash}"
-        )
-    return f"UVR hash {actual}"
-
-
-@dataclass(frozen=True)
-class Downloaded:
-    """The outcome of `download`: where the file is and how it was checked."""
-
-    path: Path
-    status: str  # "downloaded", "resumed", "cached" or "added"
-    verified: str
-
-
-def download(entry: CatalogEntry, folder: Path | None = None, *, progress: bool = False) -> Downloaded:
-    """Fetch `entry` into `folder` (default: the cache), resuming a `.part` file; verify; rename into place.
-
-    A file that fails verification is deleted (the next run starts afresh); an interrupted transfer keeps its
-    `.part` file so that the next run resumes it.
-    """
-    folder = folder or cache_dir()
-    dest = folder / entry.file
-    if dest.is_file():
-        try:
-            return Downloaded(dest, "cached", check_file(dest, entry))
-        except DownloadError as exc:
-            raise DownloadError(f"{exc}; the cached file {dest} is damaged: delete it and download again") from None
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DownloadError(f"cannot create the model cache {folder}: {exc.strerror or exc}") from None
-    part = dest.with_name(dest.name + ".part")
-    try:
-        resumed = _fetch(entry, part, progress)
-    except DownloadError as exc:
-        raise DownloadError(f"{exc}{manual_hint(entry, folder)}") from None
-    try:
-        verified = check_file(part, entry)
-    except DownloadError as exc:
-        part.unlink(missing_ok=True)
-        raise DownloadError(f"{exc}; the download was deleted{manual_hint(entry, folder)}") from None
-    os.replace(part, dest)
-    return Downloaded(dest, "resumed" if resumed else "downloaded", verified)
-
-
-def manual_hint(entry: CatalogEntry, folder: Path) -> str:
-    """The way forward without uvr's own download: where the file is and where it must go."""
-    return (
-        f"; or fetch {entry.url} by other means and run `uvr models add FILE`, "
-        f"which checks it and puts it at {folder / entry.file}"
-    )
-
-
-def add_model(source: Path, folder: Path | None = None) -> tuple[CatalogEntry, Downloaded]:
-    """Copy a weight file fetched by hand into the cache, under its catalogue file name, once it checks out.
-
-    The file is matched by its UVR hash, else by its file name (whose catalogue hash, where known, must then
-    agree); a file the catalogue does not know, or that fails the check, is refused and nothing is copied.
-    """
-    folder = folder or cache_dir()
-    if not source.is_file():
-        raise UsageError(f"{source}: no such file")
-    actual = uvr_model_hash(source)
-    entries = load_catalog()
-    entry = next((e for e in entries if e.uvr_hash == actual), None) or find(source.name, entries)
-    if entry is None:
-        raise UsageError(
-            f"{source}: neither its UVR hash {actual} nor its name is in the catalogue "
-            f"(`uvr models`); use it directly with -m {source}"
-        )
-    try:
-        verified = check_file(source, entry)
-    except DownloadError as exc:
-        reason = str(exc).removeprefix(f"{entry.name}: ").replace("the download", "the file")
-        raise DownloadError(f"{source}: not added as {entry.name}: {reason}") from None
-    dest = folder / entry.file
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with atomic_file(dest) as temp:
-            shutil.copyfile(source, temp)
-    except OSError as exc:
-        raise DownloadError(f"{source}: cannot copy it to {dest}: {exc.strerror or exc}") from None
-    return entry, Downloaded(dest, "added", verified)
-
-
-def _fetch(entry: CatalogEntry, part: Path, progress: bool) -> bool:
-    """Download entry.url into `part`, continuing from its current length; True when a resume was accepted."""
-    have = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(entry.url, headers={"User-Agent": f"uvr/{__version__}"})
-    if have:
-        request.add_header("Range", f"bytes={have}-")
-    host = urllib.parse.urlsplit(entry.url).netloc
-    try:
-        response = urllib.request.urlopen(request, timeout=TIMEOUT_S)
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        if exc.code == 416 and have:
-            claimed = re.search(r"/(\d+)$", exc.headers.get("Content-Range", ""))
-            if claimed and int(claimed.group(1)) == have:
-                return True  # the part file is already complete
-            part.unlink()
-            return _fetch(entry, part, progress)
-        raise DownloadError(f"{entry.name}: HTTP {exc.code} {exc.reason} from {entry.url}") from None
-    except urllib.error.URLError as exc:
-        raise DownloadError(
-            f"{entry.name}: cannot reach {host}: {getattr(exc.reason, 'strerror', None) or exc.reason}"
-        ) from None
-    except (OSError, HTTPException) as exc:
-        raise DownloadError(f"{entry.name}: cannot reach {host}: {exc}") from None
-    with response:
-        resumed = bool(have) and response.status == 206 and _range_start(response) == have
-        if not resumed:
-            have = 0  # the server sent the whole file (no Range support): start over
-        length = response.headers.get("Content-Length")
-        total = have + int(length) if length and length.isdigit() else None
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(
-                total=total,
-                initial=have,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                desc=entry.file,
-                file=sys.stderr,
-                leave=False,
-            )
-        try:
-            with part.open("ab" if resumed else "wb") as out:
-                while chunk := response.read(_CHUNK):
-                    out.write(chunk)
-                    if bar is not None:
-                        bar.update(len(chunk))
-        except (OSError, HTTPException) as exc:
-            got = part.stat().st_size if part.exists() else 0
-            raise DownloadError(
-                f"{entry.name}: download interrupted after {got} bytes ({exc or type(exc).__name__}); "
-                "run the command again to resume"
-            ) from None
-        finally:
-            if bar is not None:
-                bar.close()
-    got = part.stat().st_size
-    if total is not None and got < total:
-        raise DownloadError(
-            f"{entry.name}: the connection closed after {got} of {total} bytes; run the command again to resume"
-        )
-    return resumed
-
-
-def _range_start(response: HTTPResponse) -> int | None:
-    """The first byte of a 206 response's Content-Range ('bytes START-END/TOTAL')."""
-    match = re.match(r"bytes (\d+)-", response.headers.get("Content-Range", ""))
-    return int(match.group(1)) if match else None
 
 
 def listing() -> dict:
@@ -379,7 +200,8 @@ def listing() -> dict:
     ]
     known = set()
     for entry in entries:
-        cached = (folder / entry.file).is_file()
+        config = entry.config_file
+        cached = (folder / entry.file).is_file() and (config is None or (folder / config).is_file())
         known.add(entry.file)
         row = {
             **asdict(entry),
@@ -391,7 +213,7 @@ def listing() -> dict:
             row["size_bytes"] = (folder / entry.file).stat().st_size
         rows.append(row)
     if folder.is_dir():
-        found = (p for suffix in ("*.pth", "*.onnx") for p in folder.glob(suffix))
+        found = (p for suffix in MODEL_SUFFIXES for p in folder.glob(f"*{suffix}"))
         for extra in sorted(p for p in found if p.is_file() and p.name not in known):
             rows.append(
                 {

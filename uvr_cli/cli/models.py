@@ -17,6 +17,9 @@ models_app = typer.Typer(
 )
 
 
+VR_FAMILIES = (None, "CascadedASPPNet", "CascadedNet")
+
+
 def _table(rows: Sequence[tuple[str, ...]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -52,8 +55,8 @@ def models(
     ctx: typer.Context,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (cache_dir, models) instead of a table."),
 ) -> None:
-    """List the bundled model ("default") and every known UVR5 model (VR, MDX-Net): architecture, band preset
-    (VR), primary stem, published scores, size, cached.
+    """List the bundled model ("default") and every known UVR5 model (VR, MDX-Net, MDX23C, RoFormer): architecture,
+    band preset (VR), primary stem, published scores, size, cached.
 
     SCORE is a published quality figure for the vocals / instrumental stems (e.g. SDR in dB), with its source named
     below the table and in --json ("scores": stem, metric, unit, value, aggregate, source, url); '-' where no public
@@ -93,7 +96,7 @@ def models(
             (
                 m["name"],
                 arch,
-                m.get("params") or ("-" if m.get("family") == "MDX-Net" else "?"),  # MDX-Net has no band preset
+                m.get("params") or ("?" if m.get("family") in VR_FAMILIES else "-"),  # only VR has band presets
                 m.get("primary_stem") or "?",
                 _score_cell(m.get("scores", [])),
                 size_text(m.get("size_bytes")),
@@ -137,7 +140,8 @@ def models_download(
     Prints the path of each model on stdout. A failure names the URL and where a file fetched by other means goes
     (`uvr models add FILE` puts it there). Exit status 1 when a download failed, 2 for an unknown name.
     """
-    from uvr_cli.catalog.models import download, find, load_catalog
+    from uvr_cli.catalog.download import download
+    from uvr_cli.catalog.models import find, load_catalog
 
     try:
         catalogue = load_catalog()
@@ -160,7 +164,8 @@ def models_download(
             say(f"{entry.name}: interrupted; run the command again to resume the download")
             raise typer.Exit(130) from None
         if not quiet:
-            say(f"{entry.name}: {done.status}, {done.verified}")
+            config = f"; config {done.config.name}" if done.config else ""
+            say(f"{entry.name}: {done.status}, {done.verified}{config}")
         emit(str(done.path))
     raise typer.Exit(EXIT_SOME_FAILED if failed else EXIT_OK)
 
@@ -170,23 +175,30 @@ def models_add(
     files: list[Path] = typer.Argument(
         ..., help="Weight files fetched by hand (e.g. from the URL that a failed `uvr models download` names)."
     ),
+    config: Path | None = typer.Option(
+        None, "--config", help="MDX23C/RoFormer: the checkpoint's YAML config (default: the .yaml beside it)."
+    ),
 ) -> None:
     """Copy weight files into the cache under their catalogue names, once each one's UVR hash matches the catalogue.
 
-    Prints the cached path of each; a file the catalogue does not know, or whose hash or size disagrees with it,
-    is refused with one line (exit status 1; 2 when a file is missing or unknown) and nothing is copied for it.
+    An MDX23C or RoFormer checkpoint needs its YAML config too: --config, or the .yaml of its name (or of the
+    config's published name) beside it. Prints the cached path of each; a file the catalogue does not know, or
+    whose hash or size disagrees with it, is refused with one line (exit status 1; 2 when a file is missing or
+    unknown) and nothing is copied for it.
     """
-    from uvr_cli.catalog.models import add_model
+    from uvr_cli.catalog.download import add_model
 
+    if config is not None and len(files) != 1:
+        raise fail(UsageError("--config goes with one checkpoint; add the others one at a time"))
     status = EXIT_OK
     for file in files:
         try:
-            entry, done = add_model(file)
+            entry, done = add_model(file, config=config)
         except UvrError as exc:
             say(str(exc))
             status = max(status, exc.exit_code)
             continue
-        say(f"{entry.name}: added, {done.verified}")
+        say(f"{entry.name}: added, {done.verified}" + (f"; config {done.config.name}" if done.config else ""))
         emit(str(done.path))
     raise typer.Exit(status)
 
