@@ -7,6 +7,7 @@ milliseconds; the YAML is written as MSST writes it (freqs_per_bands as a !!pyth
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -68,9 +69,7 @@ MDX23C_AUDIO = {
 }
 
 
-def msst_model(
-    folder: Path,
-    name: str,
+def msst_config_text(
     model: dict,
     *,
     audio: dict | None = None,
@@ -79,17 +78,22 @@ def msst_model(
     chunk_size: int = 8192,
     num_overlap: int = 2,
     batch_size: int = 2,
-    seed: int = 0,
-) -> Path:
-    """Write `name`.ckpt (random weights of the config's network) and `name`.yaml beside it; returns the ckpt."""
+) -> str:
+    """The YAML of a config around `model` (MSST's `model` section), as MSST writes configs."""
     config = {
         "audio": audio or {"chunk_size": chunk_size, "num_channels": 2, "sample_rate": RATE},
         "model": model,
         "training": {"instruments": instruments or ["vocals", "other"], "target_instrument": target},
         "inference": {"batch_size": batch_size, "num_overlap": num_overlap},
     }
+    return dump_config(config)
+
+
+def msst_model(folder: Path, name: str, model: dict, *, seed: int = 0, **config: Any) -> Path:
+    """Write `name`.ckpt (random weights of the config's network) and `name`.yaml beside it (msst_config_text's
+    `config` arguments); returns the ckpt."""
     yaml_path = folder / f"{name}.yaml"
-    yaml_path.write_text(dump_config(config))
+    yaml_path.write_text(msst_config_text(model, **config))
     torch.manual_seed(seed)
     network = build_network(read_config(yaml_path))
     with torch.no_grad():  # trained-looking statistics, so that activations neither vanish nor explode

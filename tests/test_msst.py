@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 
 from conftest import run_uvr, tone_mix
-from msst_models import BS, MDX23C, MDX23C_AUDIO, MEL, load_network, msst_model
+from msst_models import BS, MDX23C, MDX23C_AUDIO, MEL, load_network, msst_config_text, msst_model
 from reference import msst_demix
 from uvr_cli.catalog.model_config import read_config
 from uvr_cli.errors import ModelError, UsageError
@@ -105,6 +105,28 @@ def test_a_four_stem_model_gives_four_stems(tmp_path: Path) -> None:
     drums = sep.separate(mix, 44100, stems=["drums"])
     assert list(drums) == ["drums"]
     assert snr_db(reference_stems(four, mix)["drums"], drums["drums"]) > 130
+
+
+@pytest.mark.parametrize(
+    ("instruments", "target", "stems"),
+    [
+        (["Vocals", "Instrumental"], "Vocals", ("vocals", "instrumental")),
+        (["vocals", "other"], "vocals", ("vocals", "instrumental")),  # Kim's Mel-Band RoFormer: UVR's and MSST's names
+        (["noreverb", "reverb"], "noreverb", ("noreverb", "reverb")),
+        (["dry", "other"], "dry", ("dry", "other")),
+        (["crowd"], "crowd", ("crowd", "no-crowd")),
+        (["No Drum-Bass", "Drum-Bass", "Vocals"], "No Drum-Bass", ("no-drum-bass", "drum-bass")),
+        (["kick", "snare", "toms"], None, ("kick", "snare", "toms")),
+    ],
+)
+def test_stem_names_come_from_the_config(
+    tmp_path: Path, instruments: list[str], target: str | None, stems: tuple[str, ...]
+) -> None:
+    """The rest of the mix is named after the config's other instrument where it lists two (else UVR's pairing)."""
+    path = tmp_path / "c.yaml"
+    text = msst_config_text(BS, instruments=instruments, target=target)
+    path.write_text(text)
+    assert read_config(path).stems == stems
 
 
 def test_the_checkpoint_must_fit_its_config(tmp_path: Path, bs: Path) -> None:

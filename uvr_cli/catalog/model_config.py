@@ -4,8 +4,8 @@ ZFTurbo's Music-Source-Separation-Training (MSST), where these models are traine
 state dict and a YAML config with `audio`, `model`, `training` and `inference` sections; UVR and
 python-audio-separator keep the YAML beside the checkpoint. uvr takes it from --config, else from the `.yaml` of
 the same name beside the checkpoint. The config names the model's stems: `training.instruments`, or the one
-`training.target_instrument`, in which case the rest of the mix (mix - target) is a stem too, named as UVR names
-it (vocals <-> instrumental, else "no-<target>").
+`training.target_instrument`, in which case the rest of the mix (mix - target) is a stem too (see
+`ModelConfig.rest` for its name).
 """
 
 from __future__ import annotations
@@ -54,13 +54,6 @@ def stem_name(text: str) -> str:
     return "-".join(str(text).lower().split())
 
 
-def complement(stem: str) -> str:
-    """The name of the rest of the mix once `stem` is taken out, as UVR names it."""
-    if stem in COMPLEMENTS:
-        return COMPLEMENTS[stem]
-    return stem.removeprefix("no-") if stem.startswith("no-") else f"no-{stem}"
-
-
 @dataclass(frozen=True)
 class ModelConfig:
     """An MSST config, its sections as plain dicts."""
@@ -93,9 +86,23 @@ class ModelConfig:
         return tuple(stem_name(name) for name in self.training["instruments"])
 
     @property
+    def rest(self) -> str | None:
+        """The name of the mix less the target (None without one): `instrumental` for `vocals` and back, as UVR and
+        MSST name them whatever else the config lists, else the config's other instrument where it lists two
+        (`noreverb` and `reverb`), else `no-<target>`."""
+        if not self.target:
+            return None
+        if self.target in COMPLEMENTS:
+            return COMPLEMENTS[self.target]
+        others = [stem_name(name) for name in self.training.get("instruments", []) if stem_name(name) != self.target]
+        if len(others) == 1:
+            return others[0]
+        return self.target.removeprefix("no-") if self.target.startswith("no-") else f"no-{self.target}"
+
+    @property
     def stems(self) -> tuple[str, ...]:
         """What uvr offers: the network's outputs, and the rest of the mix when there is one target."""
-        return self.outputs + ((complement(self.target),) if self.target else ())
+        return self.outputs + ((self.rest,) if self.rest else ())
 
     @property
     def sample_rate(self) -> int:

@@ -21,7 +21,7 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from uvr_cli.catalog.model_config import ModelConfig, complement
+from uvr_cli.catalog.model_config import ModelConfig
 from uvr_cli.engine.chunks import ChunkLayout, ChunkNetwork
 from uvr_cli.engine.family import ModelInfo
 
@@ -94,9 +94,9 @@ class MsstModel:
 
     def stems_of(self, averaged: np.ndarray, mix: np.ndarray, stems: Sequence[str]) -> dict[str, np.ndarray]:
         by_stem = dict(zip(self.config.outputs, averaged))
-        target = self.config.target
-        if target:
-            by_stem[complement(target)] = mix - by_stem[target]
+        target, rest = self.config.target, self.config.rest
+        if target and rest:
+            by_stem[rest] = mix - by_stem[target]
         return {stem: by_stem[stem] for stem in stems}
 
     def with_network(self, network: ChunkNetwork) -> MsstModel:
