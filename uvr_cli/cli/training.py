@@ -27,7 +27,7 @@ def _threads(threads: int) -> None:
 def eval_command(
     dirs: list[str] = typer.Argument(
         ...,
-        help="Test folders: mixtures/+vocals/ pairs, song folders with mixture.*+vocals.*, or MIR-1K stereo clips (left accompaniment, right voice).",
+        help="Test folders: mixtures/+vocals/ pairs (or +drums/, +bass/, ... for every stem), song folders with mixture.*+vocals.* (+drums.*, ...), or MIR-1K stereo clips (left accompaniment, right voice).",
     ),
     model: str | None = typer.Option(
         None, "-m", "--model", help="Model to score: a file (.pth, .onnx, .ckpt) or a downloaded model's name."
