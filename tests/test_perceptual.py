@@ -63,7 +63,7 @@ def test_clip_scores_and_means_carry_them() -> None:
     good = ev.score_clip("a", _noisy(voice, 20), voice, mix, RATE, perceptual=True)
     bad = ev.score_clip("b", mix, voice, mix, RATE, perceptual=True)
     assert good.pesq > bad.pesq and good.stoi > bad.stoi
-    unscored = ev.ClipScore("c", 10.0, 0.0, 0.0, 0.0, 0.0, 0.0, pesq=math.nan, stoi=math.nan)
+    unscored = ev.ClipScore("c", 10.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, pesq=math.nan, stoi=math.nan)
     means = ev.weighted_means([good, bad, unscored])  # equal durations; the NaN clip does not count
     assert means["pesq"] == pytest.approx((good.pesq + bad.pesq) / 2)
     assert means["stoi"] == pytest.approx((good.stoi + bad.stoi) / 2)

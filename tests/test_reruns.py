@@ -71,6 +71,8 @@ def test_each_output_records_the_settings_that_made_it(finished):
         "segment": None,  # MDX-Net's options: recorded as shaping nothing here
         "overlap": None,
         "denoise": None,
+        "config": None,
+        "num_overlap": None,
         "precision": "auto",
         "front_end": "auto",
         "format": "wav",
