@@ -10,6 +10,15 @@ Settings are matched as far as the peer allows. MDX-Net: its defaults (segment 2
 model's compensation 1.0 (the peer leaves it off the primary stem, UVR and uvr put it on), a full-scale song (the
 peer divides by the input's peak and multiplies the primary stem back by it: the same at peak 1.0), its
 normalisation threshold at 1.0 (the highest it takes) and soundfile output, so that it writes float stems unscaled.
+BS-RoFormer: the config's chunk (the peer takes it from inference.dim_t) and step (the peer's `overlap`, windows
+per chunk, set to the config's num_overlap), one chunk per run as the config says, the same song. By design the
+stems still differ: the peer weighs every chunk by a Hamming window where MSST and uvr fade linearly at chunk
+edges only, it ends on a chunk aligned to the song's end instead of reflect-padding the ends, and its network
+skips MSST's zeroing of the DC bin; the agreement column shows by how much.
+
+`--check` (CI) also compares the networks alone where the two codes agree by design: a tiny BS-RoFormer, Mel-Band
+RoFormer and MDX23C (benchmarks/msst_check.py; the RoFormers with zero_dc off) loaded by each tool's own loader
+(the peer's by benchmarks/peer_network_job.py), one chunk each, each output's SNR.
 """
 
 from __future__ import annotations
@@ -28,14 +37,17 @@ import soundfile as sf
 if __package__ in (None, ""):  # run as a script (python benchmarks/peer.py): the project root holds the package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import mdx_net  # noqa: E402
+from benchmarks import mdx_net, msst_check, roformer_net  # noqa: E402
 from benchmarks.measure import ROOT, SONG, UVR, Row, run_child, snr, table  # noqa: E402
+from uvr_cli.catalog.model_config import read_config  # noqa: E402
 from uvr_cli.catalog.registry import uvr_model_hash  # noqa: E402
+from uvr_cli.engine.families.msst.family import NAMES as MSST_NAMES  # noqa: E402
 
 PEER = "audio-separator[cpu]==0.47.1"
 PINS = ("torch==2.13.0", "torchvision==0.28.0")
 PEER_VENV = ROOT / ".venv-peer"
 JOB = ROOT / "benchmarks" / "peer_job.py"
+NETWORK_JOB = ROOT / "benchmarks" / "peer_network_job.py"
 # what the peer reads instead of downloading: its model lists (every key must be there) and UVR's model data
 DOWNLOAD_LISTS = (
     "vr_download_list",
@@ -84,19 +96,18 @@ def peer_python() -> Path:
     return python
 
 
-def model_folder(folder: Path, model: Path, list_key: str, data_file: str, record: dict) -> Path:
-    """The peer's model folder for `model`: the file, its download lists and `record` under the model's hash."""
+def model_folder(folder: Path, model: Path, list_key: str, listed: object, data: dict[str, dict]) -> Path:
+    """The peer's model folder for `model`: the file (and its .yaml config, if it has one), download lists where
+    `list_key` lists it as `listed`, and UVR's model data files as `data` gives them."""
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / model.name
-    if not target.exists():
-        shutil.copyfile(model, target)
-    lists = {key: {} for key in DOWNLOAD_LISTS}
-    lists[list_key] = {f"benchmark: {model.stem}": model.name}
+    for source in (model, model.with_suffix(".yaml")):
+        if source.exists() and not (folder / source.name).exists():
+            shutil.copyfile(source, folder / source.name)
+    lists: dict[str, dict] = {key: {} for key in DOWNLOAD_LISTS}
+    lists[list_key] = {f"benchmark: {model.stem}": listed}
     (folder / "download_checks.json").write_text(json.dumps(lists))
-    data = {"vr_model_data.json": {}, "mdx_model_data.json": {}}
-    data[data_file] = {uvr_model_hash(model): record}
-    for name, content in data.items():
-        (folder / name).write_text(json.dumps(content))
+    for name in ("vr_model_data.json", "mdx_model_data.json"):
+        (folder / name).write_text(json.dumps(data.get(name, {})))
     return folder
 
 
@@ -128,7 +139,8 @@ def mdx_side_by_side(cache: Path, song: Path, model: Path, params: Path, tag: st
     """The peer and uvr on one MDX-Net file and song: their rows, and each stem's agreement in dB."""
     seconds = sf.info(song).duration
     record = json.loads(params.read_text())
-    folder = model_folder(cache / f"peer_models_{tag}", model, "mdx_download_list", "mdx_model_data.json", record)
+    data = {"mdx_model_data.json": {uvr_model_hash(model): record}}
+    folder = model_folder(cache / f"peer_models_{tag}", model, "mdx_download_list", model.name, data)
     peer_out = cache / f"out_peer_{tag}"
     shutil.rmtree(peer_out, ignore_errors=True)
     settings = {"output_format": "WAV", "use_soundfile": True, "normalization_threshold": 1.0}
@@ -154,6 +166,53 @@ def mdx_side_by_side(cache: Path, song: Path, model: Path, params: Path, tag: st
     )
 
 
+def roformer_side_by_side(cache: Path, song: Path, model: Path, tag: str, label: str) -> tuple[Row, Row, dict]:
+    """The peer and uvr on one RoFormer checkpoint (its .yaml beside it) and song: their rows and each stem's
+    agreement in dB. The peer's chunk step is set to the config's (its `overlap`, windows per chunk, to the
+    config's num_overlap); what still differs is in the module docstring."""
+    seconds = sf.info(song).duration
+    config = read_config(model.with_suffix(".yaml"))
+    listed = {model.name: model.with_suffix(".yaml").name}
+    folder = model_folder(cache / f"peer_models_{tag}", model, "roformer_download_list", listed, {})
+    peer_out = cache / f"out_peer_{tag}"
+    shutil.rmtree(peer_out, ignore_errors=True)
+    settings = {
+        "output_format": "WAV",
+        "use_soundfile": True,
+        "normalization_threshold": 1.0,
+        "mdxc_params": {"segment_size": 256, "override_model_segment_size": False, "batch_size": 1,
+                        "overlap": config.num_overlap, "pitch_shift": 0},
+    }  # fmt: skip
+    peer_wall, peer_peak = run_child(
+        [str(peer_python()), str(JOB), str(folder), model.name, str(peer_out), str(song), json.dumps(settings)]
+    )
+    ours = cache / f"out_uvr_{tag}"
+    wall, peak = run_child(
+        [*UVR, "separate", str(song), "-m", str(model), "-o", str(ours), "--overwrite", "-q"]
+        + ["--format", "wav", "--bit-depth", "32f", "--name", "{stem}.{ext}", "--device", "cpu"]
+    )
+    agreed = {
+        stem: agreement(ours / f"{stem}.wav", peer_stem(peer_out, label))
+        for stem, label in (("vocals", "Vocals"), ("instrumental", "Instrumental"))
+    }
+    shown = ", ".join(f"{stem} {value:.1f} dB" for stem, value in agreed.items())
+    return (
+        Row(f"python-audio-separator 0.47.1, BS-RoFormer, {label}", seconds, peer_wall, peer_peak, None, peer_wall),
+        Row(f"uvr, BS-RoFormer ({label}); stems vs the peer's: {shown}", seconds, wall, peak, None, peer_wall),
+        agreed,
+    )
+
+
+def roformer_rows(cache: Path, seconds: float) -> list[Row]:
+    """BS-RoFormer: the 317 model's bands, STFT and chunking at dim 128 and depth 2 (benchmarks/roformer_net.py; the
+    full width takes about 3 minutes a chunk on 2 CPU cores, a quarter hour for the two tools on 30 s) on a
+    full-scale song."""
+    model = roformer_net.make_model(cache / "bench_bs_roformer_317_dim128.ckpt", roformer_net.narrower(128, 2))
+    song = full_scale_song(cache, seconds)
+    peer_row, uvr_row, _ = roformer_side_by_side(cache, song, model, "roformer", "317 layout at dim 128, depth 2")
+    return [peer_row, uvr_row]
+
+
 def mdx_rows(cache: Path, seconds: float) -> list[Row]:
     """MDX-Net: a network of Inst_HQ_3's shapes (benchmarks/mdx_net.py) on a full-scale song."""
     model = mdx_net.make_model(cache / "bench_mdx_inst_hq3.onnx")
@@ -162,29 +221,63 @@ def mdx_rows(cache: Path, seconds: float) -> list[Row]:
     return [peer_row, uvr_row]
 
 
+def network_job(cache: Path, name: str, song: Path) -> dict[str, str]:
+    """Write msst_check's tiny `name` model, the peer's model folder for it and its input chunk from `song`: the
+    peer_network_job.py job of it."""
+    config = msst_check.CONFIGS[name]
+    model = roformer_net.make_model(cache / f"check_{name}.ckpt", config)
+    folder = cache / f"peer_models_check_{name}"
+    shutil.rmtree(folder, ignore_errors=True)  # model_folder keeps files already there
+    list_key = "mdx23c_download_list" if name == "mdx23c" else "roformer_download_list"
+    model_folder(folder, model, list_key, {model.name: model.with_suffix(".yaml").name}, {})
+    chunk = cache / f"check_{name}_chunk.npy"
+    np.save(chunk, msst_check.chunk_of(song, config))
+    return {"folder": str(folder), "model": model.name, "input": str(chunk), "output": str(chunk) + ".peer.npy"}
+
+
+def network_agreement(cache: Path, song: Path) -> dict[str, dict[str, float]]:
+    """The peer's and uvr's network output on one chunk of `song` for each of msst_check's tiny models: each
+    output's agreement in dB, by model."""
+    jobs = {name: network_job(cache, name, song) for name in msst_check.CONFIGS}
+    run_child([str(peer_python()), str(NETWORK_JOB), json.dumps(list(jobs.values()))])
+    return {
+        name: msst_check.agreement(
+            msst_check.uvr_outputs(cache / job["model"], np.load(job["input"])), np.load(job["output"])
+        )
+        for name, job in jobs.items()
+    }
+
+
 def check(cache: Path) -> int:
     """CI's check that the peer and uvr agree where their code agrees (>= 80 dB per stem): a small MDX-Net on the
-    example song at full scale (11 s, three chunks); 0 when they do, 1 otherwise."""
-    small = {"mdx_dim_f_set": 512, "mdx_n_fft_scale_set": 2048}
+    example song at full scale (11 s, three chunks), and the tiny MSST networks on one chunk of it; 0 when they
+    do, 1 otherwise."""
     model = mdx_net.make_model(cache / "check_mdx.onnx", dim_f=512, g=8, levels=2)
-    params = mdx_net.params_file(cache / "check_mdx.json", **small)
+    params = mdx_net.params_file(cache / "check_mdx.json", mdx_dim_f_set=512, mdx_n_fft_scale_set=2048)
     song = full_scale_song(cache, 12.0, ROOT / "examples" / "slow_motion_dream.mp3")
     *_, agreed = mdx_side_by_side(cache, song, model, params, "check")
     print(f"python-audio-separator 0.47.1 against uvr, MDX-Net: {agreed}")
-    return 0 if min(agreed.values()) >= 80 else 1
+    networks = network_agreement(cache, song)
+    for name, outputs in networks.items():
+        shown = ", ".join(f"{output} {value:.1f} dB" for output, value in outputs.items())
+        print(f"python-audio-separator 0.47.1 against uvr, {MSST_NAMES[name]} network on one chunk: {shown}")
+    worst = min([*agreed.values(), *(value for outputs in networks.values() for value in outputs.values())])
+    return 0 if worst >= 80 else 1
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="the agreement check CI runs (see `check`)")
     ap.add_argument("--cache", default=None, help="folder for models, inputs and outputs (default: a temp dir)")
+    ap.add_argument("--families", default="mdx,roformer", help="comma-separated: mdx, roformer")
+    ap.add_argument("--seconds", type=float, default=60.0, help="length of the song excerpt")
     args = ap.parse_args()
     cache = Path(args.cache or tempfile.mkdtemp(prefix="uvr-peer-"))
     cache.mkdir(parents=True, exist_ok=True)
     if args.check:
         raise SystemExit(check(cache))
-    rows = mdx_rows(cache, 60.0)
-    print(table(rows))
+    rows = {"mdx": mdx_rows, "roformer": roformer_rows}
+    print(table([row for family in args.families.split(",") for row in rows[family](cache, args.seconds)]))
 
 
 if __name__ == "__main__":

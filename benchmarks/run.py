@@ -376,8 +376,8 @@ def main() -> None:
     ap.add_argument(
         "--rows",
         default="main,fast,families,batch,long,clips,frontend",
-        help="comma-separated; 'peer' (or peer-mdx) adds python-audio-separator side by side (its venv is made on "
-        "first use), 'gpu' the GPU rows (it needs a CUDA GPU); neither is in the default",
+        help="comma-separated; 'peer' (or peer-mdx, peer-roformer) adds python-audio-separator side by side (its venv "
+        "is made on first use), 'gpu' the GPU rows (it needs a CUDA GPU); neither is in the default",
     )
     ap.add_argument("--device", default="cuda", help="device of the gpu rows")
     ap.add_argument("--cache", default=None, help="folder for weights, inputs and outputs (default: a temp dir)")
@@ -399,6 +399,8 @@ def main() -> None:
         groups.append(lambda: clip_rows(cache, args.clips, args.reference_clips))
     if rows_wanted & {"peer", "peer-mdx"}:
         groups.append(lambda: peer.mdx_rows(cache, args.seconds))
+    if rows_wanted & {"peer", "peer-roformer"}:
+        groups.append(lambda: peer.roformer_rows(cache, args.seconds))
     if "gpu" in rows_wanted:
         groups.append(
             lambda: gpu_rows(cache, args.seconds, args.long_minutes, args.clips, args.reference_clips, args.device)
