@@ -1,5 +1,6 @@
-"""MDX-Net streams like every input: 10 minutes of MP3, OGG, M4A and standard input peak within 10 % of 1 minute, and
-the stems come out exactly as long as the input (the real `uvr` command, a small MDX-Net model)."""
+"""The chunk path streams like every input: 10 minutes of MP3, OGG, M4A and standard input peak within 10 % of 1
+minute, and the stems come out exactly as long as the input (the real `uvr` command, a small MDX-Net model and a
+small BS-RoFormer)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import soundfile as sf
 
 from conftest import uvr_command
 from mdx_models import mdx_onnx, params_file
+from msst_models import BS, msst_model
 from uvr_cli.io.decode import open_source
 
 RATE = 44100  # the model's rate, so that the time goes to the chunks and not to resampling
@@ -61,11 +63,19 @@ def run(args: list[str], stdin: Path | None) -> float:
     return peak_kib / 1024
 
 
+def model_args(family: str, folder: Path) -> list[str]:
+    """-m and the options of a small model of `family`."""
+    if family == "mdx":
+        model = mdx_onnx(folder / "net.onnx", frames=None)
+        return ["-m", str(model), "--params", str(params_file(folder / "p.json")), "--segment", "64"]
+    return ["-m", str(msst_model(folder, "bs", BS))]
+
+
+@pytest.mark.parametrize("family", ["mdx", "roformer"])
 @pytest.mark.parametrize("kind", list(KINDS))
-def test_ten_minutes_peak_within_ten_percent_of_one(tmp_path: Path, kind: str) -> None:
+def test_ten_minutes_peak_within_ten_percent_of_one(tmp_path: Path, kind: str, family: str) -> None:
     suffix, codec, piped = KINDS[kind]
-    model = mdx_onnx(tmp_path / "net.onnx", frames=None)
-    params = params_file(tmp_path / "p.json")
+    model = model_args(family, tmp_path)
     one = tmp_path / f"one{suffix}"
     ffmpeg("-f", "lavfi", "-i", f"anoisesrc=d=60:r={RATE}:a=0.3:seed=1", "-ac", "2", *codec, str(one))
     ten = tmp_path / f"ten{suffix}"
@@ -73,11 +83,11 @@ def test_ten_minutes_peak_within_ten_percent_of_one(tmp_path: Path, kind: str) -
     peaks = {}
     for name, song in (("one", one), ("ten", ten)):
         out = tmp_path / f"out-{name}"
-        args = ["separate", "-" if piped else str(song), "-m", str(model), "--params", str(params), "--segment", "64"]
+        args = ["separate", "-" if piped else str(song), *model]
         peaks[name] = run([*args, "--stem", "vocals", "-q", "-o", str(out)], song if piped else None)
         written = out / f"{'stdin' if piped else song.stem}_vocals.wav"
         with open_source(str(song)) as decoded:
             assert sf.info(written).frames == decoded.frames  # exactly as long as the input
-    report = f"{kind}: peak RSS {peaks['one']:.0f} MB for 1 minute, {peaks['ten']:.0f} MB for 10"
+    report = f"{family}, {kind}: peak RSS {peaks['one']:.0f} MB for 1 minute, {peaks['ten']:.0f} MB for 10"
     print(report)
     assert peaks["ten"] <= 1.10 * peaks["one"], report
