@@ -168,6 +168,16 @@ def test_rotary_turns_interleaved_pairs_by_position_times_frequency() -> None:
     assert out.dtype == torch.float64
 
 
+def test_rotary_is_rotary_embedding_torchs_formula_to_the_bit() -> None:
+    """t cos + rotate_half(t) sin as the package writes it (uvr computes it with fewer temporaries)."""
+    rotary = RotaryEmbedding(8)
+    t = _noise(2, 3, 7, 8)
+    angles = (torch.arange(7.0)[:, None] * rotary.freqs).repeat_interleave(2, dim=-1)
+    first, second = t.unflatten(-1, (-1, 2)).unbind(-1)
+    rotate_half = torch.stack((-second, first), dim=-1).flatten(-2)
+    assert torch.equal(rotary(t), t * angles.cos() + rotate_half * angles.sin())
+
+
 def test_mask_mlp_layers_and_glu() -> None:
     """BS-RoFormer's depth 2 is one hidden layer: Linear, Tanh, Linear, then value * sigmoid(gate)."""
     mlp = _randomise(mask_mlp(dim=4, width=3, hidden=16, hidden_layers=1))

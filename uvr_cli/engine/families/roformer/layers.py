@@ -39,6 +39,17 @@ ROTARY_THETA = 10000.0
 LINEAR_ATTENTION_SCALE = 8.0  # MSST's LinearAttention: softmax(q k^T * 8) after L2-normalising q and k
 
 
+def mul_into(a: Tensor, b: Tensor | float) -> Tensor:
+    """a * b written over `a`, a temporary of the caller's (no fresh activation to fault in), unless the product
+    promotes to another dtype (autocast's mixed dtypes): the same arithmetic either way."""
+    return a.mul_(b) if torch.result_type(a, b) == a.dtype else a * b
+
+
+def add_into(a: Tensor, b: Tensor) -> Tensor:
+    """a + b written over `a` (as `mul_into`); MSST's b + a, since floating-point addition commutes."""
+    return a.add_(b) if torch.result_type(a, b) == a.dtype else a + b
+
+
 def check_settings(network: str, extra: Mapping[str, object], stft_window_fn: object, use_pope: bool) -> None:
     """Accept the config keys that do not change inference; any other unknown key is an error naming it, and so
     are the two MSST settings that uvr does not run (no known checkpoint uses them)."""
@@ -60,7 +71,14 @@ class RMSNorm(nn.Module):
         self.gamma = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.normalize(x, dim=-1) * self.scale * self.gamma
+        return mul_into(mul_into(F.normalize(x, dim=-1), self.scale), self.gamma)
+
+
+class Gelu(nn.Module):
+    """The exact GELU of nn.GELU, over its input's memory (the Linear's fresh output before it)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.ops.aten.gelu_(x)
 
 
 class FeedForward(nn.Module):
@@ -70,7 +88,7 @@ class FeedForward(nn.Module):
         super().__init__()
         inner = dim * FF_MULT
         self.net = nn.Sequential(
-            RMSNorm(dim), nn.Linear(dim, inner), nn.GELU(), nn.Identity(), nn.Linear(inner, dim), nn.Identity()
+            RMSNorm(dim), nn.Linear(dim, inner), Gelu(), nn.Identity(), nn.Linear(inner, dim), nn.Identity()
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -82,7 +100,9 @@ class RotaryEmbedding(nn.Module):
 
     Position p turns each interleaved pair (2i, 2i+1) of a head's features by the angle p * freqs[i]. ``freqs``
     is a parameter that is never trained, so checkpoints store it under every attention that shares this module.
-    The rotation runs in float32 with autocast off and returns the input's dtype.
+    The rotation runs in float32 with autocast off and returns the input's dtype. It computes rotary-embedding-
+    torch's x cos + rotate_half(x) sin to the bit, in two fresh tensors instead of five: rotate_half's negation
+    moves into the sine (-a * s == a * -s exactly) and the products are summed in place.
     """
 
     def __init__(self, dim_head: int) -> None:
@@ -94,10 +114,11 @@ class RotaryEmbedding(nn.Module):
         with torch.autocast(t.device.type, enabled=False):
             positions = torch.arange(t.shape[-2], device=t.device, dtype=torch.float32)
             angles = (positions[:, None] * self.freqs.float()).repeat_interleave(2, dim=-1)
+            signs = torch.tensor([-1.0, 1.0], device=t.device).repeat(angles.shape[-1] // 2)
             x = t.float()
-            pairs = x.unflatten(-1, (-1, 2))
-            turned = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)  # (x0, x1) -> (-x1, x0)
-            return (x * angles.cos() + turned * angles.sin()).to(t.dtype)
+            swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)  # (x0, x1) -> (x1, x0), a fresh tensor
+            rotated = (x * angles.cos()).add_(swapped.mul_(angles.sin() * signs))  # (x0, x1) -> (-x1, x0) times sin
+            return rotated.to(t.dtype)
 
 
 class Attention(nn.Module):
@@ -132,7 +153,7 @@ class Attention(nn.Module):
         x = self.norm(x)
         q, k, v = self.to_qkv(x).unflatten(-1, (3, self.heads, -1)).permute(2, 0, 3, 1, 4)  # 3 x (b, h, n, d)
         out = F.scaled_dot_product_attention(self.rotary_embed(q), self.rotary_embed(k), v)
-        out = out * self.to_gates(x).transpose(1, 2).unsqueeze(-1).sigmoid()
+        out = mul_into(out, self.to_gates(x).transpose(1, 2).unsqueeze(-1).sigmoid())
         return self.to_out(out.transpose(1, 2).reshape(batch, length, -1))
 
 
@@ -172,8 +193,8 @@ class Transformer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         for attention, feed_forward in cast("Iterable[Sequence[nn.Module]]", self.layers):
-            x = attention(x) + x
-            x = feed_forward(x) + x
+            x = add_into(attention(x), x)
+            x = add_into(feed_forward(x), x)
         return self.norm(x)
 
 
