@@ -204,12 +204,12 @@ def roformer_side_by_side(cache: Path, song: Path, model: Path, tag: str, label:
 
 
 def roformer_rows(cache: Path, seconds: float) -> list[Row]:
-    """BS-RoFormer: the 317 model's bands, STFT and chunking at dim 128 and depth 2 (benchmarks/roformer_net.py; the
-    full width takes about 3 minutes a chunk on 2 CPU cores, a quarter hour for the two tools on 30 s) on a
-    full-scale song."""
-    model = roformer_net.make_model(cache / "bench_bs_roformer_317_dim128.ckpt", roformer_net.narrower(128, 2))
+    """BS-RoFormer: the 317 model's bands, STFT, chunking and width, 2 of its 12 layers (benchmarks/roformer_net.py;
+    all 12 take over a minute a chunk on 2 CPU cores, an hour and a half for the two tools on 60 s), on a full-scale
+    song. Each layer costs the same, so the ratio is the full model's but for the STFT and masks around them."""
+    model = roformer_net.make_model(cache / "bench_bs_roformer_317_depth2.ckpt", roformer_net.narrower(512, 2))
     song = full_scale_song(cache, seconds)
-    peer_row, uvr_row, _ = roformer_side_by_side(cache, song, model, "roformer", "317 layout at dim 128, depth 2")
+    peer_row, uvr_row, _ = roformer_side_by_side(cache, song, model, "roformer", "317 shapes, depth 2 of 12")
     return [peer_row, uvr_row]
 
 
