@@ -56,11 +56,43 @@ def test_default_names_and_template_fields(tree):
 
 
 def test_two_inputs_writing_one_file_is_an_error_that_suggests_dir(tree):
-    with pytest.raises(UsageError, match=r"songs/a\.wav and songs/live/a\.wav would both write .*\{dir\}"):
+    with pytest.raises(UsageError, match=r"songs/live/a\.wav and songs/a\.wav would both write .*\{dir\}/"):
+        plan(expand_inputs(["songs"]))
+    with pytest.raises(UsageError, match=r"would both write .* separate runs"):  # {dir} is '.' for both
         plan(expand_inputs(["songs/live/a.wav", "songs/a.wav"]))
     jobs = plan(expand_inputs(["songs"]), template="{dir}/{name}_{stem}.{ext}")
     assert jobs[0].outputs["vocals"] == str(tree / "out/a_vocals.wav")
     assert jobs[2].outputs["vocals"] == str(tree / "out/live/a_vocals.wav")
+
+
+@pytest.mark.parametrize(
+    "extra, sources, remedy, one_output",
+    [
+        ("songs/b.wav", ["songs/b.wav", "songs/b.FLAC"], "{name}_{inext}_{stem}.{ext}", "b_wav_vocals.wav"),
+        ("songs/live/a.flac", ["songs"], "{dir}/{name}_{inext}_{stem}.{ext}", "live/a_flac_vocals.wav"),
+    ],
+    ids=["same-folder", "folders-and-extensions"],
+)
+def test_a_clash_gets_a_template_that_resolves_it(tree, extra, sources, remedy, one_output):
+    (tree / extra).write_bytes(b"x")
+    with pytest.raises(UsageError, match="would both write") as refused:
+        plan(expand_inputs(sources))
+    assert f"--name '{remedy}'" in str(refused.value)
+    jobs = plan(expand_inputs(sources), template=remedy)
+    outputs = [out for job in jobs for out in job.outputs.values()]
+    assert len(set(outputs)) == len(outputs) == 2 * len(jobs)
+    assert str(tree / "out" / one_output) in outputs
+
+
+@pytest.mark.parametrize(
+    "template, message",
+    [("{name}_{stem}.mp3", r"ends in \.mp3 but the output format is wav: .* --format mp3"),
+     ("{stem}/{name}.M4A", r"ends in \.m4a .* another --format")],
+)  # fmt: skip
+def test_a_literal_extension_must_be_the_output_formats(tree, template, message):
+    with pytest.raises(UsageError, match=message):
+        plan(expand_inputs(["songs/a.wav"]), template=template)
+    assert plan(expand_inputs(["songs/a.wav"]), template="{name}_{stem}.wav")[0].outputs
 
 
 def test_a_template_without_stem_is_refused_for_two_stems(tree):

@@ -90,7 +90,11 @@ def test_the_same_settings_skip_and_other_settings_separate_again_saying_why(fin
     root = copy_of(finished, tmp_path)
     before = {p.name: p.stat().st_mtime_ns for p in (root / "out").iterdir()}
     proc, records = run_json(root)
-    assert proc.returncode == 0 and proc.stderr == b"", proc.stderr
+    assert (
+        proc.returncode == 0
+        and proc.stderr
+        == b"uvr: skipping every input: outputs already made with these settings (--overwrite makes them again)\n"
+    ), proc.stderr
     assert [r["status"] for r in records] == ["skipped", "skipped"]
     assert {p.name: p.stat().st_mtime_ns for p in (root / "out").iterdir()} == before
 
@@ -106,7 +110,12 @@ def test_the_same_settings_skip_and_other_settings_separate_again_saying_why(fin
     assert json.loads((root / "out/.a_vocals.wav.uvr.json").read_text())["settings"]["agg"] == 30
 
     proc, records = run_json(root, "--agg", "30")  # now they match again
-    assert [r["status"] for r in records] == ["skipped", "skipped"] and proc.stderr == b""
+    assert (
+        [r["status"] for r in records] == ["skipped", "skipped"]
+        and proc.stderr
+        == b"uvr: skipping every input: outputs already made with these settings (--overwrite makes them again)\n"
+    )
+    assert run_json(root, "--agg", "30", "-q")[0].stderr == b""  # -q: not even that line
 
 
 def test_a_missing_record_or_a_changed_input_is_separated_again(finished, tmp_path):
@@ -139,7 +148,11 @@ def test_a_thousand_finished_inputs_are_answered_quickly_without_torch(finished,
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     assert proc.returncode == 0, proc.stderr
-    assert len(proc.stdout.split()) == 2000 and proc.stderr == b""
+    assert (
+        len(proc.stdout.split()) == 2000
+        and proc.stderr
+        == b"uvr: skipping every input: outputs already made with these settings (--overwrite makes them again)\n"
+    )
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     assert cpu < 2.0, f"{cpu:.2f} s of CPU ({wall:.2f} s wall)"
 

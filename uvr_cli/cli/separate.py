@@ -99,7 +99,7 @@ def separate(
     name: str = typer.Option(
         "{name}_{stem}.{ext}",
         "--name",
-        help="Output file name template: {name} (input file stem), {stem}, {model}, {agg}, {ext}, {dir} (the input's sub-folder below a folder argument or a pattern's fixed part).",
+        help="Output file name template: {name} (input file stem), {stem}, {model}, {agg}, {ext} (the output format's), {inext} (the input's extension), {dir} (the input's sub-folder below a folder argument or a pattern's fixed part).",
     ),
     stem: list[str] | None = typer.Option(
         None,
@@ -237,6 +237,10 @@ def separate(
         plan = _plan(options, given)
     except UvrError as exc:
         raise fail(exc) from None
+    skipped = sum(job.done for job in plan.jobs)
+    if skipped and not options.quiet:
+        every = "every input" if skipped == len(plan.jobs) else f"{skipped} of {len(plan.jobs)} inputs"
+        say(f"skipping {every}: outputs already made with these settings (--overwrite makes them again)")
     results = _start(plan, options) if plan.work else iter(())
     try:
         failed = print_records(
@@ -245,6 +249,7 @@ def separate(
             options.out == STDIN,
             sys.stderr.isatty() and not options.quiet,
             len(plan.jobs),
+            options.quiet,
         )
     except BrokenPipeError:
         raise closed_pipe_exit() from None

@@ -12,9 +12,12 @@ from pathlib import Path
 
 from uvr_cli.errors import UsageError
 from uvr_cli.io.decode import AUDIO_EXTENSIONS
+from uvr_cli.io.formats import FORMATS
 
 STDIN = "-"
-TEMPLATE_FIELDS = frozenset({"name", "stem", "model", "agg", "ext", "dir"})
+TEMPLATE_FIELDS = frozenset({"name", "stem", "model", "agg", "ext", "inext", "dir"})
+# What --name can be changed to when two inputs would write one file, tried in turn (see `_clash_remedy`)
+CLASH_REMEDIES = ("{dir}/{name}_{stem}.{ext}", "{name}_{inext}_{stem}.{ext}", "{dir}/{name}_{inext}_{stem}.{ext}")
 GLOB_CHARS = set("*?[")
 
 
@@ -84,8 +87,9 @@ def expand_inputs(args: list[str]) -> list[Job]:
     return jobs
 
 
-def check_template(template: str) -> None:
-    """Refuse unknown {fields} and templates that could not make distinct files per stem."""
+def check_template(template: str, ext: str) -> None:
+    """Refuse unknown {fields}, and a literal audio extension that is not the output format's `ext` (it would label
+    the file as what it is not)."""
     try:
         names = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
     except ValueError as exc:
@@ -93,6 +97,12 @@ def check_template(template: str) -> None:
     unknown = names - TEMPLATE_FIELDS
     if unknown:
         raise UsageError(f"--name {template!r}: unknown field {{{sorted(unknown)[0]}}}; use {sorted(TEMPLATE_FIELDS)}")
+    suffix = Path(template).suffix.lstrip(".").lower()
+    if suffix != ext and suffix in AUDIO_EXTENSIONS | set(FORMATS):
+        remedy = f"--format {suffix}" if suffix in FORMATS else f"another --format ({', '.join(FORMATS)})"
+        raise UsageError(
+            f"--name {template!r} ends in .{suffix} but the output format is {ext}: end it in .{{ext}}, or use {remedy}"
+        )
 
 
 def model_label(models: Sequence[str | None]) -> str:
@@ -101,9 +111,12 @@ def model_label(models: Sequence[str | None]) -> str:
     return labels[0] if len(labels) == 1 else "ensemble-" + "+".join(labels)
 
 
-def render_name(template: str, *, name: str, stem: str, model: str, agg: float, ext: str, folder: str = ".") -> str:
-    """Fill a --name template; {dir} is '.' for inputs named directly, so '{dir}/...' stays relative."""
-    return template.format(name=name, stem=stem, model=model, agg=f"{agg:g}", ext=ext, dir=folder)
+def render_name(template: str, job: Job, *, stem: str, model: str, agg: float, ext: str) -> str:
+    """Fill a --name template for `job`; {dir} is '.' for inputs named directly, so '{dir}/...' stays relative, and
+    {inext} is the input's extension without its dot ('' for standard input)."""
+    path = Path("stdin" if job.source == STDIN else job.source)
+    inext = path.suffix.lstrip(".")
+    return template.format(name=path.stem, stem=stem, model=model, agg=f"{agg:g}", ext=ext, inext=inext, dir=job.folder)
 
 
 def safe_output_path(out_dir: Path, relative: str) -> Path:
@@ -127,7 +140,7 @@ def plan_outputs(
 
     Jobs that already failed (`error` set) get no outputs, so a missing input cannot cause a name collision.
     """
-    check_template(template)
+    check_template(template, ext)
     if out_dir == STDIN:
         if len(stems) != 1:
             raise UsageError(f"-o - writes one stem to standard output: add --stem with one of {', '.join(stems)}")
@@ -141,21 +154,33 @@ def plan_outputs(
     for job in jobs:
         if job.error:
             continue
-        name = "stdin" if job.source == STDIN else Path(job.source).stem
         for stem in stems:
-            rendered = render_name(template, name=name, stem=stem, model=model, agg=agg, ext=ext, folder=job.folder)
-            target = safe_output_path(root, rendered)
+            target = safe_output_path(root, render_name(template, job, stem=stem, model=model, agg=agg, ext=ext))
             if target in taken and taken[target] == job.display:
                 raise UsageError(f"--name {template!r} gives both stems of {job.display} one file name; add {{stem}}")
             if target in taken:
                 raise UsageError(
-                    f"{job.display} and {taken[target]} would both write {target}; use --name with a field that "
-                    "tells them apart, e.g. '{dir}/{name}_{stem}.{ext}' to keep the input folders' layout"
+                    f"{job.display} and {taken[target]} would both write {target}; "
+                    + _clash_remedy(jobs, stems=stems, model=model, agg=agg, ext=ext)
                 )
             if target in inputs:
                 raise UsageError(f"{job.display}: output {target} would overwrite an input file")
             taken[target] = job.display
             job.outputs[stem] = str(target)
+
+
+def _clash_remedy(jobs: list[Job], *, stems: list[str], model: str, agg: float, ext: str) -> str:
+    """Advice for a name clash: the first of CLASH_REMEDIES under which every input's outputs are distinct."""
+    for template in CLASH_REMEDIES:
+        targets = [
+            os.path.normpath(render_name(template, job, stem=stem, model=model, agg=agg, ext=ext))
+            for job in jobs
+            if not job.error
+            for stem in stems
+        ]
+        if len(set(targets)) == len(targets):
+            return f"use --name '{template}' to tell them apart"
+    return "no --name field tells files named one by one apart by their folders: give -o per folder in separate runs"
 
 
 def parse_shard(text: str) -> tuple[int, int]:
