@@ -30,6 +30,41 @@ def run_uvr(
     return subprocess.run([*uvr_command(), *args], input=input, capture_output=True, cwd=cwd, timeout=timeout)
 
 
+def on_terminal(
+    *args: str, columns: int, stream: str = "stdout", cwd: Path | None = None, env: dict | None = None
+) -> tuple[int, bytes, bytes]:
+    """Run the real CLI with `stream` ('stdout' or 'stderr') on a pseudo-terminal `columns` wide and the other
+    stream on a pipe: (exit status, what the terminal received, what the pipe received)."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))  # a new pty is 0 wide
+    env = {k: v for k, v in (env or os.environ).items() if k not in ("COLUMNS", "LINES")}  # the pty's size counts
+    streams = (
+        {"stdout": secondary, "stderr": subprocess.PIPE}
+        if stream == "stdout"
+        else {"stdout": subprocess.PIPE, "stderr": secondary}
+    )
+    proc = subprocess.Popen([*uvr_command(), *args], cwd=cwd, env=env, **streams)
+    os.close(secondary)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:  # EIO: the terminal's last writer has gone
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(primary)
+    piped = (proc.stderr if stream == "stdout" else proc.stdout).read()
+    return proc.wait(timeout=300), shown, piped
+
+
 def random_uvr_state(spec: NetworkSpec, bins: int, seed: int) -> dict[str, torch.Tensor]:
     """Random float16 weights with the keys and shapes of uvr_cli's network for ``spec`` (the real UVR5 layout,
     test_checkpoint checks it against UVR5's listings), valued as trained weights look: He-scaled normal

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 
 import pytest
 
-from conftest import ROOT, run_uvr
+from conftest import ROOT, on_terminal, run_uvr
 from uvr_cli.catalog.models import load_catalog
 from uvr_cli.catalog.scores import parse_scores, published_scores
 from uvr_cli.errors import UsageError
@@ -33,6 +34,25 @@ def test_the_listing_shows_scores_and_their_source(empty_cache):
     assert "SCORE VOC/INST" in lines[0]
     note = next(i for i, line in enumerate(lines) if line.startswith("score: SDR (dB)"))
     assert "median over 36 MUSDB18 tracks" in lines[note] and lines[note + 1].strip() == SOURCE_URL
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+@pytest.mark.parametrize("columns", [80, 100, 200])
+def test_the_listing_fits_the_terminal(empty_cache, columns):
+    """Every line fits but an unbreakable word (a URL, a model name longer than the screen); every model's name is
+    whole at the start of a line; the columns left out are named. To a pipe, nothing is cut (the test above)."""
+    status, shown, _ = on_terminal("models", columns=columns)
+    assert status == 0
+    lines = shown.decode().replace("\r\n", "\n").splitlines()
+    assert all(len(line) <= columns or " " not in line.strip() for line in lines), max(lines, key=len)
+    names = [m["name"] for m in json.loads(run_uvr("models", "--json").stdout)["models"]]
+    assert {line.split()[0] for line in lines if line and not line.startswith(" ")} >= set(names)
+    if columns < 200:
+        assert any(line.startswith(f"(left out at {columns} columns: SIZE") for line in lines)
+        assert "PRESET" not in lines[0]
+    else:
+        assert "PRESET" in lines[0] and not any(line.startswith("(left out") for line in lines)
+    assert "SCORE VOC/INST" in lines[0] or not any(line.startswith("score:") for line in lines)
 
 
 def test_the_json_carries_metric_value_and_source(empty_cache):

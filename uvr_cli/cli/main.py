@@ -6,8 +6,10 @@ from __future__ import annotations
 import difflib
 import re
 import sys
+from typing import Any
 
 import typer
+import typer.core
 from typer._click import exceptions as click_errors
 
 from uvr_cli import __version__
@@ -22,7 +24,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     no_args_is_help=True,
-    help="Separate vocals and instrumentals with UVR5 VR-architecture models (HP2, HP5, DeEcho, 1_HP-UVR ... 17).",
+    rich_markup_mode=None,
+    help="Separate music into vocals and instrumental (or a model's own stems) with UVR5's model families: VR "
+    "(HP2, HP5, DeEcho, 1_HP-UVR ... 17), MDX-Net, MDX23C, BS-RoFormer and Mel-Band RoFormer.",
     epilog=EXIT_CODES_HELP,
 )
 app.command()(separate)
@@ -45,7 +49,7 @@ def root(
         False, "--version", callback=version_callback, is_eager=True, help="Show the version."
     ),
 ) -> None:
-    """uvr: vocal/instrument separation with UVR5 VR models."""
+    """uvr: vocal/instrument separation with UVR5's model families."""
 
 
 def _option_value(option: str, argv: list[str]) -> str | None:
@@ -103,11 +107,36 @@ def usage_line(exc: click_errors.UsageError, argv: list[str]) -> str:
     return f"{path.removeprefix('uvr').strip() or 'uvr'}: {message}" if path != "uvr" else message
 
 
+# Option values named in --help by what they are (the rest by the option's name: --agg AGG, --window WINDOW)
+METAVARS = {"model": "MODEL", "then": "MODEL[:STEM]", "out": "DIR", "name": "TEMPLATE", "params": "PRESET|JSON",
+            "config": "YAML", "shard": "K/N", "jobs_count": "N", "batch_files": "N", "ensemble": "HOW",
+            "agg": "0-100", "window": "FRAMES", "segment": "FRAMES", "overlap": "SHARE", "num_overlap": "N",
+            "batch_size": "N", "sample_rate": "RATE", "bitrate": "KBPS", "primary": "STEM"}  # fmt: skip
+
+
+def _name_metavars(command: Any) -> None:
+    """Plain metavars in --help (MODEL, DIR) instead of Python types (<list[str]>), through every subcommand;
+    choices keep their <a|b> lists and flags take none."""
+    for param in command.params:
+        choice = getattr(getattr(param, "type_descriptor", None), "is_choice", False)
+        if choice or getattr(param, "is_flag", False) or param.name is None:
+            continue
+        argument = isinstance(param, typer.core.TyperArgument)
+        if param.metavar is None:  # an argument's usage line adds '...' where it takes several
+            param.metavar = param.name.upper() if argument else METAVARS.get(param.name, param.name.upper())
+        if argument:  # typer would show its Python type beside the metavar
+            setattr(param, "display_type_rich", lambda ctx: None)  # noqa: B010 (an instance's method)
+    for sub in getattr(command, "commands", {}).values():
+        _name_metavars(sub)
+
+
 def main() -> None:
     """Console entry point: one line per error, never a traceback; the exit statuses of EXIT_CODES_HELP."""
     argv = sys.argv[1:]
+    command = typer.main.get_command(app)
+    _name_metavars(command)
     try:
-        status = app(args=argv, prog_name="uvr", standalone_mode=False)
+        status = command.main(args=argv, prog_name="uvr", standalone_mode=False)
     except click_errors.NoArgsIsHelpError as exc:
         print(exc.format_message(), file=sys.stderr)
         status = EXIT_USAGE

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,17 +14,75 @@ from uvr_cli.cli.common import EXIT_OK, EXIT_SOME_FAILED, emit, fail, say, size_
 from uvr_cli.errors import UsageError, UvrError
 
 models_app = typer.Typer(
-    help="List the known UVR5 models (VR, MDX-Net), download them into the local cache, or add a file fetched by hand."
+    help="List the known models (VR, MDX-Net, MDX23C, RoFormer), download them into the local cache, or add a file "
+    "fetched by hand."
 )
 
 
 VR_FAMILIES = (None, "CascadedASPPNet", "CascadedNet")
 
 
-def _table(rows: Sequence[tuple[str, ...]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+MODEL_COLUMNS = ("NAME", "ARCHITECTURE", "PRESET", "PRIMARY STEM", "SCORE VOC/INST", "SIZE", "LOCAL")
+CELL_CAPS = {"ARCHITECTURE": 30, "PRIMARY STEM": 16}  # longer cells end in '…' (--json has them whole)
+FIRST_COLUMN_CAP = 40  # on a screen, a longer name (never cut: it is what -m takes) has a line of its own
+DROP_ORDER = ("SIZE", "PRESET", "ARCHITECTURE", "SCORE VOC/INST", "PRIMARY STEM")  # left out first on a narrow screen
+
+
+def _screen_width() -> int | None:
+    """The terminal's width, or None when the table goes to a file or pipe: nothing is cut there."""
+    import shutil
+
+    return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+
+
+def _table(
+    rows: Sequence[tuple[str, ...]], *, caps: dict[str, int] | None = None, drop: Sequence[str] = ()
+) -> list[str]:
+    """Rows under the header row rows[0], in aligned columns. On a screen, cells longer than their column's cap
+    are cut with '…', a first cell longer than FIRST_COLUMN_CAP gets a line of its own, and where the lines are
+    still wider than the screen the `drop` columns are left out in turn (named below the table, and returned)."""
+    header = rows[0]
+    screen = _screen_width()
+    if screen is not None:
+        rows = [tuple(_cut(cell, (caps or {}).get(name)) for cell, name in zip(row, header)) for row in rows]
+    keep = list(range(len(header)))
+    widths = [max(len(row[i]) for row in rows) for i in keep]
+    if screen is not None:
+        widths[0] = min(widths[0], FIRST_COLUMN_CAP)
+    dropped = []
+    for name in drop:
+        if screen is None or sum(widths[i] + 2 for i in keep) - 2 <= screen:
+            break
+        keep.remove(header.index(name))
+        dropped.append(name)
     for row in rows:
-        emit("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        if len(row[0]) > widths[0]:
+            emit(row[0])
+            row = ("", *row[1:])
+        emit("  ".join(row[i].ljust(widths[i]) for i in keep).rstrip())
+    if dropped:
+        note = f"(left out at {screen} columns: {', '.join(dropped)}; a wider terminal or --json shows them)"
+        emit(_wrap(note, screen))
+    return dropped
+
+
+def _wrap(text: str, screen: int | None) -> str:
+    """`text` in lines of the screen's width, later lines indented; words (and URLs) are never split."""
+    if screen is None:
+        return text
+    indent = text[: len(text) - len(text.lstrip())]
+    return textwrap.fill(
+        text.strip(),
+        screen,
+        initial_indent=indent,
+        subsequent_indent="  ",
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+
+
+def _cut(cell: str, cap: int | None) -> str:
+    return cell if cap is None or len(cell) <= cap else cell[: cap - 1] + "…"
 
 
 def presets(
@@ -76,7 +135,7 @@ def models(
     if as_json:
         emit(json.dumps(data, indent=1))
         return
-    rows = [("NAME", "ARCHITECTURE", "PRESET", "PRIMARY STEM", "SCORE VOC/INST", "SIZE", "LOCAL")]
+    rows = [MODEL_COLUMNS]
     for m in data["models"]:
         if m.get("bundled"):
             rows.append(
@@ -103,9 +162,9 @@ def models(
                 "cached" if m["cached"] else "-",
             )
         )
-    _table(rows)
-    for line in _score_sources(data["models"]):
-        emit(line)
+    if "SCORE VOC/INST" not in _table(rows, caps=CELL_CAPS, drop=DROP_ORDER):
+        for line in _score_sources(data["models"]):
+            emit("\n".join(_wrap(part, _screen_width()) for part in line.split("\n")))
     emit(f"cache: {data['cache_dir']}")
 
 
