@@ -27,7 +27,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import has_ffmpeg, run_uvr, tone_mix, uvr_command
+from conftest import ROOT, has_ffmpeg, run_uvr, tone_mix, uvr_command
+from uvr_cli.cli.records import CLIP_REMEDY
 from uvr_cli.io.decode import read_audio
 
 MODEL_RATE = 44100
@@ -348,16 +349,19 @@ def test_warnings_name_the_repairs(batch: BatchRun) -> None:
 
 def test_clipped_samples_are_counted_and_named(tmp_path: Path) -> None:
     """With the bundled model a full-scale square wave's instrumental goes beyond full scale (its vocals may too):
-    one warning line per clipped stem, with the count the JSON record gives."""
+    one warning line per clipped stem, with the count the JSON record gives, and the remedy once a run."""
     t = np.arange(MODEL_RATE) / MODEL_RATE
     song = write_wav(tmp_path / "square.wav", np.repeat(np.sign(np.sin(2 * np.pi * 220 * t))[:, None], 2, axis=1))
-    proc = run_uvr("separate", str(song), "-o", str(tmp_path / "out"), "--json", "--device", "cpu")
+    again = shutil.copy(song, tmp_path / "square_again.wav")
+    proc = run_uvr("separate", str(song), str(again), "-o", str(tmp_path / "out"), "--json", "--device", "cpu")
     assert proc.returncode == 0, stderr_lines(proc)
-    clipped = {stem: count for stem, count in json.loads(proc.stdout)["clipped_samples"].items() if count > 0}
+    first = json.loads(proc.stdout.splitlines()[0])
+    clipped = {stem: count for stem, count in first["clipped_samples"].items() if count}
     assert clipped.get("instrumental", 0) > 0
-    lines = sorted(line for line in stderr_lines(proc) if "clipped" in line)
+    lines = sorted(line for line in stderr_lines(proc) if f"{song}:" in line)
     expected = [f"uvr: {song}: {stem}: {n} samples beyond full scale were clipped" for stem, n in clipped.items()]
     assert lines == sorted(expected)
+    assert stderr_lines(proc).count(f"uvr: {CLIP_REMEDY}") == 1  # for both inputs
     for stem, count in clipped.items():
         written, _ = sf.read(tmp_path / "out" / f"square_{stem}.wav", dtype="int16")
         assert np.count_nonzero(np.abs(written.astype(np.int32)) >= 32767) >= count
@@ -776,3 +780,16 @@ def test_peak_memory_of_ten_minutes_is_that_of_one(tmp_path: Path, ch16_weights:
     report = f"peak RSS {peaks[0] / 2**20:.0f} MiB for 1 min, {peaks[1] / 2**20:.0f} MiB for 10 min"
     print(report)
     assert peaks[1] <= 1.1 * peaks[0], report
+
+
+def test_decoder_chatter_never_reaches_stderr(tmp_path: Path) -> None:
+    """The example MP3 without its last 5000 bytes: mpg123 warns 'Xing stream size off by more than 1%' on each
+    open; only uvr's one line about the file reaches stderr."""
+    song = tmp_path / "cut.mp3"
+    whole = (ROOT / "examples" / "slow_motion_dream.mp3").read_bytes()
+    song.write_bytes(whole[:-5000])
+    proc = run_uvr("separate", str(song), "-o", str(tmp_path / "out"), "--device", "cpu")
+    assert proc.returncode == 1
+    assert stderr_lines(proc) == [
+        f"uvr: cannot read '{song}': corrupt or truncated audio (it ends after 471215 of its 479832 frames)"
+    ]

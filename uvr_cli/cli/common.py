@@ -13,6 +13,7 @@ import typer
 from uvr_cli.errors import UvrError
 from uvr_cli.io.formats import BIT_DEPTHS, FORMATS
 from uvr_cli.io.spool import CLIP_MODES
+from uvr_cli.io.stderr import LOCK as STDERR_LOCK
 from uvr_cli.settings import BACKENDS, FRONT_ENDS, HIGH_END_MODES
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
@@ -40,7 +41,8 @@ ClipMode = choices("ClipMode", CLIP_MODES)
 
 def say(message: str) -> None:
     """One line on stderr, even when a file name in it holds a line break."""
-    print("uvr: " + message.replace("\r", "\\r").replace("\n", "\\n"), file=sys.stderr, flush=True)
+    with STDERR_LOCK:  # not while a decoder's own chatter is being silenced (io/stderr.py)
+        print("uvr: " + message.replace("\r", "\\r").replace("\n", "\\n"), file=sys.stderr, flush=True)
 
 
 def fail(exc: UvrError) -> typer.Exit:

@@ -143,8 +143,17 @@ def report(jobs: list[Job], results: Iterator[dict]) -> Iterator[dict]:
             yield next(results)
 
 
-def print_records(records: Iterable[dict], as_json: bool, to_stdout: bool, progress: bool, total: int) -> int:
-    """Print each record (a JSON line, or its output paths); returns how many inputs failed."""
+CLIP_REMEDY = (
+    "clipped samples: --clip-mode rescale scales an input's stems so that none clips, --format wav --bit-depth 32f "
+    "keeps them as they are"
+)
+
+
+def print_records(
+    records: Iterable[dict], as_json: bool, to_stdout: bool, progress: bool, total: int, quiet: bool
+) -> int:
+    """Print each record (a JSON line, or its output paths), and the remedy for clipping after the first input that
+    clipped (once a run: each input's warning says how much); returns how many inputs failed."""
     import json
 
     overall = None
@@ -153,9 +162,13 @@ def print_records(records: Iterable[dict], as_json: bool, to_stdout: bool, progr
 
         overall = tqdm(total=total, unit="file", position=0, desc="all files", file=sys.stderr)
     failed = 0
+    remedy_due = not quiet
     try:
         for record in records:
             failed += record["status"] == "error"
+            if remedy_due and record["clipped_samples"]:
+                say(CLIP_REMEDY)
+                remedy_due = False
             if as_json:
                 emit(json.dumps(record))
             elif not to_stdout:

@@ -31,6 +31,7 @@ import soundfile as sf
 from soundfile import _ffi, _snd  # the C library itself, for BlockReader.read
 
 from uvr_cli.errors import AudioError
+from uvr_cli.io.stderr import native_output_silenced
 
 AUDIO_EXTENSIONS: frozenset[str] = frozenset(
     {
@@ -98,7 +99,8 @@ class BlockReader:
 
     def __init__(self, path: str, name: str, frames: int) -> None:
         try:
-            self._handle = sf.SoundFile(path)
+            with native_output_silenced():
+                self._handle = sf.SoundFile(path)
         except (sf.LibsndfileError, OSError) as exc:
             reason = sf_reason(exc) if isinstance(exc, sf.LibsndfileError) else exc.strerror or str(exc)
             raise _read_error(name, f"cannot open it again ({reason})") from None
@@ -248,7 +250,8 @@ def _copy_to_spool(stream: BinaryIO, name: str, spool: _Spool) -> str:
 def _decode_file(path: str, name: str, ffmpeg: str | None, spool: _Spool) -> DecodedSource:
     """In place when libsndfile knows the exact length, else through ffmpeg into the spool."""
     try:
-        handle = sf.SoundFile(path)
+        with native_output_silenced():
+            handle = sf.SoundFile(path)
     except sf.LibsndfileError as exc:
         return _ffmpeg_decode(path, name, sf_reason(exc), ffmpeg, spool)
     with handle:
@@ -310,7 +313,8 @@ def _ffmpeg_decode(path: str, name: str, why_not: str, ffmpeg: str | None, spool
     if spool.folder is not None and os.path.dirname(path) == spool.folder:
         os.unlink(path)  # a copied pipe is not needed once decoded: keep the spool to one file
     try:
-        handle = sf.SoundFile(decoded)
+        with native_output_silenced():
+            handle = sf.SoundFile(decoded)
     except sf.LibsndfileError as exc:
         raise _read_error(name, f"ffmpeg's output was unreadable ({sf_reason(exc)})") from None
     with handle:

@@ -133,8 +133,11 @@ def estimate_bytes(
     separation then reports why); see formats.bytes_per_second."""
     import soundfile as sf
 
+    from uvr_cli.io.stderr import native_output_silenced
+
     try:
-        info = sf.info(source)
+        with native_output_silenced():
+            info = sf.info(source)
     except (OSError, RuntimeError, sf.LibsndfileError):
         return 0
     out_rate = {"input": info.samplerate, "model": model_rate}.get(rate, rate)  # type: ignore[arg-type]
