@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import has_ffmpeg, tone_mix, uvr_command
+from conftest import ROOT, has_ffmpeg, on_terminal, tone_mix, uvr_command
 
 # The cheapest honest setup: the ASPP net does not fix its bin count, so a 256-bin preset is valid for it, and a
 # window whose core (window - 2 * 128 frames of context) spans a whole 1 s file needs one network call per file.
@@ -92,7 +92,10 @@ def test_a_rerun_skips_finished_inputs_and_prints_their_paths(batch):
     before = mtimes(batch.root / "out")
     proc = uvr("separate", "songs", "-o", "out", "-v", "--skip-existing", *batch.model, cwd=batch.root)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr == b""  # -v has nothing to say: with nothing to do, no model is loaded
+    assert (
+        proc.stderr
+        == b"uvr: skipping every input: outputs already made with these settings (--overwrite makes them again)\n"
+    )  # and -v no more: with nothing to do, no model is loaded
     names = ("a_vocals.wav", "a_instrumental.wav", "b_vocals.wav", "b_instrumental.wav")
     assert proc.stdout.decode().split() == [str(batch.root / "out" / n) for n in names]
     assert mtimes(batch.root / "out") == before
@@ -235,29 +238,10 @@ def test_a_closed_stdout_ends_the_run_quietly(batch):
 @pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
 @pytest.mark.parametrize("quiet", [False, True], ids=["terminal", "terminal-quiet"])
 def test_progress_bars_appear_on_a_terminal_unless_quiet(batch, quiet):
-    import fcntl
-    import pty
-    import struct
-    import termios
-
-    primary, secondary = pty.openpty()
-    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a new pty is 0 columns wide
     args = ["separate", "songs", "-o", "out", *batch.model, *(["-q"] if quiet else [])]
-    proc = subprocess.Popen([*uvr_command(), *args], cwd=batch.root, stdout=subprocess.PIPE, stderr=secondary, env=ENV)
-    os.close(secondary)
-    shown = b""
-    while True:
-        try:
-            chunk = os.read(primary, 4096)
-        except OSError:  # EIO: the terminal's last writer has gone
-            break
-        if not chunk:
-            break
-        shown += chunk
-    os.close(primary)
-    assert proc.wait(timeout=300) == 0
-    assert len(proc.stdout.read().split()) == 4  # results still go to stdout
-    proc.stdout.close()
+    status, shown, results = on_terminal(*args, columns=100, stream="stderr", cwd=batch.root, env=ENV)
+    assert status == 0
+    assert len(results.split()) == 4  # results still go to stdout
     assert (b"all files" in shown and b"2/2" in shown) != quiet, shown
 
 
@@ -272,11 +256,15 @@ def test_progress_bars_appear_on_a_terminal_unless_quiet(batch, quiet):
         (["a.wav", "--sample-rate", "fast"], "--sample-rate 'fast'"),
         (["a.wav", "--name", "{title}.{ext}"], "unknown field {title}"),
         (["x/a.wav", "y/a.wav"], "would both write"),
+        (["a.wav", "a.flac"], "--name '{name}_{inext}_{stem}.{ext}'"),
+        (["a.wav", "--name", "{name}_{stem}.mp3"], "ends in .mp3 but the output format is wav"),
         (["a.wav", "--stem", "drums"], "drums"),
+        (["a.wav", "--precision", "int8"], "--precision int8 runs in ONNX Runtime on the CPU: add --fast"),
+        (["a.wav", "--precision", "fp16", "--device", "cpu"], "--precision fp16 needs a GPU; on the CPU use fp32"),
     ],
 )
 def test_usage_errors_exit_2_before_any_work(tmp_path, args, message):
-    for rel in ("a.wav", "x/a.wav", "y/a.wav"):
+    for rel in ("a.wav", "a.flac", "x/a.wav", "y/a.wav"):
         (tmp_path / rel).parent.mkdir(exist_ok=True)
         (tmp_path / rel).write_bytes(b"not decoded before the check")
     proc = (
@@ -294,6 +282,8 @@ def test_usage_errors_exit_2_before_any_work(tmp_path, args, message):
     "model, message",
     [
         ("missing.pth", "no such model file"),
+        ("defualt", "; did you mean default?"),
+        ("2_HP_UVR", "; did you mean 2_HP-UVR or 1_HP-UVR?"),
         ("notes.pth", "notes.pth: not a PyTorch weight file"),
         (None, "pass --params NAME"),
     ],
@@ -433,6 +423,20 @@ def test_usage_errors_are_one_line_with_a_suggestion(tmp_path, args, line):
     assert proc.stdout == b""
 
 
+@pytest.mark.parametrize("command", [[], ["separate"], ["models"], ["eval"], ["train"]])
+def test_help_fits_80_columns_with_plain_metavars(command):
+    """Click's plain layout (the boxed Rich one took 296 lines for `uvr separate --help`): one name column, help
+    text wrapped beside it, metavars that say what a value is."""
+    env = dict(ENV, COLUMNS="80")
+    shown = subprocess.run([*uvr_command(), *command, "--help"], capture_output=True, env=env, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.decode().splitlines()
+    assert max(map(len, lines)) <= 80 and not any(box in line for line in lines for box in "│╭╰")
+    assert not any(python in line for line in lines for python in ("<list[", "<str>", "<int>", "<float>", "<bool>"))
+    if command == ["separate"]:
+        assert any(line.startswith("  -m, --model MODEL ") for line in lines) and len(lines) < 160
+
+
 def test_help_lists_every_exit_status(tmp_path):
     for args in (["--help"], ["separate", "--help"]):
         proc = uvr(*args, cwd=tmp_path)
@@ -462,7 +466,11 @@ def test_agg_with_a_model_that_ignores_it_warns_once(tmp_path, cascadednet_weigh
     assert json.loads(proc.stdout)["agg_applied"] is False
     assert json.loads((tmp_path / ".a_vocals.wav.uvr.json").read_text())["settings"]["agg"] is None
     again = uvr("separate", "a.wav", "--agg", "60", "--stem", "vocals", "--json", *model, cwd=tmp_path)
-    assert json.loads(again.stdout)["status"] == "skipped" and again.stderr == b""
+    assert (
+        json.loads(again.stdout)["status"] == "skipped"
+        and again.stderr
+        == b"uvr: skipping every input: outputs already made with these settings (--overwrite makes them again)\n"
+    )
     default = uvr("separate", "a.wav", "--overwrite", "--stem", "vocals", *model, cwd=tmp_path)
     assert default.returncode == 0 and default.stderr == b""  # --agg not given: nothing to warn about
 
@@ -503,3 +511,14 @@ def test_mp3_bitrate(batch, bitrate, kbps):
     written = batch.root / out / "a_vocals.mp3"
     measured = written.stat().st_size * 8 / sf.info(written).duration / 1000
     assert measured == pytest.approx(kbps, rel=0.1)
+
+
+def test_extras_are_installed_from_the_checkout_with_the_venvs_pip():
+    """uvr is not on PyPI: the advice names the pip beside the running Python and this checkout, and the help text
+    keeps its brackets (Rich markup would eat '[eval]')."""
+    from uvr_cli.errors import install_command
+
+    assert install_command("onnx") == f"{Path(sys.executable).with_name('pip')} install -e '{ROOT}[onnx]'"
+    wide = dict(ENV, COLUMNS="400")  # Rich wraps help text at COLUMNS: one line per paragraph
+    shown = subprocess.run([*uvr_command(), "eval", "--help"], capture_output=True, env=wide, timeout=60).stdout
+    assert b".venv/bin/pip install -e '.[eval]'" in shown

@@ -86,6 +86,11 @@ class RuntimeOptions:
             raise UsageError(f"--front-end {self.front_end!r}: use {', '.join(FRONT_ENDS)}")
         if self.precision not in PRECISIONS:
             raise UsageError(f"--precision {self.precision!r}: use {', '.join(PRECISIONS)}")
+        if self.precision == "int8" and self.backend_name == "torch":
+            raise UsageError(
+                "--precision int8 runs in ONNX Runtime on the CPU: add --fast (where it is the default) or "
+                "--backend onnxruntime"
+            )
         if self.batch_size is not None and self.batch_size < 1:
             raise UsageError("--batch-size must be at least 1")
 

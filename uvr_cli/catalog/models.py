@@ -170,9 +170,24 @@ def resolve_model(model: str | os.PathLike | None) -> Path:
     if entry:
         raise ModelError(f"{text}: model not downloaded yet; run `uvr models download {entry.name}`")
     raise ModelError(
-        f"{text}: no such model file, and no model of that name in the catalogue or in {folder} "
-        "(`uvr models` lists them)"
+        f"{text}: no such model file, and no model of that name in the catalogue or in {folder}"
+        + _did_you_mean(text, folder)
     )
+
+
+def _did_you_mean(text: str, folder: Path) -> str:
+    """'; did you mean X?' for the model names (bundled, catalogue, cache) closest to a misspelt -m, else a pointer
+    to `uvr models`."""
+    import difflib
+
+    names = [BUNDLED_NAME, *(entry.name for entry in load_catalog())]
+    if folder.is_dir():
+        names += [p.stem for p in folder.iterdir() if p.suffix.lower() in MODEL_SUFFIXES]
+    by_lower = {name.lower(): name for name in names}
+    close = difflib.get_close_matches(Path(text).stem.lower(), list(by_lower), n=3, cutoff=0.75)
+    if not close:
+        return " (`uvr models` lists them)"
+    return "; did you mean " + " or ".join(by_lower[name] for name in close) + "?"
 
 
 def listing() -> dict:

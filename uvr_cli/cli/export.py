@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from uvr_cli.cli.common import emit, fail
-from uvr_cli.errors import UsageError, UvrError
+from uvr_cli.errors import UsageError, UvrError, install_command
 
 if TYPE_CHECKING:
     from uvr_cli.settings import ModelOptions
@@ -71,7 +71,7 @@ def _need_onnx() -> None:
         import onnx  # noqa: F401
         import onnxscript  # noqa: F401
     except ImportError:
-        raise UsageError("ONNX export needs the onnx extra: pip install 'uvr-cli[onnx]' (onnxscript)") from None
+        raise UsageError(f"ONNX export needs the onnx extra: {install_command('onnx')}") from None
 
 
 def _export(model: str, path: Path, options: ModelOptions, precision: str) -> list[str]:

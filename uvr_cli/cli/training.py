@@ -55,7 +55,7 @@ def eval_command(
     fast: bool = typer.Option(False, "--fast", help="Separate as uvr separate --fast does (int8, wider windows)."),
 ) -> None:
     """Score vocal estimates: SI-SDR (primary), SDR, their improvement over the mixture, the energy ratio, and
-    wide-band PESQ (at 16 kHz) and STOI with the eval extra (pip install 'uvr-cli[eval]')."""
+    wide-band PESQ (at 16 kHz) and STOI with the eval extra (in uvr's folder: .venv/bin/pip install -e '.[eval]')."""
     from uvr_cli.training import evaluate as ev
     from uvr_cli.training import perceptual
     from uvr_cli.training import stems as st

@@ -54,7 +54,9 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     if precision not in PRECISIONS:
         raise UsageError(f"--precision {precision!r}: use auto, fp32, fp16 or bf16")
     if device.type == "cpu" and precision == "fp16":
-        raise UsageError("--precision fp16 needs a GPU; on the CPU use bf16 or fp32")
+        raise UsageError(
+            f"--precision fp16 needs a GPU; on the CPU use fp32{' or bf16' if cpu_bf16_supported() else ''}"
+        )
     if device.type == "cpu" and precision == "bf16" and not cpu_bf16_supported():
         raise UsageError(f"--precision bf16: {NO_CPU_BF16}")
     return PRECISIONS[precision]

@@ -13,8 +13,10 @@ from math import gcd
 import numpy as np
 from scipy.signal import resample_poly
 
+from uvr_cli.errors import install_command
+
 PESQ_RATE = 16000  # wide-band PESQ is defined at 16 kHz only
-MISSING = "PESQ and STOI need the eval extra: pip install 'uvr-cli[eval]' (pesq, pystoi); scoring SI-SDR and SDR only"
+MISSING = f"PESQ and STOI need the eval extra ({install_command('eval')}); scoring SI-SDR and SDR only"
 
 
 def available() -> bool:

@@ -21,10 +21,10 @@ from uvr_cli.engine.families.vr.fast import CALIBRATION_VERSION, calibration_win
 from uvr_cli.engine.families.vr.loading import Model
 from uvr_cli.engine.families.vr.nets import Aggressiveness
 from uvr_cli.engine.onnx import providers, session
-from uvr_cli.errors import UsageError, UvrError
+from uvr_cli.errors import UsageError, UvrError, install_command
 
 MISSING_ONNX = "--backend onnxruntime and --fast export the network first, which needs the onnx extra: " + (
-    "pip install 'uvr-cli[onnx]' (onnxscript)"
+    install_command("onnx")
 )
 
 
