@@ -250,7 +250,7 @@ def write_stems(
     """The file handling of every separation: decode `source`, check that the output format can hold this input,
     write each stem `produce` gives to its path in `outputs` atomically, and report what happened to the samples."""
     start = time.perf_counter()
-    with open_source(source) as decoded:
+    with open_source(source, allow_truncated=output.allow_truncated) as decoded:
         rate = output.rate(decoded.sample_rate, model_rate)
         depth = output.bit_depth if output.bit_depth is not None else default_bit_depth(output.fmt, decoded.subtype)
         channels = 1 if decoded.channels == 1 else 2
@@ -287,6 +287,11 @@ def write_stems(
         result.warnings.append(f"{nonfinite} NaN/Inf input samples were replaced by silence")
     if decoded.channels > 2:
         result.warnings.append(f"{decoded.channels} channels were downmixed to stereo")
+    if decoded.declared_frames:
+        held, declared = (n / decoded.sample_rate for n in (decoded.frames, decoded.declared_frames))
+        result.warnings.append(
+            f"the file is truncated: separated the {held:.2f} s it holds of the {declared:.2f} s its header declares"
+        )
     result.note_writers(writers)
     result.wall_s = time.perf_counter() - start
     return result

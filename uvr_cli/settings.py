@@ -115,13 +115,15 @@ def parse_rate(text: str | int) -> str | int:
 
 @dataclass(frozen=True)
 class OutputOptions:
-    """What the stems are written as. The input's own rate is checked against the format per file."""
+    """What the stems are written as, and of what: the input's own rate is checked against the format per file,
+    and a truncated input is refused unless `allow_truncated` (then what it holds is separated, with a warning)."""
 
     fmt: str = "wav"
     bit_depth: str | None = None  # None: the input's depth where the format can hold it
     sample_rate: str | int = "input"  # "input", "model" or Hz
     bitrate: str | None = None
     clip_mode: str = "clip"
+    allow_truncated: bool = False
 
     def __post_init__(self) -> None:
         from uvr_cli.io.encode import output_subtype

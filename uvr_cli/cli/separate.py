@@ -121,6 +121,12 @@ def separate(
     sample_rate: str = typer.Option(
         "input", "--sample-rate", help="input (default), model (the preset's rate) or a rate in Hz."
     ),
+    allow_truncated: bool = typer.Option(
+        False,
+        "--allow-truncated",
+        help="Separate what a truncated or damaged input holds (decoded by ffmpeg as far as it goes), with a warning "
+        "giving how much, instead of refusing it.",
+    ),
     skip_existing: bool = typer.Option(
         True,
         "--skip-existing/--overwrite",
@@ -303,6 +309,7 @@ def _settings(o: SimpleNamespace, given: set[str]) -> SeparationSettings:
             sample_rate=o.sample_rate,
             bitrate=o.bitrate,
             clip_mode=o.clip_mode.value,
+            allow_truncated=o.allow_truncated,
         ),
         given=frozenset(given),
     )

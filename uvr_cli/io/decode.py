@@ -15,6 +15,7 @@ that names the input.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import shutil
@@ -125,7 +126,8 @@ class BlockReader:
         if got < wanted:
             raise _read_error(
                 self.name,
-                f"corrupt or truncated audio (it ends after {self._position + got} of its {self.frames} frames)",
+                f"corrupt or truncated audio (it ends after {self._position + got} of its {self.frames} frames; "
+                "--allow-truncated separates what it holds)",
             )
         self._position += wanted
         finite = np.isfinite(block)
@@ -156,6 +158,7 @@ class DecodedSource:
     subtype: str | None  # libsndfile's, e.g. "PCM_24"; None when ffmpeg decoded it
     source_format: str | None  # libsndfile's, e.g. "WAV"; None when ffmpeg decoded it
     path: str  # the file libsndfile reads: the input itself, or its copy or decoding in the spool
+    declared_frames: int | None = None  # what a truncated input's header declares, when more than it holds
 
     def open(self) -> BlockReader:
         """A reader from the first frame."""
@@ -185,10 +188,14 @@ class _Spool:
 
 
 @contextlib.contextmanager
-def open_source(source: str | os.PathLike, ffmpeg: str | None = "ffmpeg") -> Iterator[DecodedSource]:
+def open_source(
+    source: str | os.PathLike, ffmpeg: str | None = "ffmpeg", allow_truncated: bool = False
+) -> Iterator[DecodedSource]:
     """The input `source` ("-" = standard input) as a DecodedSource; its temporary files go when the block ends.
 
-    `ffmpeg` is the command used when libsndfile cannot decode the input exactly (None: never use ffmpeg).
+    `ffmpeg` is the command used when libsndfile cannot decode the input exactly (None: never use ffmpeg). With
+    `allow_truncated`, ffmpeg decodes every input as far as it goes (a truncated or damaged one included) and
+    `declared_frames` tells where that is short of what the header declares.
     Raises AudioError with one line that names the input.
     """
     if os.fspath(source) == STDIO:
@@ -197,7 +204,7 @@ def open_source(source: str | os.PathLike, ffmpeg: str | None = "ffmpeg") -> Ite
         name = f"'{os.fsdecode(source)}'"
     spool = _Spool(name)
     try:
-        yield _prepare(source, name, ffmpeg, spool)
+        yield _prepare(source, name, ffmpeg, spool, allow_truncated)
     finally:
         spool.remove()
 
@@ -209,26 +216,28 @@ def read_audio(source: str | os.PathLike, ffmpeg: str | None = "ffmpeg") -> Audi
         return Audio(samples, decoded.sample_rate, decoded.subtype, decoded.source_format, reader.nonfinite_replaced)
 
 
-def _prepare(source: str | os.PathLike, name: str, ffmpeg: str | None, spool: _Spool) -> DecodedSource:
+def _prepare(
+    source: str | os.PathLike, name: str, ffmpeg: str | None, spool: _Spool, allow_truncated: bool
+) -> DecodedSource:
     """Copy standard input or a pipe into the spool, refuse an empty file, then decode as a file."""
     if name == _STDIN_NAME:
         if sys.stdin is None:
             raise _read_error(name, "there is none")
         if sys.stdin.isatty():
             raise _read_error(name, "it is a terminal; pipe audio into it or name a file")
-        return _decode_file(_copy_to_spool(sys.stdin.buffer, name, spool), name, ffmpeg, spool)
+        return _decode_file(_copy_to_spool(sys.stdin.buffer, name, spool), name, ffmpeg, spool, allow_truncated)
     path = os.fsdecode(source)
     try:
         with open(path, "rb") as handle:
             status = os.fstat(handle.fileno())
             # A pipe or device (e.g. bash's <(...)) cannot be seeked by libsndfile: copy it.
             if not stat.S_ISREG(status.st_mode):
-                return _decode_file(_copy_to_spool(handle, name, spool), name, ffmpeg, spool)
+                return _decode_file(_copy_to_spool(handle, name, spool), name, ffmpeg, spool, allow_truncated)
     except OSError as exc:
         raise _read_error(name, exc.strerror or str(exc)) from None
     if status.st_size == 0:
         raise _read_error(name, "the file is empty")
-    return _decode_file(path, name, ffmpeg, spool)
+    return _decode_file(path, name, ffmpeg, spool, allow_truncated)
 
 
 def _copy_to_spool(stream: BinaryIO, name: str, spool: _Spool) -> str:
@@ -247,8 +256,10 @@ def _copy_to_spool(stream: BinaryIO, name: str, spool: _Spool) -> str:
     return path
 
 
-def _decode_file(path: str, name: str, ffmpeg: str | None, spool: _Spool) -> DecodedSource:
+def _decode_file(path: str, name: str, ffmpeg: str | None, spool: _Spool, allow_truncated: bool) -> DecodedSource:
     """In place when libsndfile knows the exact length, else through ffmpeg into the spool."""
+    if allow_truncated:
+        return _salvage(path, name, ffmpeg, spool)
     try:
         with native_output_silenced():
             handle = sf.SoundFile(path)
@@ -259,7 +270,8 @@ def _decode_file(path: str, name: str, ffmpeg: str | None, spool: _Spool) -> Dec
             if 0 < int(declared) < _STREAMED_SIZE and int(declared) > int(present):
                 raise _read_error(
                     name,
-                    f"the file is truncated (its header declares {declared} bytes of audio, {present} are present)",
+                    f"the file is truncated (its header declares {declared} bytes of audio, {present} are present; "
+                    "--allow-truncated separates what it holds)",
                 )
         if handle.format == "MP3" and not _mp3_states_its_length(path):
             reason = "libsndfile cannot tell the length of an MP3 without a Xing/LAME header"
@@ -267,10 +279,27 @@ def _decode_file(path: str, name: str, ffmpeg: str | None, spool: _Spool) -> Dec
         return _source(name, path, handle, handle.subtype, handle.format)
 
 
-def _ffmpeg_decode(path: str, name: str, why_not: str, ffmpeg: str | None, spool: _Spool) -> DecodedSource:
+def _salvage(path: str, name: str, ffmpeg: str | None, spool: _Spool) -> DecodedSource:
+    """All that ffmpeg can decode of the input, with the length its header declares where that is longer."""
+    try:
+        with native_output_silenced():
+            declared = sf.info(path).frames
+    except (sf.LibsndfileError, RuntimeError, OSError):
+        declared = 0  # no header libsndfile reads: nothing to compare with
+    why = "--allow-truncated decodes with ffmpeg"
+    decoded = _ffmpeg_decode(path, name, why, ffmpeg, spool, stop_at_errors=False)
+    if declared > decoded.frames:  # whole MP3 (Xing), Ogg Vorbis, FLAC and WAV files decode to exactly `declared`
+        return dataclasses.replace(decoded, declared_frames=declared)
+    return decoded
+
+
+def _ffmpeg_decode(
+    path: str, name: str, why_not: str, ffmpeg: str | None, spool: _Spool, stop_at_errors: bool = True
+) -> DecodedSource:
     """Decode the first audio stream with ffmpeg to 32-bit float WAV at the native rate and channel count.
 
-    -xerror makes a decoding error (a truncated or damaged stream) fail instead of yielding part of it.
+    -xerror makes a decoding error (a truncated or damaged stream) fail instead of yielding part of it; without
+    `stop_at_errors`, ffmpeg decodes what it can (--allow-truncated).
     """
     if ffmpeg is None:
         raise _read_error(name, why_not)
@@ -285,7 +314,7 @@ def _ffmpeg_decode(path: str, name: str, why_not: str, ffmpeg: str | None, spool
         "-hide_banner",
         "-loglevel",
         "error",
-        "-xerror",
+        *(["-xerror"] if stop_at_errors else []),
         "-i",
         input_arg,
         "-map",
