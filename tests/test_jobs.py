@@ -150,12 +150,57 @@ def test_shards_partition_the_inputs_whatever_their_order():
     assert reordered == sources
 
 
-@pytest.mark.parametrize("text", ["0/4", "5/4", "a/b", "3", "1/0"])
+@pytest.mark.parametrize("text", ["0/4", "5/4", "a/b", "3", "1/0", "auto/x"])
 def test_bad_shard_specs_are_usage_errors(text):
     from uvr_cli.io.jobs import parse_shard
 
     with pytest.raises(UsageError):
-        parse_shard(text)
+        parse_shard(text, {"SLURM_ARRAY_TASK_ID": "1"})
+
+
+SLURM = {"SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "16", "SLURM_ARRAY_TASK_COUNT": "16"}
+
+
+@pytest.mark.parametrize(
+    "text, environ, share",
+    [
+        ("auto", {**SLURM, "SLURM_ARRAY_TASK_ID": "3"}, (3, 16, "Slurm array task 3 of 1-16")),
+        ("auto/16", {**SLURM, "SLURM_ARRAY_TASK_ID": "16"}, (16, 16, "Slurm array task 16 of 1-16")),
+        ("auto",  # --array=0-30:10: ids 0, 10, 20, 30
+         {"SLURM_ARRAY_TASK_ID": "20", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "30",
+          "SLURM_ARRAY_TASK_COUNT": "4"}, (3, 4, "Slurm array task 20 of 0-30")),
+        ("auto/8", {"JOB_COMPLETION_INDEX": "0"}, (1, 8, "JOB_COMPLETION_INDEX=0")),
+        ("auto/8", {"AWS_BATCH_JOB_ARRAY_INDEX": "7"}, (8, 8, "AWS_BATCH_JOB_ARRAY_INDEX=7")),
+        ("2/5", {**SLURM, "SLURM_ARRAY_TASK_ID": "3"}, (2, 5, None)),  # given K/N wins over the environment
+    ],
+)  # fmt: skip
+def test_shard_auto_takes_the_share_of_the_job_array_task(text, environ, share):
+    from uvr_cli.io.jobs import parse_shard
+
+    k, n, found = parse_shard(text, environ)
+    assert (k, n) == share[:2]
+    assert found == (None if share[2] is None else f"shard {k}/{n} ({share[2]})")
+
+
+@pytest.mark.parametrize(
+    "text, environ, message",
+    [
+        ("auto", {}, "no job array found"),
+        ("auto", {"JOB_COMPLETION_INDEX": "2"}, "use --shard auto/N"),
+        ("auto/8", {**SLURM, "SLURM_ARRAY_TASK_ID": "3"}, "the job array has 16 tasks, not 8"),
+        ("auto/4", {"JOB_COMPLETION_INDEX": "4"}, "outside 4 tasks"),
+        ("auto", {"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "9",
+                  "SLURM_ARRAY_TASK_COUNT": "3"}, "not evenly spaced"),  # --array=1,5,9 is, 1,2,9 (same range) not
+    ],
+)  # fmt: skip
+def test_shard_auto_says_what_it_cannot_find(text, environ, message):
+    from uvr_cli.io.jobs import parse_shard
+
+    if message == "not evenly spaced":
+        assert parse_shard(text, environ)[:2] == (2, 3)
+        environ = {**environ, "SLURM_ARRAY_TASK_ID": "2"}
+    with pytest.raises(UsageError, match=message):
+        parse_shard(text, environ)
 
 
 def test_dir_of_a_glob_match_is_its_path_below_the_patterns_fixed_part(tree):

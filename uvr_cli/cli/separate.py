@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -223,7 +224,7 @@ def separate(
     shard: str | None = typer.Option(
         None,
         "--shard",
-        help="K/N: process only share K of N of the inputs (by a hash of each path), to spread a corpus over N machines or jobs.",
+        help="K/N: process only share K of N of the inputs (by a hash of each path), to spread a corpus over N machines or jobs; auto (or auto/N) takes K and N from the job array task running it (Slurm, Kubernetes Indexed Job, AWS Batch).",
     ),
     as_json: bool = typer.Option(
         False, "--json", help="Print one JSON object per input on stdout instead of output paths."
@@ -437,7 +438,10 @@ def _plan(o: SimpleNamespace, given: set[str]) -> _Plan:
         ext=o.fmt.value,
     )
     if o.shard is not None:  # after planning, so that name collisions are found across the whole corpus
-        jobs = select_shard(jobs, *parse_shard(o.shard))
+        k, n, found = parse_shard(o.shard, os.environ)
+        if found and not o.quiet:
+            say(found)
+        jobs = select_shard(jobs, k, n)
     work = _plan_work(jobs, settings.record(), o.skip_existing)
     if work:
         _check_room(work, settings.output, o.params)

@@ -6,7 +6,7 @@ import glob
 import hashlib
 import os
 import string
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -183,15 +183,59 @@ def _clash_remedy(jobs: list[Job], *, stems: list[str], model: str, agg: float, 
     return "no --name field tells files named one by one apart by their folders: give -o per folder in separate runs"
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """'K/N' -> (K, N) with 1 <= K <= N."""
+def parse_shard(text: str, environ: Mapping[str, str]) -> tuple[int, int, str | None]:
+    """--shard: 'K/N' -> (K, N, None) with 1 <= K <= N; 'auto' or 'auto/N' -> the share of the job array task that
+    runs this process, from its environment, and a line saying where it was found."""
+    if text == "auto" or text.startswith("auto/"):
+        return _shard_from_array(text, environ)
     try:
         k, n = (int(part) for part in text.split("/"))
     except ValueError:
-        raise UsageError(f"--shard {text!r}: use K/N, e.g. 3/8 for the third of eight shares") from None
+        raise UsageError(f"--shard {text!r}: use K/N, e.g. 3/8 for the third of eight shares, or auto") from None
     if not 1 <= k <= n:
         raise UsageError(f"--shard {text!r}: K must be between 1 and N")
-    return k, n
+    return k, n, None
+
+
+def _shard_from_array(text: str, environ: Mapping[str, str]) -> tuple[int, int, str]:
+    """The task's share in a Slurm job array (index and count from its variables), a Kubernetes Indexed Job or an
+    AWS Batch array job (0-based index; the count given as auto/N, since neither exports it)."""
+    given = text.removeprefix("auto").removeprefix("/")
+    try:
+        count = int(given) if given else None
+    except ValueError:
+        raise UsageError(f"--shard {text!r}: use auto, or auto/N with the number of tasks") from None
+
+    def number(name: str) -> int:
+        try:
+            return int(environ[name])
+        except ValueError:
+            raise UsageError(f"--shard auto: {name}={environ[name]!r} is not a whole number") from None
+
+    if "SLURM_ARRAY_TASK_ID" in environ:
+        task, low = number("SLURM_ARRAY_TASK_ID"), number("SLURM_ARRAY_TASK_MIN")
+        high, tasks = number("SLURM_ARRAY_TASK_MAX"), number("SLURM_ARRAY_TASK_COUNT")
+        step = (high - low) // (tasks - 1) if tasks > 1 else 1
+        if step < 1 or low + step * (tasks - 1) != high or (task - low) % step:
+            raise UsageError(
+                f"--shard auto: Slurm array {low}-{high} of {tasks} tasks is not evenly spaced; use --shard K/N"
+            )
+        k, n, found = (task - low) // step + 1, tasks, f"Slurm array task {task} of {low}-{high}"
+    else:
+        name = next((v for v in ("JOB_COMPLETION_INDEX", "AWS_BATCH_JOB_ARRAY_INDEX") if v in environ), None)
+        if name is None:
+            raise UsageError(
+                "--shard auto: no job array found (SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX or "
+                "AWS_BATCH_JOB_ARRAY_INDEX is unset); use --shard K/N"
+            )
+        if count is None:
+            raise UsageError(f"--shard auto: {name} gives this task's index but not the count; use --shard auto/N")
+        k, n, found = number(name) + 1, count, f"{name}={environ[name]}"
+    if count is not None and count != n:
+        raise UsageError(f"--shard {text}: the job array has {n} tasks, not {count}")
+    if not 1 <= k <= n:
+        raise UsageError(f"--shard auto: {found} is outside {n} tasks")
+    return k, n, f"shard {k}/{n} ({found})"
 
 
 def select_shard(jobs: list[Job], k: int, n: int) -> list[Job]:
