@@ -33,8 +33,8 @@ def run_uvr(
 def on_terminal(
     *args: str, columns: int, stream: str = "stdout", cwd: Path | None = None, env: dict | None = None
 ) -> tuple[int, bytes, bytes]:
-    """Run the real CLI with `stream` ('stdout' or 'stderr') on a pseudo-terminal `columns` wide and the other
-    stream on a pipe: (exit status, what the terminal received, what the pipe received)."""
+    """Run the real CLI with `stream` ('stdout', 'stderr' or 'both') on a pseudo-terminal `columns` wide and the
+    other stream on a pipe: (exit status, what the terminal received, what the pipe received)."""
     import fcntl
     import os
     import pty
@@ -44,11 +44,11 @@ def on_terminal(
     primary, secondary = pty.openpty()
     fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))  # a new pty is 0 wide
     env = {k: v for k, v in (env or os.environ).items() if k not in ("COLUMNS", "LINES")}  # the pty's size counts
-    streams = (
-        {"stdout": secondary, "stderr": subprocess.PIPE}
-        if stream == "stdout"
-        else {"stdout": subprocess.PIPE, "stderr": secondary}
-    )
+    streams = {
+        "stdout": {"stdout": secondary, "stderr": subprocess.PIPE},
+        "stderr": {"stdout": subprocess.PIPE, "stderr": secondary},
+        "both": {"stdout": secondary, "stderr": secondary},
+    }[stream]
     proc = subprocess.Popen([*uvr_command(), *args], cwd=cwd, env=env, **streams)
     os.close(secondary)
     shown = b""
@@ -61,7 +61,8 @@ def on_terminal(
             break
         shown += chunk
     os.close(primary)
-    piped = (proc.stderr if stream == "stdout" else proc.stdout).read()
+    other = {"stdout": proc.stderr, "stderr": proc.stdout}.get(stream)
+    piped = other.read() if other is not None else b""
     return proc.wait(timeout=300), shown, piped
 
 

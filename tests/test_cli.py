@@ -69,6 +69,7 @@ def test_batch_goes_on_past_a_failed_input_and_exits_1(batch):
     }
     assert a["duration_s"] == 1.0 and b["duration_s"] == 0.5
     assert a["wall_s"] > 0 and a["realtime_factor"] == pytest.approx(a["wall_s"] / 1.0, rel=0.01)
+    assert a["realtime_factor"] == round(a["realtime_factor"], 3) and a["agg_applied"] is True
     assert missing["status"] == "error" and missing["outputs"] == {} and "missing.wav: no such file" in missing["error"]
     assert set(missing) == set(a)  # every record has the same fields
     stderr = batch.proc.stderr.decode()
@@ -232,7 +233,9 @@ def test_a_closed_stdout_ends_the_run_quietly(batch):
     )
     os.close(write_end)
     assert proc.returncode == 141
-    assert proc.stderr == b""
+    assert proc.stderr.decode().splitlines() == [  # the batch is already done; nothing about the closed pipe
+        "uvr: skipping every input: outputs already made with these settings (--overwrite makes them again)"
+    ]
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
@@ -522,3 +525,46 @@ def test_extras_are_installed_from_the_checkout_with_the_venvs_pip():
     wide = dict(ENV, COLUMNS="400")  # Rich wraps help text at COLUMNS: one line per paragraph
     shown = subprocess.run([*uvr_command(), "eval", "--help"], capture_output=True, env=wide, timeout=60).stdout
     assert b".venv/bin/pip install -e '.[eval]'" in shown
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+@pytest.mark.parametrize("columns", [80, 100])
+def test_a_terminal_shows_whole_lines_and_no_stale_bar(tmp_path_factory, columns):
+    """stdout and stderr on one terminal, as a user runs uvr: rendered (pyte), the screen ends with each output
+    path and each warning whole on a line of its own, and one overall bar, at 100 %."""
+    import pyte
+
+    root = tmp_path_factory.mktemp("t")  # short paths: each fits on one line
+    (root / "in").mkdir()
+    for i in range(2):
+        sf.write(root / "in" / f"s{i}.wav", tone_mix(2.0, seed=i), 44100, subtype="PCM_16")
+    square = np.repeat(np.sign(np.sin(2 * np.pi * 220 * np.arange(44100) / 44100))[:, None], 2, axis=1)
+    sf.write(root / "in" / "sq.wav", square, 44100, subtype="PCM_16")  # its instrumental clips: a warning line
+    status, shown, _ = on_terminal("separate", "in", "-o", "out", "--device", "cpu", columns=columns, stream="both",
+                                   cwd=root, env=ENV)  # fmt: skip
+    assert status == 0, shown
+    screen = pyte.Screen(columns, 24)
+    pyte.ByteStream(screen).feed(shown)
+    lines = [line.rstrip() for line in screen.display if line.strip()]
+    paths = sorted(str(p) for p in (root / "out").iterdir() if not p.name.startswith("."))
+    assert sorted(line for line in lines if line.startswith("/")) == paths, lines
+    warnings = [line for line in lines if line.startswith("uvr: ")]
+    assert any("sq.wav: instrumental:" in line and line.endswith("were clipped") for line in warnings), lines
+    bars = [line for line in lines if "all files" in line]
+    assert len(bars) == 1 and bars[0] == lines[-1] and "100%" in bars[0], lines
+    assert bars[0].endswith(("s/file]", "file/s]")), lines
+
+
+def test_an_exported_vr_network_given_to_m_says_how_to_run_it(tmp_path):
+    """`uvr export -m default -o net.onnx` writes net.onnx and net.onnx.json; -m net.onnx is read as MDX-Net, so
+    uvr names what the file is and the command that runs its model in ONNX Runtime."""
+    sf.write(tmp_path / "a.wav", tone_mix(0.1), 44100)
+    (tmp_path / "net.onnx").write_bytes(b"not read")
+    description = {"format": "onnx", "exported_by": "uvr 0.1.0, torch 2.13.0", "model": {"file": "default.pth"}}
+    (tmp_path / "net.onnx.json").write_text(json.dumps(description))
+    proc = uvr("separate", "a.wav", "-m", "net.onnx", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.decode().splitlines() == [
+        "uvr: net.onnx: a VR network exported by `uvr export` (see net.onnx.json), not an MDX-Net model; to run "
+        "default.pth in ONNX Runtime, use -m default.pth --backend onnxruntime"
+    ]

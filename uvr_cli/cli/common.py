@@ -6,7 +6,7 @@ import os
 import sys
 from collections.abc import Iterable
 from enum import Enum
-from typing import Any
+from typing import Any, TextIO
 
 import typer
 
@@ -39,10 +39,21 @@ FrontEndChoice = choices("FrontEndChoice", FRONT_ENDS)
 ClipMode = choices("ClipMode", CLIP_MODES)
 
 
+def _print_line(line: str, stream: TextIO) -> None:
+    """Print one line; while progress bars are on the screen, through tqdm, which clears them first and draws them
+    again below, so that the line starts in the first column and no bar is left half-drawn above it."""
+    tqdm_module = sys.modules.get("tqdm")
+    if tqdm_module is not None and getattr(tqdm_module.tqdm, "_instances", None):
+        tqdm_module.tqdm.write(line, file=stream)
+        stream.flush()
+    else:
+        print(line, file=stream, flush=True)
+
+
 def say(message: str) -> None:
     """One line on stderr, even when a file name in it holds a line break."""
     with STDERR_LOCK:  # not while a decoder's own chatter is being silenced (io/stderr.py)
-        print("uvr: " + message.replace("\r", "\\r").replace("\n", "\\n"), file=sys.stderr, flush=True)
+        _print_line("uvr: " + message.replace("\r", "\\r").replace("\n", "\\n"), sys.stderr)
 
 
 def fail(exc: UvrError) -> typer.Exit:
@@ -73,7 +84,7 @@ def closed_pipe_exit() -> typer.Exit:
 def emit(line: str) -> None:
     """One result line on stdout; a reader that went away ends the run quietly with 141."""
     try:
-        print(line, flush=True)
+        _print_line(line, sys.stdout)
     except BrokenPipeError:
         raise closed_pipe_exit() from None
 

@@ -79,7 +79,6 @@ def separate_one(
         job,
         status="error",
         redone_because=job.redo,
-        agg_applied=settings["agg"] is not None,
         models=[info.path.name for info in separator.members_info],
         ensemble=settings["ensemble"],
     )
@@ -90,7 +89,7 @@ def separate_one(
         if show_progress:
             from tqdm import tqdm
 
-            file_bar = tqdm(unit="win", position=1, leave=False, desc=Path(job.display).name, file=sys.stderr)
+            file_bar = tqdm(unit="window", position=1, leave=False, desc=Path(job.display).name, file=sys.stderr)
 
         def progress(done: int, total: int) -> None:
             if file_bar is not None:
@@ -106,9 +105,10 @@ def separate_one(
         record.update(
             status="redone" if job.redo else result.status,
             outputs=result.outputs,
-            duration_s=result.duration_s,
+            duration_s=None if result.duration_s is None else round(result.duration_s, 6),  # whole microseconds
             wall_s=round(result.wall_s, 3),
-            realtime_factor=result.realtime_factor,
+            realtime_factor=None if result.realtime_factor is None else round(result.realtime_factor, 3),
+            agg_applied=settings["agg"] is not None,  # only where something was separated
             clipped_samples=result.clipped_samples,
             rescaled_by=result.rescaled_by,
         )
