@@ -96,6 +96,9 @@ def test_uvr_export_torchscript_and_its_description(ch16_weights: Path, tmp_path
     done = run_uvr("export", str(ch16_weights), "--params", PRESET_1024, "-o", str(out), "--window", "384")
     assert done.returncode == 0, done.stderr.decode()
     assert done.stdout.decode().split() == [str(out), str(out) + ".json"]
+    said = done.stderr.decode().splitlines()  # a line before the slow tracing and one when it is done
+    assert said[0] == f"uvr: tracing {ch16_weights.name}'s network into net.pt (up to a minute) ..."
+    assert said[1].startswith("uvr: exported in ") and len(said) == 2
     info = json.loads((tmp_path / "net.pt.json").read_text())
     preset = load_preset(PRESET_1024)
     assert info["format"] == "torchscript" and info["model"]["architecture"] == "CascadedASPPNet"

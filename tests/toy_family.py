@@ -138,7 +138,7 @@ class ToyFamily:
     def describe(self, path: Path, options) -> dict:
         raise UsageError("toy models have no description")
 
-    def export(self, path: Path, out: Path, options, precision: str) -> list[str]:
+    def export(self, path: Path, out: Path, options, precision: str, note=None) -> list[str]:
         raise UsageError("toy models do not export")
 
 

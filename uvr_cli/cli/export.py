@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from uvr_cli.cli.common import emit, fail
+from uvr_cli.cli.common import emit, fail, say
 from uvr_cli.errors import UsageError, UvrError, install_command
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ def export(
     primary: str | None = typer.Option(
         None, "--primary", help="What the mask keeps, for unknown files: instrumental (default) or vocals."
     ),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress lines on stderr."),
 ) -> None:
     """Export a model's network for other runtimes (ONNX Runtime, TensorRT, LibTorch...).
 
@@ -58,7 +59,7 @@ def export(
             raise UsageError(f"{path}: the output must end in .onnx (ONNX) or .pt (TorchScript)")
         if path.suffix.lower() == ".onnx":
             _need_onnx()
-        written = _export(model, path, options, precision)
+        written = _export(model, path, options, precision, quiet)
     except UvrError as exc:
         raise fail(exc) from None
     for line in written:
@@ -74,9 +75,16 @@ def _need_onnx() -> None:
         raise UsageError(f"ONNX export needs the onnx extra: {install_command('onnx')}") from None
 
 
-def _export(model: str, path: Path, options: ModelOptions, precision: str) -> list[str]:
+def _export(model: str, path: Path, options: ModelOptions, precision: str, quiet: bool) -> list[str]:
+    """Export with a line before the slow part (tracing takes up to a minute) and one after it."""
+    import time
+
     from uvr_cli.catalog.models import resolve_model
     from uvr_cli.engine.families import family_of
 
     source = resolve_model(model)
-    return family_of(source).export(source, path, options, precision)
+    start = time.perf_counter()
+    written = family_of(source).export(source, path, options, precision, note=None if quiet else say)
+    if not quiet:
+        say(f"exported in {time.perf_counter() - start:.0f} s")
+    return written

@@ -17,7 +17,7 @@ its room and one line in families/__init__.py; the engine's common rooms do not 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -78,6 +78,9 @@ class Family(Protocol):
         """What `uvr info` reports of the file (its "family" key names this family)."""
         ...
 
-    def export(self, path: Path, out: Path, options: ModelOptions, precision: str) -> list[str]:
-        """Write the network to `out` for other runtimes; the paths written. A UsageError where it cannot."""
+    def export(
+        self, path: Path, out: Path, options: ModelOptions, precision: str, note: Callable[[str], None] | None = None
+    ) -> list[str]:
+        """Write the network to `out` for other runtimes; the paths written. A UsageError where it cannot. `note`
+        hears one line when the slow part (tracing the network) starts, after every check has passed."""
         ...

@@ -14,7 +14,7 @@ overlap 0) and the weighted sum divided by the summed weights. The primary stem 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,6 +127,24 @@ def _info(path: Path, params: MdxParams, uvr_hash: str, primary: str | None, fra
     )
 
 
+def _refuse_a_uvr_export(path: Path) -> None:
+    """A VR network that `uvr export` wrote (its FILE.onnx.json says so) is not an MDX-Net model: say how to run
+    the model it came from in ONNX Runtime instead of failing on its shapes."""
+    import json
+
+    try:
+        description = json.loads(path.with_name(path.name + ".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if not (isinstance(description, dict) and str(description.get("exported_by", "")).startswith("uvr ")):
+        return
+    source = (description.get("model") or {}).get("file", "the .pth it came from")
+    raise UsageError(
+        f"{path.name}: a VR network exported by `uvr export` (see {path.name}.json), not an MDX-Net model; to run "
+        f"{source} in ONNX Runtime, use -m {source} --backend onnxruntime"
+    )
+
+
 class MdxFamily:
     """MDX-Net ONNX models, by their `.onnx` name."""
 
@@ -136,6 +154,7 @@ class MdxFamily:
         return path.suffix.lower() == ".onnx"
 
     def load(self, path: Path, options: ModelOptions, runtime: Runtime) -> MdxModel:
+        _refuse_a_uvr_export(path)
         graph = read_graph(path)
         feed, shape = _input_of(graph, path)
         uvr_hash = uvr_model_hash(path)
@@ -196,7 +215,9 @@ class MdxFamily:
             },
         }
 
-    def export(self, path: Path, out: Path, options: ModelOptions, precision: str) -> list[str]:
+    def export(
+        self, path: Path, out: Path, options: ModelOptions, precision: str, note: Callable[[str], None] | None = None
+    ) -> list[str]:
         raise UsageError(
             f"{path.name} is an MDX-Net model, already an ONNX file: other runtimes can load it as it is "
             "(input: the STFT described by `uvr info`)"

@@ -7,6 +7,7 @@ the chunk path with the authors' chunking (chunking.py). Options: --config, --nu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -174,7 +175,9 @@ class MsstFamily:
             },
         }
 
-    def export(self, path: Path, out: Path, options: ModelOptions, precision: str) -> list[str]:
+    def export(
+        self, path: Path, out: Path, options: ModelOptions, precision: str, note: Callable[[str], None] | None = None
+    ) -> list[str]:
         raise UsageError(f"{path.name}: exporting {NAMES[self.config(path, options).architecture]} models is not built")
 
 

@@ -17,7 +17,7 @@ import io
 import json
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -152,11 +152,18 @@ def sidecar_path(path: Path) -> Path:
 
 
 def export_network(
-    model: Model, path: Path, *, precision: str = "fp32", window: int = 512, primary: str = "instrumental"
+    model: Model,
+    path: Path,
+    *,
+    precision: str = "fp32",
+    window: int = 512,
+    primary: str = "instrumental",
+    note: Callable[[str], None] | None = None,
 ) -> dict:
     """Write `model`'s network to `path` (.onnx or .pt) and its description to sidecar_path(path); returns it.
 
-    Both files are written under temporary names and renamed when complete; a failure leaves neither.
+    Both files are written under temporary names and renamed when complete; a failure leaves neither. `note`
+    hears one line before the network is traced (the slow part), once the checks have passed.
     """
     fmt = export_format(path)
     network = model.loaded.module
@@ -165,6 +172,8 @@ def export_network(
     sidecar = sidecar_path(path)
     with exported_file(sidecar) as tmp_json:
         tmp_json.write_text(json.dumps(description, indent=2) + "\n")
+        if note is not None:
+            note(f"tracing {model.path.name}'s network into {path.name} (up to a minute) ...")
         write_graph(mask_graph(network, model.preset.split_bin, precision), path, window)
     return description
 

@@ -11,7 +11,7 @@ are rebuilt per stem (high_end.py). Options: --params, --primary, --agg (Cascade
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -210,12 +210,15 @@ class VrFamily:
     def describe(self, path: Path, options: ModelOptions) -> dict:
         return describe_model(path)
 
-    def export(self, path: Path, out: Path, options: ModelOptions, precision: str) -> list[str]:
+    def export(
+        self, path: Path, out: Path, options: ModelOptions, precision: str, note: Callable[[str], None] | None = None
+    ) -> list[str]:
         if precision not in ("fp32", "fp16"):
             raise UsageError(f"--precision {precision!r}: use fp32 or fp16")
         model = load_model(path, options.params, options.force_params)
         primary = model_info(model, options.primary).primary
-        export_network(model, out, precision=precision, window=options.window_for(False), primary=primary)
+        window = options.window_for(False)
+        export_network(model, out, precision=precision, window=window, primary=primary, note=note)
         return [str(out), str(sidecar_path(out))]
 
 
