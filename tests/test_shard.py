@@ -24,9 +24,10 @@ def uvr(*args: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
 def test_slurm_array_tasks_separate_each_input_once_as_one_run_does(tmp_path: Path) -> None:
     """Four tasks of `--array=1-4` (run one after another, with the variables Slurm sets) over six clips: every
     input is separated by exactly one task, into the files one plain run makes, byte for byte."""
+    (tmp_path / "corpus").mkdir()
     for i in range(6):
-        sf.write(tmp_path / f"clip{i}.wav", tone_mix(0.3, seed=i), 44100, subtype="PCM_16")
-    args = ["separate", ".", "-o", "sharded", "--json", "--device", "cpu"]
+        sf.write(tmp_path / "corpus" / f"clip{i}.wav", tone_mix(0.3, seed=i), 44100, subtype="PCM_16")
+    args = ["separate", "corpus", "-o", "sharded", "--json", "--device", "cpu"]
     separated = []
     for task in range(1, 5):
         slurm = {"SLURM_ARRAY_TASK_ID": str(task), "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "4",
@@ -35,8 +36,8 @@ def test_slurm_array_tasks_separate_each_input_once_as_one_run_does(tmp_path: Pa
         assert proc.returncode == 0, proc.stderr
         assert proc.stderr.decode().splitlines()[0] == f"uvr: shard {task}/4 (Slurm array task {task} of 1-4)"
         separated += [json.loads(line)["input"] for line in proc.stdout.splitlines()]
-    assert sorted(separated) == [f"clip{i}.wav" for i in range(6)]
-    whole = uvr("separate", ".", "-o", "whole", "-q", "--device", "cpu", cwd=tmp_path, env=ENV)
+    assert sorted(separated) == [f"corpus/clip{i}.wav" for i in range(6)]
+    whole = uvr("separate", "corpus", "-o", "whole", "-q", "--device", "cpu", cwd=tmp_path, env=ENV)
     assert whole.returncode == 0, whole.stderr
     made = sorted(p.name for p in (tmp_path / "whole").iterdir())
     assert made == sorted(p.name for p in (tmp_path / "sharded").iterdir()) and len(made) == 6 * 4  # stems, records
