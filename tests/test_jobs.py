@@ -186,6 +186,8 @@ def test_shard_auto_takes_the_share_of_the_job_array_task(text, environ, share):
     "text, environ, message",
     [
         ("auto", {}, "no job array found"),
+        ("auto", {"SLURM_ARRAY_TASK_ID": "3"}, "SLURM_ARRAY_TASK_MIN is unset"),
+        ("auto", {**SLURM, "SLURM_ARRAY_TASK_ID": "three"}, "'three' is not a whole number"),
         ("auto", {"JOB_COMPLETION_INDEX": "2"}, "use --shard auto/N"),
         ("auto/8", {**SLURM, "SLURM_ARRAY_TASK_ID": "3"}, "the job array has 16 tasks, not 8"),
         ("auto/4", {"JOB_COMPLETION_INDEX": "4"}, "outside 4 tasks"),

@@ -207,6 +207,8 @@ def _shard_from_array(text: str, environ: Mapping[str, str]) -> tuple[int, int, 
         raise UsageError(f"--shard {text!r}: use auto, or auto/N with the number of tasks") from None
 
     def number(name: str) -> int:
+        if name not in environ:
+            raise UsageError(f"--shard auto: {name} is unset; use --shard K/N")
         try:
             return int(environ[name])
         except ValueError:
