@@ -23,7 +23,7 @@ VR_FAMILIES = (None, "CascadedASPPNet", "CascadedNet")
 
 
 MODEL_COLUMNS = ("NAME", "ARCHITECTURE", "PRESET", "PRIMARY STEM", "SCORE VOC/INST", "SIZE", "LOCAL")
-CELL_CAPS = {"ARCHITECTURE": 30, "PRIMARY STEM": 16}  # longer cells end in '…' (--json has them whole)
+CELL_CAPS = {"ARCHITECTURE": 30, "PRIMARY STEM": 16}  # longer cells end in '...' (--json has them whole)
 FIRST_COLUMN_CAP = 40  # on a screen, a longer name (never cut: it is what -m takes) has a line of its own
 DROP_ORDER = ("SIZE", "PRESET", "ARCHITECTURE", "SCORE VOC/INST", "PRIMARY STEM")  # left out first on a narrow screen
 
@@ -39,7 +39,7 @@ def _table(
     rows: Sequence[tuple[str, ...]], *, caps: dict[str, int] | None = None, drop: Sequence[str] = ()
 ) -> list[str]:
     """Rows under the header row rows[0], in aligned columns. On a screen, cells longer than their column's cap
-    are cut with '…', a first cell longer than FIRST_COLUMN_CAP gets a line of its own, and where the lines are
+    are cut with '...', a first cell longer than FIRST_COLUMN_CAP gets a line of its own, and where the lines are
     still wider than the screen the `drop` columns are left out in turn (named below the table, and returned)."""
     header = rows[0]
     screen = _screen_width()
@@ -82,7 +82,8 @@ def _wrap(text: str, screen: int | None) -> str:
 
 
 def _cut(cell: str, cap: int | None) -> str:
-    return cell if cap is None or len(cell) <= cap else cell[: cap - 1] + "…"
+    """`cell`, or its first cap - 3 characters and '...' (ASCII: a terminal in any encoding shows it)."""
+    return cell if cap is None or len(cell) <= cap else cell[: cap - 3] + "..."
 
 
 def presets(
