@@ -283,7 +283,9 @@ def _salvage(path: str, name: str, ffmpeg: str | None, spool: _Spool) -> Decoded
     """All that ffmpeg can decode of the input, with the length its header declares where that is longer."""
     try:
         with native_output_silenced():
-            declared = sf.info(path).frames
+            info = sf.info(path)
+        # an MP3 without a Xing/VBRI header states no length: libsndfile's figure is an estimate
+        declared = info.frames if info.format != "MP3" or _mp3_states_its_length(path) else 0
     except (sf.LibsndfileError, RuntimeError, OSError):
         declared = 0  # no header libsndfile reads: nothing to compare with
     why = "--allow-truncated decodes with ffmpeg"
