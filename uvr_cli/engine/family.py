@@ -29,6 +29,11 @@ from uvr_cli.engine.frames import FrameModel
 from uvr_cli.settings import ModelOptions
 
 
+def sidecar_path(path: Path) -> Path:
+    """Where the description of a file that `Family.export` writes goes: FILE.onnx -> FILE.onnx.json."""
+    return path.with_name(path.name + ".json")
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What was loaded, for reports, records and chains."""

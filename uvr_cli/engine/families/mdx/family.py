@@ -26,7 +26,7 @@ from uvr_cli.engine.chunks import ChunkLayout, ChunkNetwork
 from uvr_cli.engine.device import Runtime
 from uvr_cli.engine.families.mdx.network import HOP, ChunkNet, dims, free_axes, read_graph
 from uvr_cli.engine.families.mdx.params import MdxParams, find_params
-from uvr_cli.engine.family import ModelInfo
+from uvr_cli.engine.family import ModelInfo, sidecar_path
 from uvr_cli.engine.onnx import providers, session
 from uvr_cli.errors import ModelError, UsageError
 from uvr_cli.settings import PRIMARY_STEMS, ModelOptions
@@ -133,7 +133,7 @@ def _refuse_a_uvr_export(path: Path) -> None:
     import json
 
     try:
-        description = json.loads(path.with_name(path.name + ".json").read_text(encoding="utf-8"))
+        description = json.loads(sidecar_path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return
     if not (isinstance(description, dict) and str(description.get("exported_by", "")).startswith("uvr ")):

@@ -28,6 +28,7 @@ from uvr_cli.atomic import atomic_file
 from uvr_cli.engine.families.vr.loading import Model
 from uvr_cli.engine.families.vr.nets import CascadedASPPNet, MaskNetwork
 from uvr_cli.engine.families.vr.optimize import fold_batchnorm
+from uvr_cli.engine.family import sidecar_path
 from uvr_cli.errors import UsageError, UvrError
 
 OPSET = 18
@@ -144,11 +145,6 @@ def export_format(path: Path) -> str:
     if fmt is None:
         raise UsageError(f"{path}: the output must end in .onnx (ONNX) or .pt (TorchScript)")
     return fmt
-
-
-def sidecar_path(path: Path) -> Path:
-    """Where the description of an exported file goes: FILE.onnx -> FILE.onnx.json."""
-    return path.with_name(path.name + ".json")
 
 
 def export_network(

@@ -22,14 +22,14 @@ import torch
 from uvr_cli.catalog.presets import BandPreset
 from uvr_cli.engine.analysis import Frames
 from uvr_cli.engine.device import Runtime, precision_context
-from uvr_cli.engine.families.vr.export import check_window, export_network, sidecar_path
+from uvr_cli.engine.families.vr.export import check_window, export_network
 from uvr_cli.engine.families.vr.high_end import mirror
 from uvr_cli.engine.families.vr.loading import Model, architecture, describe_model, load_model
 from uvr_cli.engine.families.vr.nets import Aggressiveness, CascadedNetSpec
 from uvr_cli.engine.families.vr.onnx_runtime import onnx_mask_model
 from uvr_cli.engine.families.vr.optimize import prepare_for_inference
 from uvr_cli.engine.families.vr.postprocess import mask_silence
-from uvr_cli.engine.family import ModelInfo
+from uvr_cli.engine.family import ModelInfo, sidecar_path
 from uvr_cli.engine.frames import StemFrames
 from uvr_cli.engine.windows import NetworkRun, Predict, WindowRunner
 from uvr_cli.errors import UsageError
