@@ -67,7 +67,9 @@ def main() -> None:
         start = time.perf_counter()
         write_graph(mask_graph(network, preset.split_bin), path, a.window)
         export_s = time.perf_counter() - start
-        ort_model = OnnxMaskModel(path, network.offset, network.depth, preset.split_bin, ["CPUExecutionProvider"])
+        ort_model = OnnxMaskModel(
+            path, network.offset, network.depth, preset.split_bin, ["CPUExecutionProvider"], "fp32"
+        )
         optimised = prepare_for_inference(network, torch.device("cpu"))
         batch = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():

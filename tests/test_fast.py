@@ -79,8 +79,11 @@ def test_fast_mode_quantises_all_but_the_input_convolutions_and_stays_close_to_e
     assert others and all(sources[name] == "DequantizeLinear" for name in others)
 
     stamp = quantised.stat().st_mtime_ns
-    again, said = _separate(tmp_path / "again", "--fast")
+    again, said = _separate(tmp_path / "again", "--fast", "-v")
     assert "preparing" not in said
+    # -v names the precision the network runs in, not torch's float32 which does not run it
+    assert "band preset 4band_v2, network in ONNX Runtime int8" in said, said
+    assert "backend onnxruntime, --fast, device cpu, front end" in said, said
     assert quantised.stat().st_mtime_ns == stamp and len(list((cache / "onnx").glob("*.onnx"))) == 1
     for stem, want in fast.items():
         assert np.array_equal(again[stem], want), stem

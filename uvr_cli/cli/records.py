@@ -200,10 +200,11 @@ def report_model(runner: Runner, settings: SeparationSettings, verbose: bool, qu
                 f"({info.identity.how})"
             )
         runtime = runner.runtime
+        # ONNX Runtime's precision is each model's (named in its line above); torch's is the run's.
+        dtype = f", {str(runtime.dtype).removeprefix('torch.')}" if runtime.backend == "torch" else ""
         say(
-            f"backend {runtime.backend}{', --fast' if runtime.fast else ''}, device {runtime.device}, "
-            f"{str(runtime.dtype).removeprefix('torch.')}, front end {runtime.front_end.name}, batch size "
-            f"{runtime.batch_size}"
+            f"backend {runtime.backend}{', --fast' if runtime.fast else ''}, device {runtime.device}{dtype}, "
+            f"front end {runtime.front_end.name}, batch size {runtime.batch_size}"
         )
         o = settings.options
         shown = {

@@ -185,10 +185,11 @@ class VrFamily:
         window = options.window_for(runtime.fast)
         check_window(window, network.offset, network.depth)
         aggressiveness = Aggressiveness(options.agg / 100, model.preset.split_bin)
+        info = model_info(model, options.primary)
         if runtime.backend == "torch":
             runnable: MaskModel = prepare_for_inference(network, runtime.device)
         else:
-            runnable = onnx_mask_model(
+            runnable = onnx = onnx_mask_model(
                 model,
                 window=window,
                 fast=runtime.fast,
@@ -196,6 +197,7 @@ class VrFamily:
                 device=runtime.options.device,
                 precision=runtime.options.precision,
             )
+            info = dataclasses.replace(info, setup=f"{info.setup}, network in ONNX Runtime {onnx.precision}")
         run = NetworkRun(
             mask_predictor(runnable, runtime.device, runtime.dtype, aggressiveness),
             network.offset,
@@ -205,7 +207,7 @@ class VrFamily:
             fit=runtime.fast and options.window is None,  # --fast's window is the widest; each song gets its own
             step=2**network.depth,
         )
-        return VrModel(model_info(model, options.primary), model.preset, run, options.high_end, options.post_process)
+        return VrModel(info, model.preset, run, options.high_end, options.post_process)
 
     def describe(self, path: Path, options: ModelOptions) -> dict:
         return describe_model(path)

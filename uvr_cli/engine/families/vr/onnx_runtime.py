@@ -40,9 +40,12 @@ def _exporter() -> None:
 class OnnxMaskModel:
     """An exported network (export.MaskGraph as ONNX) in an ONNX Runtime session; numpy at the boundary."""
 
-    def __init__(self, path: Path, offset: int, depth: int, split_bin: int, provider_names: list[str]) -> None:
+    def __init__(
+        self, path: Path, offset: int, depth: int, split_bin: int, provider_names: list[str], precision: str
+    ) -> None:
         self.session = session(path, provider_names, path)
         self.offset, self.depth, self.split_bin = offset, depth, split_bin
+        self.precision = precision  # fp32, fp16 or int8: what -v reports
         self.input_dtype = np.float16 if self.session.get_inputs()[0].type == "tensor(float16)" else np.float32
 
     def predict_mask(self, x: torch.Tensor, aggressiveness: Aggressiveness | None = None) -> torch.Tensor:
@@ -106,7 +109,7 @@ def onnx_mask_model(
     precision = onnx_precision(precision, provider_names, fast)
     path = cached_export(model, precision, window, note)
     network = model.loaded.module
-    return OnnxMaskModel(path, network.offset, network.depth, model.preset.split_bin, provider_names)
+    return OnnxMaskModel(path, network.offset, network.depth, model.preset.split_bin, provider_names, precision)
 
 
 def onnx_precision(precision: str, provider_names: list[str], fast: bool = False) -> str:
