@@ -269,7 +269,8 @@ def test_progress_bars_appear_on_a_terminal_unless_quiet(batch, quiet):
 def test_usage_errors_exit_2_before_any_work(tmp_path, args, message):
     for rel in ("a.wav", "a.flac", "x/a.wav", "y/a.wav"):
         (tmp_path / rel).parent.mkdir(exist_ok=True)
-        (tmp_path / rel).write_bytes(b"not decoded before the check")
+        # real audio: inputs whose names clash are decoded to see that both can be read (the rest are not read)
+        sf.write(tmp_path / rel, np.zeros((100, 2)), 44100, format=rel.rsplit(".", 1)[1].upper())
     proc = (
         uvr("separate", *args, "-o", "out", cwd=tmp_path, stdin=b"")
         if "-o" not in args
@@ -279,6 +280,28 @@ def test_usage_errors_exit_2_before_any_work(tmp_path, args, message):
     assert message in proc.stderr.decode()
     assert "Traceback" not in proc.stderr.decode()
     assert not (tmp_path / "out").exists()
+
+
+def test_a_clash_with_an_unreadable_input_fails_that_input_alone(tmp_path):
+    """song.wav and song.flac would write the same stems; the one that cannot be read fails on its own line
+    instead of refusing the batch, and the other is separated under the usual names."""
+    sf.write(tmp_path / "song.wav", tone_mix(1.0), 44100)
+    (tmp_path / "song.flac").write_bytes(b"fLaC but not really")
+    proc = uvr("separate", "song.wav", "song.flac", "-o", "out", "--json", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    records = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    assert [(r["input"], r["status"]) for r in records] == [("song.wav", "ok"), ("song.flac", "error")]
+    assert "cannot read 'song.flac'" in records[1]["error"] and "would both write" not in proc.stderr.decode()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")) == [
+        "song_instrumental.wav",
+        "song_vocals.wav",
+    ]
+    # both unreadable: each fails for its own reason, and nothing is written
+    (tmp_path / "song.wav").write_bytes(b"RIFF but not really")
+    proc = uvr("separate", "song.wav", "song.flac", "-o", "out2", cwd=tmp_path)
+    said = proc.stderr.decode()
+    assert proc.returncode == 1 and "cannot read 'song.wav'" in said and "cannot read 'song.flac'" in said, said
+    assert not (tmp_path / "out2").exists()
 
 
 @pytest.mark.parametrize(

@@ -404,6 +404,7 @@ class _Plan:
 
 def _plan(o: SimpleNamespace, given: set[str]) -> _Plan:
     """Expand the inputs, name the outputs, find what is already done, and check everything that can be checked."""
+    from uvr_cli.io.decode import why_unreadable
     from uvr_cli.io.jobs import expand_inputs, model_label, parse_shard, plan_outputs, select_shard
 
     if o.jobs_count < 1:
@@ -436,6 +437,7 @@ def _plan(o: SimpleNamespace, given: set[str]) -> _Plan:
         model=model_label(list(o.model) if o.model else [None]),
         agg=o.agg,
         ext=o.fmt.value,
+        unreadable=lambda source: why_unreadable(source, o.allow_truncated),
     )
     if o.shard is not None:  # after planning, so that name collisions are found across the whole corpus
         k, n, found = parse_shard(o.shard, os.environ)

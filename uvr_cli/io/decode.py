@@ -216,6 +216,15 @@ def read_audio(source: str | os.PathLike, ffmpeg: str | None = "ffmpeg") -> Audi
         return Audio(samples, decoded.sample_rate, decoded.subtype, decoded.source_format, reader.nonfinite_replaced)
 
 
+def why_unreadable(source: str | os.PathLike, allow_truncated: bool = False) -> str | None:
+    """Why `source` cannot be decoded as a run would (open_source's one line), or None; decodes it to find out."""
+    try:
+        with open_source(source, allow_truncated=allow_truncated):
+            return None
+    except AudioError as exc:
+        return str(exc)
+
+
 def _prepare(
     source: str | os.PathLike, name: str, ffmpeg: str | None, spool: _Spool, allow_truncated: bool
 ) -> DecodedSource:

@@ -6,7 +6,7 @@ import glob
 import hashlib
 import os
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,11 +134,21 @@ def safe_output_path(out_dir: Path, relative: str) -> Path:
 
 
 def plan_outputs(
-    jobs: list[Job], *, out_dir: str, template: str, stems: list[str], model: str, agg: float, ext: str
+    jobs: list[Job],
+    *,
+    out_dir: str,
+    template: str,
+    stems: list[str],
+    model: str,
+    agg: float,
+    ext: str,
+    unreadable: Callable[[str], str | None] | None = None,
 ) -> None:
     """Fill each job's outputs; two jobs writing one path, or an output overwriting an input, is a usage error.
 
-    Jobs that already failed (`error` set) get no outputs, so a missing input cannot cause a name collision.
+    Jobs that already failed (`error` set) get no outputs, so a missing input cannot cause a name collision. Where
+    two inputs would write one path, `unreadable` (an input -> why it cannot be decoded, or None) is asked about
+    both: one that cannot be read fails on its own instead of refusing the whole batch.
     """
     check_template(template, ext)
     if out_dir == STDIN:
@@ -149,24 +159,43 @@ def plan_outputs(
         jobs[0].outputs = {stems[0]: STDIN}
         return
     root = Path(out_dir)
-    taken: dict[Path, str] = {}
+    taken: dict[Path, Job] = {}
     inputs = {Path(j.source).resolve() for j in jobs if j.source != STDIN}
     for job in jobs:
-        if job.error:
-            continue
         for stem in stems:
+            if job.error:
+                break
             target = safe_output_path(root, render_name(template, job, stem=stem, model=model, agg=agg, ext=ext))
-            if target in taken and taken[target] == job.display:
+            if target in taken and taken[target] is job:
                 raise UsageError(f"--name {template!r} gives both stems of {job.display} one file name; add {{stem}}")
-            if target in taken:
+            if target in taken and not _fail_unreadable((taken[target], job), unreadable, taken):
                 raise UsageError(
-                    f"{job.display} and {taken[target]} would both write {target}; "
+                    f"{job.display} and {taken[target].display} would both write {target}; "
                     + _clash_remedy(jobs, stems=stems, model=model, agg=agg, ext=ext)
                 )
+            if job.error:
+                break
             if target in inputs:
                 raise UsageError(f"{job.display}: output {target} would overwrite an input file")
-            taken[target] = job.display
+            taken[target] = job
             job.outputs[stem] = str(target)
+
+
+def _fail_unreadable(
+    clashing: tuple[Job, Job], unreadable: Callable[[str], str | None] | None, taken: dict[Path, Job]
+) -> bool:
+    """Mark each of two clashing jobs whose input cannot be read as failed, freeing its names; whether any was."""
+    failed = False
+    for job in clashing:
+        if unreadable is None or job.source == STDIN:
+            continue  # probing standard input would consume it
+        reason = unreadable(job.source)
+        if reason is not None:
+            job.error, failed = reason, True
+            for target in [Path(path) for path in job.outputs.values()]:
+                del taken[target]
+            job.outputs.clear()
+    return failed
 
 
 def _clash_remedy(jobs: list[Job], *, stems: list[str], model: str, agg: float, ext: str) -> str:
