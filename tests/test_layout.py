@@ -17,7 +17,10 @@ ALLOWED = {
     "separator": {"errors", "catalog", "settings", "engine", "io"},
     "chain": {"errors", "catalog", "settings", "engine", "io", "separator"},
     "training": {"errors", "atomic", "catalog", "settings", "engine", "io", "separator"},
-    "cli": {"errors", "catalog", "settings", "engine", "io", "separator", "chain", "training"},
+    # a batch of inputs into records, whoever drives it (the CLI, -j workers, Ray)
+    "batch": {"errors", "catalog", "settings", "engine", "io", "separator"},
+    "ray": {"errors", "catalog", "settings", "engine", "io", "separator", "batch"},  # Ray workers and Ray Data
+    "cli": {"errors", "catalog", "settings", "engine", "io", "separator", "chain", "training", "batch", "ray"},
     "compat": {"errors", "catalog", "settings", "io", "separator"},  # drop-ins for other projects' APIs (RVC's uvr5)
     "root": {"errors", "separator"},  # uvr_cli/__init__.py: the version, the errors and the lazy Separator
     "entry": {"cli"},  # uvr_cli/__main__.py

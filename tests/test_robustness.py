@@ -503,6 +503,8 @@ def test_signal_leaves_only_whole_files_and_a_rerun_finishes_the_rest(
             assert proc.wait(timeout=120) == status, (tmp_path / "stderr").read_text()
         finally:
             proc.kill()
+    said = (tmp_path / "stderr").read_text()
+    assert f"uvr: {'interrupted' if signum == signal.SIGINT else 'terminated'}; finished outputs are kept" in said, said
     assert not temporaries(out)
     frames = int(0.3 * MODEL_RATE)
     done_first = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in audio_files(out.iterdir())}

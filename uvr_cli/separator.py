@@ -29,9 +29,7 @@ from uvr_cli.io.overlap import BackgroundSinks, ReadAhead
 from uvr_cli.settings import (
     DEFAULT_OVERLAP,
     DEFAULT_SEGMENT,
-    ModelOptions,
     OutputOptions,
-    RuntimeOptions,
     SeparationSettings,
 )
 
@@ -83,34 +81,29 @@ class Separator:
         settings: SeparationSettings | None = None,
     ) -> None:
         if settings is None:
-            models = () if model is None else (model,) if isinstance(model, (str, os.PathLike)) else tuple(model)
-            settings = SeparationSettings(
-                models=tuple(os.fspath(m) for m in models),
+            settings = SeparationSettings.from_keywords(
+                model,
                 ensemble=ensemble,
-                options=ModelOptions(
-                    params=None if params is None else os.fspath(params),
-                    force_params=force_params,
-                    primary=primary,
-                    agg=agg,
-                    tta=tta,
-                    high_end=high_end,
-                    post_process=post_process,
-                    window=window,
-                    segment=segment,
-                    overlap=overlap,
-                    denoise=denoise,
-                    config=None if config is None else os.fspath(config),
-                    num_overlap=num_overlap,
-                ),
-                runtime=RuntimeOptions(
-                    device=device,
-                    precision=precision,
-                    backend=backend,
-                    fast=fast,
-                    front_end=front_end,
-                    batch_size=batch_size,
-                    overlap_io=overlap_io,
-                ),
+                params=params,
+                force_params=force_params,
+                primary=primary,
+                agg=agg,
+                tta=tta,
+                high_end=high_end,
+                post_process=post_process,
+                window=window,
+                segment=segment,
+                overlap=overlap,
+                denoise=denoise,
+                config=config,
+                num_overlap=num_overlap,
+                device=device,
+                precision=precision,
+                backend=backend,
+                fast=fast,
+                front_end=front_end,
+                batch_size=batch_size,
+                overlap_io=overlap_io,
             )
         self.settings = settings
         self.runtime = Runtime.resolve(settings.runtime, on_note)

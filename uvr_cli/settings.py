@@ -8,8 +8,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from uvr_cli.errors import UsageError
 from uvr_cli.io.formats import FORMATS
@@ -197,6 +200,27 @@ class SeparationSettings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "models", tuple(str(m) for m in self.models))
         parse_ensemble(self.ensemble)
+
+    @classmethod
+    def from_keywords(
+        cls,
+        model: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+        *,
+        ensemble: str = "avg",
+        **keywords: Any,
+    ) -> SeparationSettings:
+        """The Python API's settings: `model` a path or model name, a sequence of them, or None (the bundled model);
+        each keyword a field of ModelOptions, RuntimeOptions or OutputOptions (the command-line option's name with
+        '_' for '-', and `fmt` for --format). Paths may be os.PathLike."""
+        models = () if model is None else (model,) if isinstance(model, (str, os.PathLike)) else tuple(model)
+        values = {name: os.fspath(v) if isinstance(v, os.PathLike) else v for name, v in keywords.items()}
+        parts: dict[str, Any] = {}
+        for part, kind in (("options", ModelOptions), ("runtime", RuntimeOptions), ("output", OutputOptions)):
+            names = {f.name for f in dataclasses.fields(kind)} & set(values)
+            parts[part] = kind(**{name: values.pop(name) for name in names})
+        if values:
+            raise TypeError(f"unknown option {sorted(values)[0]!r}")
+        return cls(models=tuple(os.fspath(m) for m in models), ensemble=ensemble, **parts)
 
     @property
     def combine(self) -> dict[str, str]:

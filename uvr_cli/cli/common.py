@@ -68,13 +68,6 @@ def silence_stdout() -> None:
     os.dup2(devnull, sys.stdout.fileno())
 
 
-def stdout_closed(exc: BaseException) -> bool:
-    """Whether `exc` is a write to standard output after its reader went away."""
-    from uvr_cli.io.encode import StdoutClosed
-
-    return isinstance(exc, (StdoutClosed, BrokenPipeError))
-
-
 def closed_pipe_exit() -> typer.Exit:
     """The reader of stdout went away (`| head -1`): end quietly with 141, as a tool killed by SIGPIPE does."""
     silence_stdout()

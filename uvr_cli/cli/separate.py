@@ -8,7 +8,6 @@ these very settings, is answered from their records without loading the model at
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 import os
 import signal
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, cast
 
 import typer
 
+from uvr_cli.batch import Runner, in_input_order, plan_work, separate_one, wanted_stems
 from uvr_cli.cli.common import (
     EXIT_CODES_HELP,
     EXIT_INTERRUPTED,
@@ -35,9 +35,9 @@ from uvr_cli.cli.common import (
     fail,
     say,
 )
-from uvr_cli.cli.records import Runner, print_records, report, report_model, separate_one
+from uvr_cli.cli.records import print_records, report_model
 from uvr_cli.errors import UsageError, UvrError
-from uvr_cli.io.jobs import STDIN
+from uvr_cli.io.jobs import DEFAULT_NAME, STDIN
 from uvr_cli.settings import (
     DEFAULT_OVERLAP,
     DEFAULT_SEGMENT,
@@ -98,7 +98,7 @@ def separate(
         help="Output folder (created if needed), or - to write one stem to standard output (needs --stem).",
     ),
     name: str = typer.Option(
-        "{name}_{stem}.{ext}",
+        DEFAULT_NAME,
         "--name",
         help="Output file name template: {name} (input file stem), {stem}, {model}, {agg}, {ext} (the output format's), {inext} (the input's extension), {dir} (the input's sub-folder below a folder argument or a pattern's fixed part).",
     ),
@@ -221,10 +221,15 @@ def separate(
         "--batch-files",
         help="Files separated at once in this process, their network windows run in shared batches (default: 4 on a GPU, 1 on the CPU): for folders of short clips on a GPU.",
     ),
+    ray_address: str | None = typer.Option(
+        None,
+        "--ray",
+        help="Spread the inputs over a Ray cluster (the ray extra): local starts one on this machine, auto joins the running one, ray://HOST:10001 a remote one. One model per worker (a GPU each where the cluster has them, else a share of the CPUs; -j sets how many). Paths must be on storage every node reaches.",
+    ),
     shard: str | None = typer.Option(
         None,
         "--shard",
-        help="K/N: process only share K of N of the inputs (by a hash of each path), to spread a corpus over N machines or jobs; auto (or auto/N) takes K and N from the job array task running it (Slurm, Kubernetes Indexed Job, AWS Batch).",
+        help="K/N: process only share K of N of the inputs (by a hash of each path), to spread a corpus over N machines or jobs; auto (or auto/N) takes K and N from the job array task running it (Slurm, Kubernetes Indexed Job, AWS Batch); auto/FIRST-LAST names a Slurm array's range, so that a task resubmitted alone keeps its share.",
     ),
     as_json: bool = typer.Option(
         False, "--json", help="Print one JSON object per input on stdout instead of output paths."
@@ -251,7 +256,7 @@ def separate(
     results = _start(plan, options) if plan.work else iter(())
     try:
         failed = print_records(
-            report(plan.jobs, results),
+            in_input_order(plan.jobs, results, say),
             options.as_json,
             options.out == STDIN,
             sys.stderr.isatty() and not options.quiet,
@@ -263,6 +268,10 @@ def separate(
     except KeyboardInterrupt:
         say("interrupted; finished outputs are kept, none is left half-written")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    except SystemExit as exc:
+        if exc.code == 128 + signal.SIGTERM:  # _on_sigterm: e.g. scancel, or a scheduler's preemption
+            say("terminated; finished outputs are kept, none is left half-written")
+        raise
     raise typer.Exit(EXIT_SOME_FAILED if failed else EXIT_OK)
 
 
@@ -335,40 +344,6 @@ def _model_rate_guess(params: str | None) -> int:
         return 44100  # loading the model reports the bad preset, or reads --params as MDX-Net data
 
 
-def _wanted_stems(settings: SeparationSettings, asked: list[str] | None) -> list[str]:
-    """The stems to write: those asked for (--stem, checked against what the models give), else all of them;
-    known without loading the models."""
-    from uvr_cli.catalog.model_config import common_stems, stems_of
-
-    given = common_stems([stems_of(path, settings.options.config) for path in settings.model_paths()])
-    if not asked or "all" in asked:
-        return list(given)
-    unknown = [stem for stem in asked if stem not in given]
-    if unknown:
-        close = difflib.get_close_matches(unknown[0], given, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise UsageError(f"--stem {unknown[0]}: the model gives {', '.join(given)}{hint}")
-    return list(dict.fromkeys(asked))
-
-
-def _plan_work(jobs: list[Job], record: dict, skip_existing: bool) -> list[Job]:
-    """Mark each input whose outputs are complete and match `record` as done, and note why others are redone.
-    Returns the inputs that need the model."""
-    from uvr_cli.io.outputs import check_existing
-
-    work = []
-    for job in jobs:
-        if job.error:
-            continue
-        existing = check_existing(job.source, job.outputs, record)
-        if skip_existing and existing.complete:
-            job.done = True
-            continue
-        job.redo = existing.reason if skip_existing else None
-        work.append(job)
-    return work
-
-
 def _check_room(work: list[Job], output: OutputOptions, params: str | None) -> None:
     """Before any separation: every output folder can be made and written and has room (else one line, exit 1)."""
     from uvr_cli.io.outputs import check_room, estimate_bytes
@@ -413,12 +388,17 @@ def _plan(o: SimpleNamespace, given: set[str]) -> _Plan:
         raise UsageError("--batch-files must be at least 1")
     if o.jobs_count > 1 and (o.batch_files or 1) > 1:
         raise UsageError("-j runs files in worker processes, --batch-files in threads of one: use one of them")
+    if o.ray_address is not None and ((o.batch_files or 1) > 1 or o.then or o.out == STDIN or STDIN in o.inputs):
+        raise UsageError(
+            "--ray separates files into an output folder, one per worker: leave out --batch-files, "
+            "--then, and - for standard input or output"
+        )
     settings = _settings(o, given)
     _check_streams(o.out, o.as_json)
     if STDIN in o.inputs and sys.stdin.isatty():
         raise UsageError("- reads audio from standard input, which is a terminal; pipe audio into uvr")
     jobs = expand_inputs(o.inputs)
-    stems = _wanted_stems(settings, o.stem)
+    stems = wanted_stems(settings, o.stem)
     separator = None
     if settings.then:  # a chain's stem names come from its models: load them before planning
         if o.jobs_count > 1 or (o.batch_files or 1) > 1 or o.stem:
@@ -444,7 +424,7 @@ def _plan(o: SimpleNamespace, given: set[str]) -> _Plan:
         if found and not o.quiet:
             say(found)
         jobs = select_shard(jobs, k, n)
-    work = _plan_work(jobs, settings.record(), o.skip_existing)
+    work = plan_work(jobs, settings.record(), o.skip_existing)
     if work:
         _check_room(work, settings.output, o.params)
     return _Plan(jobs, work, settings, separator)
@@ -457,9 +437,19 @@ def _start(plan: _Plan, o: SimpleNamespace) -> Iterator[dict]:
     separator = plan.separator or _load(plan.settings, o.quiet)
     record = report_model(separator, plan.settings, o.verbose, o.quiet)
     task = functools.partial(
-        separate_one, output=plan.settings.output, settings=record, verbose=o.verbose, quiet=o.quiet
+        separate_one, output=plan.settings.output, settings=record, verbose=o.verbose, quiet=o.quiet, say=say
     )
     streams = o.out == STDIN or any(job.source == STDIN for job in plan.jobs)
+    if o.ray_address is not None:
+        from uvr_cli import ray
+
+        del separator  # each worker loads its own
+        try:
+            ray.connect(o.ray_address)
+        except UvrError as exc:
+            raise fail(exc) from None
+        workers = o.jobs_count if o.jobs_count > 1 else None
+        return ray.map_jobs(plan.settings, plan.work, workers=workers, verbose=o.verbose, quiet=o.quiet, say=say)
     if o.jobs_count > 1 and len(plan.work) > 1 and not streams:
         from uvr_cli.cli.parallel import map_jobs
 
