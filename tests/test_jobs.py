@@ -172,6 +172,14 @@ SLURM = {"SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "16", "SLURM_ARRAY
         ("auto/8", {"JOB_COMPLETION_INDEX": "0"}, (1, 8, "JOB_COMPLETION_INDEX=0")),
         ("auto/8", {"AWS_BATCH_JOB_ARRAY_INDEX": "7"}, (8, 8, "AWS_BATCH_JOB_ARRAY_INDEX=7")),
         ("2/5", {**SLURM, "SLURM_ARRAY_TASK_ID": "3"}, (2, 5, None)),  # given K/N wins over the environment
+        # `sbatch --array=3` resubmits one task: Slurm then says 3-3, the array's spec keeps its share
+        ("auto/1-16", {"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_MIN": "3", "SLURM_ARRAY_TASK_MAX": "3",
+                       "SLURM_ARRAY_TASK_COUNT": "1"}, (3, 16, "Slurm array task 3 of 1-16")),
+        ("auto/0-30:10", {"SLURM_ARRAY_TASK_ID": "20"}, (3, 4, "Slurm array task 20 of 0-30:10")),
+        ("auto", {"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_MIN": "3", "SLURM_ARRAY_TASK_MAX": "3",
+                  "SLURM_ARRAY_TASK_COUNT": "1"},
+         (1, 1, "Slurm array task 3 of 3-3; one task of a larger array resubmitted alone keeps its share with "
+                "--shard auto/FIRST-LAST")),
     ],
 )  # fmt: skip
 def test_shard_auto_takes_the_share_of_the_job_array_task(text, environ, share):
@@ -191,6 +199,10 @@ def test_shard_auto_takes_the_share_of_the_job_array_task(text, environ, share):
         ("auto", {"JOB_COMPLETION_INDEX": "2"}, "use --shard auto/N"),
         ("auto/8", {**SLURM, "SLURM_ARRAY_TASK_ID": "3"}, "the job array has 16 tasks, not 8"),
         ("auto/4", {"JOB_COMPLETION_INDEX": "4"}, "outside 4 tasks"),
+        ("auto/1-4", {**SLURM, "SLURM_ARRAY_TASK_ID": "5"}, "task 5 is not one of 1-4"),
+        ("auto/0-30:10", {"SLURM_ARRAY_TASK_ID": "15"}, "task 15 is not one of 0-30:10"),
+        ("auto/1-4", {"JOB_COMPLETION_INDEX": "2"}, "SLURM_ARRAY_TASK_ID is unset"),
+        ("auto/4-1", {"SLURM_ARRAY_TASK_ID": "2"}, "from FIRST to LAST in whole steps"),
         ("auto", {"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "9",
                   "SLURM_ARRAY_TASK_COUNT": "3"}, "not evenly spaced"),  # --array=1,5,9 is, 1,2,9 (same range) not
     ],

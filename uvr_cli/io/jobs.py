@@ -15,6 +15,7 @@ from uvr_cli.io.decode import AUDIO_EXTENSIONS
 from uvr_cli.io.formats import FORMATS
 
 STDIN = "-"
+DEFAULT_NAME = "{name}_{stem}.{ext}"  # --name's default
 TEMPLATE_FIELDS = frozenset({"name", "stem", "model", "agg", "ext", "inext", "dir"})
 # What --name can be changed to when two inputs would write one file, tried in turn (see `_clash_remedy`)
 CLASH_REMEDIES = ("{dir}/{name}_{stem}.{ext}", "{name}_{inext}_{stem}.{ext}", "{dir}/{name}_{inext}_{stem}.{ext}")
@@ -227,13 +228,15 @@ def parse_shard(text: str, environ: Mapping[str, str]) -> tuple[int, int, str | 
 
 
 def _shard_from_array(text: str, environ: Mapping[str, str]) -> tuple[int, int, str]:
-    """The task's share in a Slurm job array (index and count from its variables), a Kubernetes Indexed Job or an
+    """The task's share in a Slurm job array (index and count from its variables, or from the array's spec given as
+    auto/FIRST-LAST[:STEP], which still holds when one task is resubmitted alone), a Kubernetes Indexed Job or an
     AWS Batch array job (0-based index; the count given as auto/N, since neither exports it)."""
     given = text.removeprefix("auto").removeprefix("/")
+    spec = _array_spec(text, given) if "-" in given else None
     try:
-        count = int(given) if given else None
+        count = int(given) if given and spec is None else None
     except ValueError:
-        raise UsageError(f"--shard {text!r}: use auto, or auto/N with the number of tasks") from None
+        raise UsageError(f"--shard {text!r}: use auto, auto/N with the number of tasks, or auto/FIRST-LAST") from None
 
     def number(name: str) -> int:
         if name not in environ:
@@ -243,7 +246,14 @@ def _shard_from_array(text: str, environ: Mapping[str, str]) -> tuple[int, int, 
         except ValueError:
             raise UsageError(f"--shard auto: {name}={environ[name]!r} is not a whole number") from None
 
-    if "SLURM_ARRAY_TASK_ID" in environ:
+    if spec is not None:
+        if "SLURM_ARRAY_TASK_ID" not in environ:
+            raise UsageError(f"--shard {text}: SLURM_ARRAY_TASK_ID is unset (FIRST-LAST is a Slurm array's spec)")
+        (low, high, step), task = spec, number("SLURM_ARRAY_TASK_ID")
+        if task < low or task > high or (task - low) % step:
+            raise UsageError(f"--shard {text}: Slurm array task {task} is not one of {given}")
+        k, n, found = (task - low) // step + 1, (high - low) // step + 1, f"Slurm array task {task} of {given}"
+    elif "SLURM_ARRAY_TASK_ID" in environ:
         task, low = number("SLURM_ARRAY_TASK_ID"), number("SLURM_ARRAY_TASK_MIN")
         high, tasks = number("SLURM_ARRAY_TASK_MAX"), number("SLURM_ARRAY_TASK_COUNT")
         step = (high - low) // (tasks - 1) if tasks > 1 else 1
@@ -252,6 +262,8 @@ def _shard_from_array(text: str, environ: Mapping[str, str]) -> tuple[int, int, 
                 f"--shard auto: Slurm array {low}-{high} of {tasks} tasks is not evenly spaced; use --shard K/N"
             )
         k, n, found = (task - low) // step + 1, tasks, f"Slurm array task {task} of {low}-{high}"
+        if tasks == 1:  # an array of one, or one task of a larger array resubmitted alone: Slurm cannot tell
+            found += "; one task of a larger array resubmitted alone keeps its share with --shard auto/FIRST-LAST"
     else:
         name = next((v for v in ("JOB_COMPLETION_INDEX", "AWS_BATCH_JOB_ARRAY_INDEX") if v in environ), None)
         if name is None:
@@ -267,6 +279,21 @@ def _shard_from_array(text: str, environ: Mapping[str, str]) -> tuple[int, int, 
     if not 1 <= k <= n:
         raise UsageError(f"--shard auto: {found} is outside {n} tasks")
     return k, n, f"shard {k}/{n} ({found})"
+
+
+def _array_spec(text: str, given: str) -> tuple[int, int, int]:
+    """auto/FIRST-LAST[:STEP] -> (first, last, step), as `sbatch --array` takes it."""
+    bounds, _, step_text = given.partition(":")
+    try:
+        low, high = (int(part) for part in bounds.split("-"))
+        step = int(step_text) if step_text else 1
+    except ValueError:
+        raise UsageError(
+            f"--shard {text!r}: use auto/FIRST-LAST or auto/FIRST-LAST:STEP, as given to --array"
+        ) from None
+    if step < 1 or high < low or (high - low) % step:
+        raise UsageError(f"--shard {text!r}: FIRST-LAST:STEP must run from FIRST to LAST in whole steps")
+    return low, high, step
 
 
 def select_shard(jobs: list[Job], k: int, n: int) -> list[Job]:
