@@ -1,5 +1,5 @@
 """What every benchmark row shares: running a command in a child of its own, timing it and reading its peak RSS,
-the rows and their table, the song excerpts, and the SNR between two outputs."""
+the rows and their table, the song excerpts, the random-weight VR files, and the SNR between two outputs."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("UVR_SHARED", ROOT.parent / "shared"))
@@ -83,6 +84,27 @@ def song_excerpt(cache: Path, seconds: float) -> Path:
             audio = np.tile(audio, (int(np.ceil(seconds * rate / len(audio))), 1))[: int(seconds * rate)]
         sf.write(path, audio, rate, subtype="PCM_16")
     return path
+
+
+def make_checkpoint(cache: Path, kind: str, dtype: torch.dtype = torch.float16) -> tuple[Path, str]:
+    """A random-weight VR checkpoint in the real layout, in `dtype`, and its preset. float32 is the size of UVR's
+    own files of the class (python-audio-separator picks the network by the file's size)."""
+    from uvr_cli.engine.families.vr.nets import AsppNetSpec, CascadedNetSpec, NetworkSpec, build_network
+
+    specs: dict[str, tuple[NetworkSpec, str, int]] = {
+        "ch32": (AsppNetSpec(ch=32, branches=5), "4band_v2", 672),
+        "ch16": (AsppNetSpec(ch=16, branches=5), "4band_44100", 768),
+        "ch4": (AsppNetSpec(ch=4, branches=5), "4band_v2", 672),  # the pipeline's costs, not the network's
+        "nout48": (CascadedNetSpec(nout=48, nout_lstm=128, bins=672), "4band_v3", 672),
+    }
+    spec, preset, bins = specs[kind]
+    suffix = "" if dtype == torch.float16 else "_" + str(dtype).removeprefix("torch.")
+    path = cache / f"bench_{kind}{suffix}.pth"
+    if not path.exists():
+        torch.manual_seed(0)  # the same weights in every dtype
+        net = build_network(spec, bins)
+        torch.save({k: v.to(dtype) for k, v in net.state_dict().items()}, path)
+    return path, preset
 
 
 def snr(ref: Path, est: Path) -> float:

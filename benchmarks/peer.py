@@ -15,6 +15,16 @@ per chunk, set to the config's num_overlap), one chunk per run as the config say
 stems still differ: the peer weighs every chunk by a Hamming window where MSST and uvr fade linearly at chunk
 edges only, it ends on a chunk aligned to the song's end instead of reflect-padding the ends, and its network
 skips MSST's zeroing of the DC bin; the agreement column shows by how much.
+VR: a CascadedASPPNet file in float32 as UVR's own are (the peer picks the network by the file's size: ch32 with
+5 ASPP branches at 4band_v2 is 123787 KB, nearest its 123812, the HP class), UVR's model data giving 4band_v2 and
+an instrumental primary stem; window 512, batch 1, no TTA, no post-processing, high-end mirroring, and uvr's
+--agg 10 as the peer's aggression 5 (it takes a hundredth and doubles it where RVC and uvr take a hundredth; for a
+vocal primary stem it would take one minus that, which no --agg matches). The song goes in as 32-bit integers: the
+peer writes a VR stem in its input's integer width, and in 16 bits for a float input. The stems still differ: the
+peer brings the band waves up (7350, 14700, 44100 Hz) with libsamplerate's sinc_fastest, whose pass band ends at
+80 % of Nyquist, where RVC and uvr use an FFT resampler, so nearly all the difference lies at 5-7 kHz, the top of
+the 14700 Hz band; and its stems end at the top band's last hop, floor(n / 480) * 480 samples (up to 479 short),
+so the comparison lines up their starts.
 
 `--check` (CI) also compares the networks alone where the two codes agree by design: a tiny BS-RoFormer, Mel-Band
 RoFormer and MDX23C (benchmarks/msst_check.py; the RoFormers with zero_dc off) loaded by each tool's own loader
@@ -30,15 +40,17 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import soundfile as sf
+import torch
 
 if __package__ in (None, ""):  # run as a script (python benchmarks/peer.py): the project root holds the package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import mdx_net, msst_check, roformer_net  # noqa: E402
-from benchmarks.measure import ROOT, SONG, UVR, Row, run_child, snr, table  # noqa: E402
+from benchmarks.measure import ROOT, SONG, UVR, Row, make_checkpoint, run_child, snr, table  # noqa: E402
 from uvr_cli.catalog.model_config import read_config  # noqa: E402
 from uvr_cli.catalog.registry import uvr_model_hash  # noqa: E402
 from uvr_cli.engine.families.msst.family import NAMES as MSST_NAMES  # noqa: E402
@@ -58,6 +70,12 @@ DOWNLOAD_LISTS = (
     "mdx23c_download_vip_list",
     "roformer_download_list",
 )
+
+
+# the Separator settings of every family: soundfile output, and only a stem that peaks above full scale scaled down
+# to it (1.0 is the highest threshold the peer takes; `agreement` scales ours alike)
+OUTPUT = {"output_format": "WAV", "use_soundfile": True, "normalization_threshold": 1.0}
+STEMS = (("vocals", "Vocals"), ("instrumental", "Instrumental"))  # uvr's file name and the peer's label of each stem
 
 
 # torchvision's wheels on PyPI are CUDA builds, whose operators cannot load beside the CPU build of torch; the
@@ -111,12 +129,14 @@ def model_folder(folder: Path, model: Path, list_key: str, listed: object, data:
     return folder
 
 
-def full_scale_song(cache: Path, seconds: float, source: Path = SONG) -> Path:
-    """The first `seconds` of `source` as 32-bit float, scaled so that its peak is exactly 1.0."""
-    path = cache / f"{source.stem}_{seconds:g}s_full_scale.wav"
+def full_scale_song(cache: Path, seconds: float, source: Path = SONG, subtype: str = "FLOAT") -> Path:
+    """The first `seconds` of `source` as a WAV of `subtype` (32-bit float unless told), scaled so that its peak
+    is exactly 1.0."""
+    kind = "" if subtype == "FLOAT" else f"_{subtype.lower()}"
+    path = cache / f"{source.stem}_{seconds:g}s_full_scale{kind}.wav"
     if not path.exists():
         audio, rate = sf.read(source, dtype="float64", frames=int(seconds * 44100))
-        sf.write(path, (audio / np.abs(audio).max()).astype(np.float32), rate, subtype="FLOAT")
+        sf.write(path, (audio / np.abs(audio).max()).astype(np.float32), rate, subtype=subtype)
     return path
 
 
@@ -135,72 +155,103 @@ def agreement(ours: Path, theirs: Path) -> float:
     return snr(scaled, theirs)
 
 
-def mdx_side_by_side(cache: Path, song: Path, model: Path, params: Path, tag: str) -> tuple[Row, Row, dict]:
-    """The peer and uvr on one MDX-Net file and song: their rows, and each stem's agreement in dB."""
-    seconds = sf.info(song).duration
-    record = json.loads(params.read_text())
-    data = {"mdx_model_data.json": {uvr_model_hash(model): record}}
-    folder = model_folder(cache / f"peer_models_{tag}", model, "mdx_download_list", model.name, data)
+class Outcome(NamedTuple):
+    """Both tools' runs on one model file and song."""
+
+    seconds: float  # the song's
+    peer_wall: float
+    peer_peak: float
+    wall: float  # uvr's
+    peak: float
+    agreed: dict[str, float]  # each stem's agreement in dB, by uvr's stem name
+    peer_out: Path
+    ours: Path
+
+    @property
+    def shown(self) -> str:
+        return ", ".join(f"{stem} {value:.1f} dB" for stem, value in self.agreed.items())
+
+    def rows(self, peer_name: str, uvr_name: str, snr_db: float | None) -> tuple[Row, Row]:
+        """The peer's row and uvr's, both timed against the peer."""
+        return (
+            Row(peer_name, self.seconds, self.peer_wall, self.peer_peak, None, self.peer_wall),
+            Row(uvr_name, self.seconds, self.wall, self.peak, snr_db, self.peer_wall),
+        )
+
+
+def run_both(
+    cache: Path, tag: str, song: Path, model: Path, folder: Path, settings: dict, options: list[str]
+) -> Outcome:
+    """The peer (its model folder `folder`, the Separator's `settings`) and uvr (`options` besides float WAV out)
+    on `song` with `model`, each in a child of its own, and how far their stems agree."""
     peer_out = cache / f"out_peer_{tag}"
     shutil.rmtree(peer_out, ignore_errors=True)
-    settings = {"output_format": "WAV", "use_soundfile": True, "normalization_threshold": 1.0}
     peer_wall, peer_peak = run_child(
         [str(peer_python()), str(JOB), str(folder), model.name, str(peer_out), str(song), json.dumps(settings)]
     )
     ours = cache / f"out_uvr_{tag}"
     wall, peak = run_child(
-        [*UVR, "separate", str(song), "-m", str(model), "--params", str(params), "-o", str(ours), "--overwrite"]
-        + ["-q", "--format", "wav", "--bit-depth", "32f", "--name", "{stem}.{ext}"]
+        [*UVR, "separate", str(song), "-m", str(model), "-o", str(ours), "--overwrite", "-q", "--format", "wav"]
+        + ["--bit-depth", "32f", "--name", "{stem}.{ext}", *options]
     )
-    agreed = {
-        stem: agreement(ours / f"{stem}.wav", peer_stem(peer_out, label))
-        for stem, label in (("vocals", "Vocals"), ("instrumental", "Instrumental"))
-    }
-    shown = ", ".join(f"{stem} {value:.1f} dB" for stem, value in agreed.items())
-    return (
-        Row(f"python-audio-separator 0.47.1, MDX-Net, {tag}", seconds, peer_wall, peer_peak, None, peer_wall),
-        Row(
-            f"uvr, MDX-Net ({tag}); stems vs the peer's: {shown}", seconds, wall, peak, min(agreed.values()), peer_wall
-        ),
-        agreed,
+    agreed = {stem: agreement(ours / f"{stem}.wav", peer_stem(peer_out, label)) for stem, label in STEMS}
+    return Outcome(sf.info(song).duration, peer_wall, peer_peak, wall, peak, agreed, peer_out, ours)
+
+
+def mdx_side_by_side(cache: Path, song: Path, model: Path, params: Path, tag: str) -> tuple[Row, Row, dict]:
+    """The peer and uvr on one MDX-Net file and song: their rows, and each stem's agreement in dB."""
+    data = {"mdx_model_data.json": {uvr_model_hash(model): json.loads(params.read_text())}}
+    folder = model_folder(cache / f"peer_models_{tag}", model, "mdx_download_list", model.name, data)
+    both = run_both(cache, tag, song, model, folder, OUTPUT, ["--params", str(params)])
+    peer_row, uvr_row = both.rows(
+        f"python-audio-separator 0.47.1, MDX-Net, {tag}",
+        f"uvr, MDX-Net ({tag}); stems vs the peer's: {both.shown}",
+        min(both.agreed.values()),
     )
+    return peer_row, uvr_row, both.agreed
 
 
 def roformer_side_by_side(cache: Path, song: Path, model: Path, tag: str, label: str) -> tuple[Row, Row, dict]:
     """The peer and uvr on one RoFormer checkpoint (its .yaml beside it) and song: their rows and each stem's
     agreement in dB. The peer's chunk step is set to the config's (its `overlap`, windows per chunk, to the
     config's num_overlap); what still differs is in the module docstring."""
-    seconds = sf.info(song).duration
     config = read_config(model.with_suffix(".yaml"))
     listed = {model.name: model.with_suffix(".yaml").name}
     folder = model_folder(cache / f"peer_models_{tag}", model, "roformer_download_list", listed, {})
-    peer_out = cache / f"out_peer_{tag}"
-    shutil.rmtree(peer_out, ignore_errors=True)
     settings = {
-        "output_format": "WAV",
-        "use_soundfile": True,
-        "normalization_threshold": 1.0,
+        **OUTPUT,
         "mdxc_params": {"segment_size": 256, "override_model_segment_size": False, "batch_size": 1,
                         "overlap": config.num_overlap, "pitch_shift": 0},
     }  # fmt: skip
-    peer_wall, peer_peak = run_child(
-        [str(peer_python()), str(JOB), str(folder), model.name, str(peer_out), str(song), json.dumps(settings)]
+    both = run_both(cache, tag, song, model, folder, settings, ["--device", "cpu"])
+    peer_row, uvr_row = both.rows(
+        f"python-audio-separator 0.47.1, BS-RoFormer, {label}",
+        f"uvr, BS-RoFormer ({label}); stems vs the peer's: {both.shown}",
+        None,
     )
-    ours = cache / f"out_uvr_{tag}"
-    wall, peak = run_child(
-        [*UVR, "separate", str(song), "-m", str(model), "-o", str(ours), "--overwrite", "-q"]
-        + ["--format", "wav", "--bit-depth", "32f", "--name", "{stem}.{ext}", "--device", "cpu"]
+    return peer_row, uvr_row, both.agreed
+
+
+def vr_side_by_side(cache: Path, song: Path, model: Path, preset: str, tag: str) -> tuple[Row, Row, dict]:
+    """The peer and uvr on one CascadedASPPNet file (the instrumental its primary stem) and song, settings matched
+    as the module docstring says: their rows and each stem's agreement in dB."""
+    data = {"vr_model_data.json": {uvr_model_hash(model): {"vr_model_param": preset, "primary_stem": "Instrumental"}}}
+    folder = model_folder(cache / f"peer_models_{tag}", model, "vr_download_list", model.name, data)
+    # the peer's aggression is a hundredth of the value RVC and uvr take a hundredth of, doubled in its adjust_aggr
+    # (and taken from 1 for a vocal primary stem): 5 there is uvr's --agg 10 for an instrumental one
+    vr_params = {"batch_size": 1, "window_size": 512, "aggression": 5, "enable_tta": False,
+                 "enable_post_process": False, "post_process_threshold": 0.2, "high_end_process": True}  # fmt: skip
+    options = ["--params", preset, "--primary", "instrumental", "--agg", "10", "--window", "512"]
+    both = run_both(
+        cache, tag, song, model, folder, {**OUTPUT, "vr_params": vr_params}, [*options, "--high-end", "mirroring"]
     )
-    agreed = {
-        stem: agreement(ours / f"{stem}.wav", peer_stem(peer_out, label))
-        for stem, label in (("vocals", "Vocals"), ("instrumental", "Instrumental"))
-    }
-    shown = ", ".join(f"{stem} {value:.1f} dB" for stem, value in agreed.items())
-    return (
-        Row(f"python-audio-separator 0.47.1, BS-RoFormer, {label}", seconds, peer_wall, peer_peak, None, peer_wall),
-        Row(f"uvr, BS-RoFormer ({label}); stems vs the peer's: {shown}", seconds, wall, peak, None, peer_wall),
-        agreed,
+    short = sf.info(both.ours / "vocals.wav").frames - sf.info(peer_stem(both.peer_out, "Vocals")).frames
+    peer_row, uvr_row = both.rows(
+        f"python-audio-separator 0.47.1, VR, {tag}",
+        f"uvr, VR ({tag}); stems vs the peer's: {both.shown}; the peer's are {short} samples shorter",
+        min(both.agreed.values()),
     )
+    return peer_row, uvr_row, both.agreed
 
 
 def roformer_rows(cache: Path, seconds: float) -> list[Row]:
@@ -218,6 +269,16 @@ def mdx_rows(cache: Path, seconds: float) -> list[Row]:
     model = mdx_net.make_model(cache / "bench_mdx_inst_hq3.onnx")
     params = mdx_net.params_file(cache / "bench_mdx_inst_hq3.json")
     peer_row, uvr_row, _ = mdx_side_by_side(cache, full_scale_song(cache, seconds), model, params, "Inst_HQ_3-shaped")
+    return [peer_row, uvr_row]
+
+
+def vr_rows(cache: Path, seconds: float) -> list[Row]:
+    """VR: a CascadedASPPNet ch32 of 5 ASPP branches at 4band_v2, the HP class (1_HP-UVR, 2_HP-UVR), in float32
+    like UVR's files (the peer takes the network's class from the file's size), on a full-scale song as 32-bit
+    integers (the peer writes a VR stem in the input's integer width, and 16 bits for a float input)."""
+    model, preset = make_checkpoint(cache, "ch32", torch.float32)
+    song = full_scale_song(cache, seconds, subtype="PCM_32")
+    peer_row, uvr_row, _ = vr_side_by_side(cache, song, model, preset, "HP-class")
     return [peer_row, uvr_row]
 
 
@@ -269,14 +330,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="the agreement check CI runs (see `check`)")
     ap.add_argument("--cache", default=None, help="folder for models, inputs and outputs (default: a temp dir)")
-    ap.add_argument("--families", default="mdx,roformer", help="comma-separated: mdx, roformer")
+    ap.add_argument("--families", default="mdx,roformer,vr", help="comma-separated: mdx, roformer, vr")
     ap.add_argument("--seconds", type=float, default=60.0, help="length of the song excerpt")
     args = ap.parse_args()
     cache = Path(args.cache or tempfile.mkdtemp(prefix="uvr-peer-"))
     cache.mkdir(parents=True, exist_ok=True)
     if args.check:
         raise SystemExit(check(cache))
-    rows = {"mdx": mdx_rows, "roformer": roformer_rows}
+    rows = {"mdx": mdx_rows, "roformer": roformer_rows, "vr": vr_rows}
     print(table([row for family in args.families.split(",") for row in rows[family](cache, args.seconds)]))
 
 

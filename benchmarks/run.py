@@ -1,7 +1,7 @@
 """Speed, memory and fidelity of uvr against the reference pipeline, side by side on this machine.
 
 usage: python benchmarks/run.py [--seconds 60] [--long-minutes 10] [--clips 200] [--reference-clips 20]
-                                [--rows main,fast,bf16,families,batch,long,ensemble,clips,frontend,peer,gpu]
+                                [--rows main,fast,bf16,families,batch,long,ensemble,clips,frontend,peer,scale,gpu]
                                 [--device cuda]
                                 [--markdown FILE]
 
@@ -35,30 +35,21 @@ import torch
 if __package__ in (None, ""):  # run as a script (python benchmarks/run.py): the project root holds the package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import peer  # noqa: E402
-from benchmarks.measure import ROOT, SONG, UVR, Row, run_child, song_excerpt, stem_snr, table  # noqa: E402
+from benchmarks import peer, scale  # noqa: E402
+from benchmarks.measure import (  # noqa: E402
+    ROOT,
+    SONG,
+    UVR,
+    Row,
+    make_checkpoint,
+    run_child,
+    song_excerpt,
+    stem_snr,
+    table,
+)
 from uvr_cli.engine.device import cpu_bf16_supported  # noqa: E402
 
 PRESETS = ROOT / "models" / "presets"
-
-
-def make_checkpoint(cache: Path, kind: str) -> tuple[Path, str]:
-    """A random-weight fp16 checkpoint in the real layout, and its preset."""
-    from uvr_cli.engine.families.vr.nets import AsppNetSpec, CascadedNetSpec, build_network
-
-    specs = {
-        "ch32": (AsppNetSpec(ch=32, branches=5), "4band_v2", 672),
-        "ch16": (AsppNetSpec(ch=16, branches=5), "4band_44100", 768),
-        "ch4": (AsppNetSpec(ch=4, branches=5), "4band_v2", 672),  # the pipeline's costs, not the network's
-        "nout48": (CascadedNetSpec(nout=48, nout_lstm=128, bins=672), "4band_v3", 672),
-    }
-    spec, preset, bins = specs[kind]
-    path = cache / f"bench_{kind}.pth"
-    if not path.exists():
-        torch.manual_seed(0)
-        net = build_network(spec, bins)
-        torch.save({k: v.half() for k, v in net.state_dict().items()}, path)
-    return path, preset
 
 
 def uvr_separate(inputs: list[Path], weights: Path, preset: str, out: Path, *extra: str) -> list[str]:
@@ -270,6 +261,13 @@ def clip_rows(cache: Path, clips: int, reference_clips: int) -> list[Row]:
     return rows
 
 
+def scale_rows(cache: Path, clips: int) -> list[Row]:
+    """The clips of clip_rows through one run, Ray's two workers and two Slurm tasks (benchmarks/scale.py)."""
+    weights, preset = make_checkpoint(cache, "ch16")
+    folder = clip_folder(cache, clips)
+    return scale.scale_rows(cache, clips, lambda out: uvr_separate([folder], weights, preset, out))
+
+
 def gpu_rows(
     cache: Path, seconds: float, long_minutes: float, clips: int, reference_clips: int, device: str
 ) -> list[Row]:
@@ -376,9 +374,11 @@ def main() -> None:
     ap.add_argument(
         "--rows",
         default="main,fast,families,batch,long,clips,frontend",
-        help="comma-separated; 'peer' (or peer-mdx, peer-roformer) adds python-audio-separator side by side (its venv "
-        "is made on first use), 'gpu' the GPU rows (it needs a CUDA GPU); neither is in the default",
+        help="comma-separated; 'peer' (or peer-mdx, peer-roformer, peer-vr) adds python-audio-separator side by side "
+        "(its venv is made on first use), 'scale' one run against Ray and Slurm workers (the ray extra; Slurm where "
+        "a cluster answers), 'gpu' the GPU rows (it needs a CUDA GPU); none of these is in the default",
     )
+    ap.add_argument("--scale-clips", type=int, default=40, help="3 s clips of the scale rows")
     ap.add_argument("--device", default="cuda", help="device of the gpu rows")
     ap.add_argument("--cache", default=None, help="folder for weights, inputs and outputs (default: a temp dir)")
     ap.add_argument("--markdown", default=None, help="also write the table to this file")
@@ -401,6 +401,10 @@ def main() -> None:
         groups.append(lambda: peer.mdx_rows(cache, args.seconds))
     if rows_wanted & {"peer", "peer-roformer"}:
         groups.append(lambda: peer.roformer_rows(cache, args.seconds))
+    if rows_wanted & {"peer", "peer-vr"}:
+        groups.append(lambda: peer.vr_rows(cache, args.seconds))
+    if "scale" in rows_wanted:
+        groups.append(lambda: scale_rows(cache, args.scale_clips))
     if "gpu" in rows_wanted:
         groups.append(
             lambda: gpu_rows(cache, args.seconds, args.long_minutes, args.clips, args.reference_clips, args.device)
