@@ -170,6 +170,24 @@ def wanted_stems(settings: SeparationSettings, asked: list[str] | None) -> list[
     return list(dict.fromkeys(asked))
 
 
+def name_outputs(jobs: list[Job], settings: SeparationSettings, out_dir: str, template: str, stems: list[str]) -> None:
+    """Fill each job's outputs from `template` (io/jobs.plan_outputs), where two inputs would write one file,
+    failing one that cannot be decoded as the run would decode it rather than refusing the batch."""
+    from uvr_cli.io.decode import why_unreadable
+    from uvr_cli.io.jobs import model_label, plan_outputs
+
+    plan_outputs(
+        jobs,
+        out_dir=out_dir,
+        template=template,
+        stems=stems,
+        model=model_label(list(settings.models) or [None]),
+        agg=settings.options.agg,
+        ext=settings.output.fmt,
+        unreadable=lambda source: why_unreadable(source, settings.output.allow_truncated),
+    )
+
+
 def plan_work(jobs: list[Job], record: dict, skip_existing: bool) -> list[Job]:
     """Mark each input whose outputs are complete and match `record` as done, and note why others are redone.
     Returns the inputs that need the model."""

@@ -16,10 +16,17 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from uvr_cli.batch import RECORD_FIELDS, in_input_order, new_record, plan_work, separate_one, wanted_stems
+from uvr_cli.batch import (
+    RECORD_FIELDS,
+    in_input_order,
+    name_outputs,
+    new_record,
+    plan_work,
+    separate_one,
+    wanted_stems,
+)
 from uvr_cli.errors import UsageError, UvrError, install_command
-from uvr_cli.io.decode import why_unreadable
-from uvr_cli.io.jobs import DEFAULT_NAME, Job, expand_inputs, model_label, plan_outputs
+from uvr_cli.io.jobs import DEFAULT_NAME, Job, expand_inputs
 from uvr_cli.settings import SeparationSettings
 
 JSON_FIELDS = ("outputs", "clipped_samples", "models")  # SeparateBatch's columns that hold JSON text
@@ -109,7 +116,7 @@ def map_jobs(
             try:
                 record, said = ray.get(ref)
             except ray.exceptions.RayError as exc:
-                message = f"{job.display}: a Ray worker failed: {_first_line(exc)}"
+                message = f"{job.display}: a Ray worker failed: {_last_line(exc)}"
                 record, said = new_record(job, status="error", error=message), [message]
             for line in said:
                 say(line)
@@ -140,7 +147,8 @@ def _worker_alive(ray: Any, ref: Any) -> bool:
     return True
 
 
-def _first_line(exc: BaseException) -> str:
+def _last_line(exc: BaseException) -> str:
+    """A Ray error's last line: the worker's own exception, below Ray's traceback."""
     text = str(exc).strip()
     return text.splitlines()[-1] if text else type(exc).__name__
 
@@ -162,16 +170,7 @@ def _plan(
     jobs: list[Job], settings: SeparationSettings, output: str, name: str, stems: list[str], skip_existing: bool
 ) -> list[Job]:
     """Name every input's outputs as `uvr separate` would; the inputs that need the model."""
-    plan_outputs(
-        jobs,
-        out_dir=output,
-        template=name,
-        stems=stems,
-        model=model_label(list(settings.models) or [None]),
-        agg=settings.options.agg,
-        ext=settings.output.fmt,
-        unreadable=lambda source: why_unreadable(source, settings.output.allow_truncated),
-    )
+    name_outputs(jobs, settings, output, name, stems)
     return plan_work(jobs, settings.record(), skip_existing)
 
 

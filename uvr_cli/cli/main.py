@@ -110,8 +110,8 @@ def usage_line(exc: click_errors.UsageError, argv: list[str]) -> str:
 # Option values named in --help by what they are (the rest by the option's name: --agg AGG, --window WINDOW)
 METAVARS = {"model": "MODEL", "then": "MODEL[:STEM]", "out": "DIR", "name": "TEMPLATE", "params": "PRESET|JSON",
             "config": "YAML", "shard": "K/N", "ray_address": "ADDRESS", "jobs_count": "N", "batch_files": "N",
-            "ensemble": "HOW", "agg": "0-100", "window": "FRAMES", "segment": "FRAMES", "overlap": "SHARE", "num_overlap": "N",
-            "batch_size": "N", "sample_rate": "RATE", "bitrate": "KBPS", "primary": "STEM"}  # fmt: skip
+            "ensemble": "HOW", "agg": "0-100", "window": "FRAMES", "segment": "FRAMES", "overlap": "SHARE",
+            "num_overlap": "N", "batch_size": "N", "sample_rate": "RATE", "bitrate": "KBPS", "primary": "STEM"}  # fmt: skip
 
 
 def _name_metavars(command: Any) -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, cast
 
 import typer
 
-from uvr_cli.batch import Runner, in_input_order, plan_work, separate_one, wanted_stems
+from uvr_cli.batch import Runner, in_input_order, name_outputs, plan_work, separate_one, wanted_stems
 from uvr_cli.cli.common import (
     EXIT_CODES_HELP,
     EXIT_INTERRUPTED,
@@ -379,8 +379,7 @@ class _Plan:
 
 def _plan(o: SimpleNamespace, given: set[str]) -> _Plan:
     """Expand the inputs, name the outputs, find what is already done, and check everything that can be checked."""
-    from uvr_cli.io.decode import why_unreadable
-    from uvr_cli.io.jobs import expand_inputs, model_label, parse_shard, plan_outputs, select_shard
+    from uvr_cli.io.jobs import expand_inputs, parse_shard, select_shard
 
     if o.jobs_count < 1:
         raise UsageError("--jobs must be at least 1")
@@ -409,16 +408,7 @@ def _plan(o: SimpleNamespace, given: set[str]) -> _Plan:
         settings.step_paths()  # a missing step model is a usage error before any loading
         chain = _load(settings, o.quiet)
         separator, stems = chain, list(cast("Chain", chain).stems)  # _load gives a Chain whenever there are steps
-    plan_outputs(
-        jobs,
-        out_dir=o.out,
-        template=o.name,
-        stems=stems,
-        model=model_label(list(o.model) if o.model else [None]),
-        agg=o.agg,
-        ext=o.fmt.value,
-        unreadable=lambda source: why_unreadable(source, o.allow_truncated),
-    )
+    name_outputs(jobs, settings, o.out, o.name, stems)
     if o.shard is not None:  # after planning, so that name collisions are found across the whole corpus
         k, n, found = parse_shard(o.shard, os.environ)
         if found and not o.quiet:
@@ -436,20 +426,20 @@ def _start(plan: _Plan, o: SimpleNamespace) -> Iterator[dict]:
 
     separator = plan.separator or _load(plan.settings, o.quiet)
     record = report_model(separator, plan.settings, o.verbose, o.quiet)
-    task = functools.partial(
-        separate_one, output=plan.settings.output, settings=record, verbose=o.verbose, quiet=o.quiet, say=say
-    )
-    streams = o.out == STDIN or any(job.source == STDIN for job in plan.jobs)
     if o.ray_address is not None:
         from uvr_cli import ray
 
-        del separator  # each worker loads its own
+        del separator  # each worker loads its own, and writes the same settings record
         try:
             ray.connect(o.ray_address)
         except UvrError as exc:
             raise fail(exc) from None
         workers = o.jobs_count if o.jobs_count > 1 else None
         return ray.map_jobs(plan.settings, plan.work, workers=workers, verbose=o.verbose, quiet=o.quiet, say=say)
+    task = functools.partial(
+        separate_one, output=plan.settings.output, settings=record, verbose=o.verbose, quiet=o.quiet, say=say
+    )
+    streams = o.out == STDIN or any(job.source == STDIN for job in plan.jobs)
     if o.jobs_count > 1 and len(plan.work) > 1 and not streams:
         from uvr_cli.cli.parallel import map_jobs
 

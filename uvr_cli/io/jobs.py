@@ -163,9 +163,9 @@ def plan_outputs(
     taken: dict[Path, Job] = {}
     inputs = {Path(j.source).resolve() for j in jobs if j.source != STDIN}
     for job in jobs:
+        if job.error:
+            continue
         for stem in stems:
-            if job.error:
-                break
             target = safe_output_path(root, render_name(template, job, stem=stem, model=model, agg=agg, ext=ext))
             if target in taken and taken[target] is job:
                 raise UsageError(f"--name {template!r} gives both stems of {job.display} one file name; add {{stem}}")
@@ -174,7 +174,7 @@ def plan_outputs(
                     f"{job.display} and {taken[target].display} would both write {target}; "
                     + _clash_remedy(jobs, stems=stems, model=model, agg=agg, ext=ext)
                 )
-            if job.error:
+            if job.error:  # this input cannot be read: it writes nothing
                 break
             if target in inputs:
                 raise UsageError(f"{job.display}: output {target} would overwrite an input file")
