@@ -65,7 +65,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "net.onnx"
         start = time.perf_counter()
-        write_graph(mask_graph(network, preset.split_bin), path, a.window)
+        write_graph(mask_graph(network, preset.split_bin), path)
         export_s = time.perf_counter() - start
         ort_model = OnnxMaskModel(
             path, network.offset, network.depth, preset.split_bin, ["CPUExecutionProvider"], "fp32"

@@ -544,7 +544,7 @@ def test_extras_are_installed_from_the_checkout_with_the_venvs_pip():
     keeps its brackets (Rich markup would eat '[eval]')."""
     from uvr_cli.errors import install_command
 
-    assert install_command("onnx") == f"{Path(sys.executable).with_name('pip')} install -e '{ROOT}[onnx]'"
+    assert install_command("ray") == f"{Path(sys.executable).with_name('pip')} install -e '{ROOT}[ray]'"
     wide = dict(ENV, COLUMNS="400")  # Rich wraps help text at COLUMNS: one line per paragraph
     shown = subprocess.run([*uvr_command(), "eval", "--help"], capture_output=True, env=wide, timeout=60).stdout
     assert b".venv/bin/pip install -e '.[eval]'" in shown

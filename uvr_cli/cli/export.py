@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from uvr_cli.cli.common import emit, fail, say
-from uvr_cli.errors import UsageError, UvrError, install_command
+from uvr_cli.errors import UsageError, UvrError
 
 if TYPE_CHECKING:
     from uvr_cli.settings import ModelOptions
@@ -57,8 +57,6 @@ def export(
             raise UsageError(f"--precision {precision!r}: use fp32 or fp16")
         if path.suffix.lower() not in (".onnx", ".pt"):
             raise UsageError(f"{path}: the output must end in .onnx (ONNX) or .pt (TorchScript)")
-        if path.suffix.lower() == ".onnx":
-            _need_onnx()
         written = _export(model, path, options, precision, quiet)
     except UvrError as exc:
         raise fail(exc) from None
@@ -66,17 +64,8 @@ def export(
         emit(line)
 
 
-def _need_onnx() -> None:
-    """The ONNX exporter's packages, before the model is loaded: else one line naming the extra."""
-    try:
-        import onnx  # noqa: F401
-        import onnxscript  # noqa: F401
-    except ImportError:
-        raise UsageError(f"ONNX export needs the onnx extra: {install_command('onnx')}") from None
-
-
 def _export(model: str, path: Path, options: ModelOptions, precision: str, quiet: bool) -> list[str]:
-    """Export with a line before the slow part (tracing takes up to a minute) and one after it."""
+    """Export with a line before the slow part (tracing takes seconds) and one after it."""
     import time
 
     from uvr_cli.catalog.models import resolve_model

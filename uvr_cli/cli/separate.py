@@ -157,7 +157,7 @@ def separate(
     fast: bool = typer.Option(
         False,
         "--fast",
-        help="About 3x faster on the CPU, stems a little different: int8 convolutions in ONNX Runtime (the onnx extra; prepared once per model, about a minute) and windows of up to 1536 frames, fitted to the song.",
+        help="About 3x faster on the CPU, stems a little different: int8 network in ONNX Runtime (prepared once per model, about half a minute) and windows of up to 1536 frames, fitted to the song.",
     ),
     window: int | None = typer.Option(
         None,
@@ -203,7 +203,7 @@ def separate(
     backend: Backend | None = typer.Option(
         None,
         "--backend",
-        help="What runs the network: torch (default), or onnxruntime (the onnx extra; the network is exported once, about a minute, and cached; the default with --fast).",
+        help="What runs the network: torch (default), or onnxruntime (the network is exported once, in seconds, and cached; the default with --fast).",
     ),
     front_end: FrontEndChoice = typer.Option(
         "auto",

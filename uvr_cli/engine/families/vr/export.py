@@ -3,9 +3,10 @@
 What is exported is the plain network, BatchNorm folded into the convolutions, with aggressiveness and the offset
 trim inside the graph: ``(x, agg) -> mask``. The inference rewrites of optimize.py (banded decoders, split-input
 bridges) are not exported: their band loops depend on the map sizes, so they would freeze the frame count, and
-ONNX Runtime and TorchScript fuse the plain graph themselves. The ONNX file uses the dynamo exporter (the
-TorchScript-based one cannot export the ASPP pooling branch, ``AdaptiveAvgPool2d((1, None))``, with a dynamic
-frame axis); batch and frame axes are dynamic in both formats.
+ONNX Runtime and TorchScript fuse the plain graph themselves. Both formats are traced on one window of the fewest
+frames the network takes (the trace runs it, so a small window keeps this to seconds), with the batch and frame
+axes left free. ONNX uses torch's TorchScript-based exporter: the dynamo one spent ~20 s reasoning about the
+symbolic frame count of a ch32 network, and needs onnxscript.
 """
 
 from __future__ import annotations
@@ -37,6 +38,23 @@ EXPORT_PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
 INPUT_NAMES, OUTPUT_NAMES = ("x", "agg"), ("mask",)
 
 
+class RowMean(nn.Module):
+    """``AdaptiveAvgPool2d((1, None))`` as a mean over the rows: the same values, in a form the TorchScript-based
+    ONNX exporter can leave the frame axis free in (it sizes adaptive pooling from the traced shape)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.mean(dim=2, keepdim=True)
+
+
+def _with_row_means(network: MaskNetwork) -> MaskNetwork:
+    """`network` with its ASPP pooling branches' ``AdaptiveAvgPool2d((1, None))`` replaced by RowMean, in place."""
+    for module in list(network.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, nn.AdaptiveAvgPool2d) and child.output_size == (1, None):
+                setattr(module, name, RowMean())
+    return network
+
+
 class MaskGraph(nn.Module):
     """``(x, agg) -> mask``: the network's mask, aggressiveness applied, ``offset`` frames trimmed from each side.
 
@@ -60,7 +78,7 @@ class MaskGraph(nn.Module):
     def forward(self, x: Tensor, agg: Tensor) -> Tensor:
         mask = self.network.predict_mask(x)
         if not self.uses_agg:
-            return mask
+            return mask + 0 * agg  # the exact mask; it keeps `agg` in the graph, which the exporter drops if unused
         return mask.pow(1 + agg * self.agg_scale)
 
 
@@ -68,9 +86,8 @@ def mask_graph(network: MaskNetwork, split_bin: int, precision: str = "fp32") ->
     """`network` as exported: eval mode, BatchNorm folded, in `precision` (a copy; `network` is untouched)."""
     if precision not in EXPORT_PRECISIONS:
         raise UsageError(f"--precision {precision!r}: use fp32 or fp16")
-    graph = MaskGraph(fold_batchnorm(copy.deepcopy(network).eval()), split_bin).eval()
-    graph.requires_grad_(True)  # see _save_onnx: exporters must see the plain elementwise ops
-    return graph.to(EXPORT_PRECISIONS[precision])
+    graph = MaskGraph(_with_row_means(fold_batchnorm(copy.deepcopy(network).eval())), split_bin).eval()
+    return graph.requires_grad_(False).to(EXPORT_PRECISIONS[precision])
 
 
 def check_window(window: int, offset: int, depth: int) -> None:
@@ -81,11 +98,13 @@ def check_window(window: int, offset: int, depth: int) -> None:
         raise UsageError(f"--window {window} must be a multiple of {2**depth} for this network")
 
 
-def _example(graph: MaskGraph, window: int) -> tuple[Tensor, Tensor]:
-    """Inputs to trace with: batch 2 (exporters fix axes whose example size is 0 or 1) of `window` frames."""
-    rows = graph.network.output_bin
+def _example(graph: MaskGraph) -> tuple[Tensor, Tensor]:
+    """Inputs to trace with: one window of the fewest frames the network takes (check_window's lower bound); the
+    exporters keep the batch and frame axes free by name, whatever the example's sizes."""
+    rows, step = graph.network.output_bin, 2**graph.depth
+    frames = (2 * graph.offset // step + 1) * step
     dtype = graph.agg_scale.dtype
-    x = torch.rand(2, 2, rows, window, generator=torch.Generator().manual_seed(0)).to(dtype)
+    x = torch.rand(1, 2, rows, frames, generator=torch.Generator().manual_seed(0)).to(dtype)
     return x, torch.tensor(0.1, dtype=torch.float32)
 
 
@@ -103,38 +122,25 @@ def _quiet() -> Iterator[None]:
         logger.setLevel(level)
 
 
-# Both exporters run with autograd on and the parameters requiring grad: layers.thread_invariant computes sigmoid
-# and pow in a Python loop over runs of elements for tensors without grad, and a traced loop freezes the shapes
-# (under torch.no_grad the ONNX exporter fails on its as_strided_scatter, and the TorchScript trace gives wrong
-# masks at other batch sizes); with grad it computes the plain op.
-
-
 def _save_onnx(graph: MaskGraph, example: tuple[Tensor, Tensor], path: Path) -> None:
     """ONNX (opset OPSET) with dynamic batch and frame axes; frames stay a multiple of 2**depth above 2*offset."""
-    step = 2**graph.depth
-    blocks = torch.export.Dim("blocks", min=2 * graph.offset // step + 1, max=65536 // step)
-    shapes = {"x": {0: torch.export.Dim("batch", min=1, max=4096), 3: step * blocks}, "agg": None}
-    with _quiet(), torch.enable_grad():
-        program = torch.onnx.export(
+    axes = {"x": {0: "batch", 3: "frames"}, "mask": {0: "batch", 3: "frames_out"}}
+    with _quiet(), torch.no_grad():
+        torch.onnx.export(
             graph,
             example,
-            dynamo=True,
+            str(path),
+            dynamo=False,
             opset_version=OPSET,
             input_names=list(INPUT_NAMES),
             output_names=list(OUTPUT_NAMES),
-            dynamic_shapes=shapes,
-            external_data=False,
-            optimize=True,
-            verify=False,
-            report=False,
+            dynamic_axes=axes,
         )
-        assert program is not None  # dynamo=True always returns the program
-        program.save(str(path), external_data=False)
 
 
 def _save_torchscript(graph: MaskGraph, example: tuple[Tensor, Tensor], path: Path) -> None:
     """A traced TorchScript module; the traced size arithmetic keeps the batch and frame axes free."""
-    with _quiet(), torch.enable_grad():
+    with _quiet(), torch.no_grad():
         traced = torch.jit.trace(graph, example, check_trace=False)
         torch.jit.save(traced, str(path))
 
@@ -169,13 +175,13 @@ def export_network(
     with exported_file(sidecar) as tmp_json:
         tmp_json.write_text(json.dumps(description, indent=2) + "\n")
         if note is not None:
-            note(f"tracing {model.path.name}'s network into {path.name} (up to a minute) ...")
-        write_graph(mask_graph(network, model.preset.split_bin, precision), path, window)
+            note(f"tracing {model.path.name}'s network into {path.name} ...")
+        write_graph(mask_graph(network, model.preset.split_bin, precision), path)
     return description
 
 
-def write_graph(graph: MaskGraph, path: Path, window: int) -> None:
-    """`graph` as ONNX or TorchScript (by `path`'s extension), traced on windows of `window` frames.
+def write_graph(graph: MaskGraph, path: Path) -> None:
+    """`graph` as ONNX or TorchScript (by `path`'s extension), traced on _example's window.
 
     Any failure is one UvrError line naming the file, and leaves no file behind.
     """
@@ -183,7 +189,7 @@ def write_graph(graph: MaskGraph, path: Path, window: int) -> None:
     save = _save_onnx if fmt == "onnx" else _save_torchscript
     try:
         with exported_file(path) as tmp:
-            save(graph, _example(graph, window), tmp)
+            save(graph, _example(graph), tmp)
     except UvrError:
         raise
     except Exception as exc:  # an exporter failure: one line naming the file, never a traceback

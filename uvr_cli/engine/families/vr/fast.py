@@ -1,11 +1,13 @@
-"""What `--fast` changes: wider network windows, and int8 convolutions calibrated on real music.
+"""What `--fast` changes: wider network windows, and an int8 network calibrated on real music.
 
 Windows of up to 1536 frames spend at most 1/6 of their frames on context where RVC's 512-frame ones spend 1/2, and
-each song gets the width that tiles it with the least padding (`fit_window`). The convolutions take
-8-bit activations and per-channel 8-bit weights (ONNX Runtime runs them on VNNI where the CPU has it); the
-activation ranges come from running the float network on windows of a shipped song. The convolutions that read the
-input itself stay float: the normalised magnitudes span ~100 dB, which 8 bits cannot hold (quantising them too took
-the bundled model's mask from 32 to 23 dB SNR against float, benchmarks/RESULTS.md).
+each song gets the width that tiles it with the least padding (`fit_window`). The convolutions take 8-bit
+activations and per-channel 8-bit weights (ONNX Runtime runs them on VNNI where the CPU has it), and the maps
+between them stay 8-bit through the activations, upsampling and concatenations, so the decoders' wide maps take a
+quarter of float's memory (ch32 at 4band_v2: 1.3 GB where int8 convolutions alone took 2.6 GB). The activation
+ranges come from running the float network on windows of a shipped song. The convolutions that read the input
+itself stay float: the normalised magnitudes span ~100 dB, which 8 bits cannot hold (quantising them too took the
+bundled model's mask from 32 to 23 dB SNR against float, benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ CALIBRATION_FILE = "calibration.mp3"  # the example song's excerpt (models/NOTIC
 # them when told to do it in parts): 4 x 512 frames peaked at 6.4 GB for ch32 at 4band_v2.
 CALIBRATION_WINDOWS = 3
 CALIBRATION_WIDTH = 272  # frames per window: the narrowest the exported graph takes (more than twice the offset)
-CALIBRATION_VERSION = 2  # part of the cache key: bump when the calibration or the recipe changes
+QUANTISED_OPS = ["Conv", "Relu", "LeakyRelu", "Resize", "Concat"]  # every map between the convolutions
+CALIBRATION_VERSION = 3  # part of the cache key: bump when the calibration or the recipe changes
 
 
 def calibration_windows(preset: BandPreset, depth: int, width: int = CALIBRATION_WIDTH) -> list[np.ndarray]:
@@ -90,7 +93,7 @@ def quantize_graph(float_path: Path, out_path: Path, windows: list[np.ndarray]) 
         str(out_path),
         Windows(),
         quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=["Conv"],
+        op_types_to_quantize=QUANTISED_OPS,
         nodes_to_exclude=keep_float,
         per_channel=True,
         activation_type=QuantType.QUInt8,

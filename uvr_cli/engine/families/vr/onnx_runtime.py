@@ -1,6 +1,6 @@
 """A VR network run by ONNX Runtime behind the interface of nets.MaskNetwork (``offset``, ``predict_mask``).
 
-The ONNX file is exported once per weight file, preset and precision (export.py; about a minute) and kept in the
+The ONNX file is exported once per weight file, preset and precision (export.py; seconds) and kept in the
 model cache's ``onnx/`` folder, so later runs only load it.
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,20 +22,7 @@ from uvr_cli.engine.families.vr.fast import CALIBRATION_VERSION, calibration_win
 from uvr_cli.engine.families.vr.loading import Model
 from uvr_cli.engine.families.vr.nets import Aggressiveness
 from uvr_cli.engine.onnx import providers, session
-from uvr_cli.errors import UsageError, UvrError, install_command
-
-MISSING_ONNX = "--backend onnxruntime and --fast export the network first, which needs the onnx extra: " + (
-    install_command("onnx")
-)
-
-
-def _exporter() -> None:
-    """The packages the ONNX exporter needs, or a one-line UsageError naming the extra."""
-    try:
-        import onnx  # noqa: F401
-        import onnxscript  # noqa: F401
-    except ImportError:
-        raise UsageError(MISSING_ONNX) from None
+from uvr_cli.errors import UsageError, UvrError
 
 
 class OnnxMaskModel:
@@ -60,7 +48,7 @@ class OnnxMaskModel:
 
 def cached_export(model: Model, precision: str, window: int, note: Callable[[str], None] | None = None) -> Path:
     """The ONNX file of `model` at `precision` (fp32, fp16, or int8: see fast.py), made in the cache on first use;
-    `note` hears one line before that first-use preparation starts (it takes about a minute)."""
+    `note` hears a line as that first-use preparation starts, one per stage of it, and one when it is done."""
     recipe = f"{precision}|calibration{CALIBRATION_VERSION}" if precision == "int8" else precision
     key = hashlib.sha256(
         f"{model.loaded.md5}|{model.preset.bins}|{model.preset.split_bin}|{recipe}|{torch.__version__}".encode()
@@ -73,25 +61,34 @@ def cached_export(model: Model, precision: str, window: int, note: Callable[[str
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UvrError(f"cannot create the ONNX cache {folder}: {exc.strerror or exc}") from None
-    if note is not None:
-        what = "its int8 network for --fast" if precision == "int8" else f"its {precision} ONNX network"
-        note(f"{model.path.name}: preparing {what}, once per model (about a minute), into {folder}")
+    say = note or (lambda line: None)
+    started = time.perf_counter()
+    what = "its int8 network for --fast" if precision == "int8" else f"its {precision} ONNX network"
+    say(f"{model.path.name}: preparing {what}, once per model, into {folder}")
     if precision != "int8":
         export_network(model, path, precision=precision, window=window)
-        return path
+    else:
+        _prepare_int8(model, path, window, say)
+    say(f"{model.path.name}: {what} is ready ({time.perf_counter() - started:.0f} s)")
+    return path
+
+
+def _prepare_int8(model: Model, path: Path, window: int, say: Callable[[str], None]) -> None:
+    """Trace the float network, calibrate its int8 ranges on the shipped song and quantise it into `path`."""
     network = model.loaded.module
     check_window(window, network.offset, network.depth)
-    with tempfile.TemporaryDirectory(prefix=".uvr-int8-", dir=folder) as scratch:
+    with tempfile.TemporaryDirectory(prefix=".uvr-int8-", dir=path.parent) as scratch:
         float_path = Path(scratch) / "fp32.onnx"
-        write_graph(mask_graph(network, model.preset.split_bin), float_path, window)
+        say("int8 preparation 1/2: tracing the float network")
+        write_graph(mask_graph(network, model.preset.split_bin), float_path)
         windows = calibration_windows(model.preset, network.depth)
+        say(f"int8 preparation 2/2: calibrating on {len(windows)} windows of the shipped song, then quantising")
         try:
             with atomic_file(path) as tmp:
                 quantize_graph(float_path, tmp, windows)
         except Exception as exc:  # the quantiser's failure: one line naming the model
             first = (str(exc).strip().splitlines() or [""])[0]
             raise UvrError(f"{model.path}: the int8 quantisation failed: {type(exc).__name__}: {first}") from None
-    return path
 
 
 def onnx_mask_model(
@@ -104,7 +101,6 @@ def onnx_mask_model(
     note: Callable[[str], None] | None = None,
 ) -> OnnxMaskModel:
     """`model`'s network as an ONNX Runtime session (exported and cached on first use); `fast`: int8 on the CPU."""
-    _exporter()
     provider_names = providers(device)
     precision = onnx_precision(precision, provider_names, fast)
     path = cached_export(model, precision, window, note)
