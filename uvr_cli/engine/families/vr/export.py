@@ -90,6 +90,12 @@ def mask_graph(network: MaskNetwork, split_bin: int, precision: str = "fp32") ->
     return graph.requires_grad_(False).to(EXPORT_PRECISIONS[precision])
 
 
+def min_frames(offset: int, depth: int) -> int:
+    """The fewest frames a window can have: more than twice the offset, a multiple of 2**depth."""
+    step = 2**depth
+    return (2 * offset // step + 1) * step
+
+
 def check_window(window: int, offset: int, depth: int) -> None:
     """A window the network can run: more than twice its offset, a multiple of 2**depth frames."""
     if window <= 2 * offset:
@@ -99,10 +105,9 @@ def check_window(window: int, offset: int, depth: int) -> None:
 
 
 def _example(graph: MaskGraph) -> tuple[Tensor, Tensor]:
-    """Inputs to trace with: one window of the fewest frames the network takes (check_window's lower bound); the
+    """Inputs to trace with: one window of the fewest frames the network takes (min_frames); the
     exporters keep the batch and frame axes free by name, whatever the example's sizes."""
-    rows, step = graph.network.output_bin, 2**graph.depth
-    frames = (2 * graph.offset // step + 1) * step
+    rows, frames = graph.network.output_bin, min_frames(graph.offset, graph.depth)
     dtype = graph.agg_scale.dtype
     x = torch.rand(1, 2, rows, frames, generator=torch.Generator().manual_seed(0)).to(dtype)
     return x, torch.tensor(0.1, dtype=torch.float32)
@@ -233,7 +238,7 @@ def describe(model: Model, fmt: str, precision: str, window: int, primary: str) 
         "window": window,
         "roi": window - 2 * offset,
         "frames_multiple": step,
-        "min_frames": (2 * offset // step + 1) * step,
+        "min_frames": min_frames(offset, network.depth),
         "inputs": [
             {
                 "name": "x",

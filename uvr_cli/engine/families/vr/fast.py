@@ -4,10 +4,10 @@ Windows of up to 1536 frames spend at most 1/6 of their frames on context where 
 each song gets the width that tiles it with the least padding (`fit_window`). The convolutions take 8-bit
 activations and per-channel 8-bit weights (ONNX Runtime runs them on VNNI where the CPU has it), and the maps
 between them stay 8-bit through the activations, upsampling and concatenations, so the decoders' wide maps take a
-quarter of float's memory (ch32 at 4band_v2: 1.3 GB where int8 convolutions alone took 2.6 GB). The activation
-ranges come from running the float network on windows of a shipped song. The convolutions that read the input
-itself stay float: the normalised magnitudes span ~100 dB, which 8 bits cannot hold (quantising them too took the
-bundled model's mask from 32 to 23 dB SNR against float, benchmarks/RESULTS.md).
+quarter of float's memory (benchmarks/RESULTS.md). The activation ranges come from running the float network on
+windows of a shipped song. The convolutions that read the input itself stay float: the normalised magnitudes span
+~100 dB, which 8 bits cannot hold (quantising them too took the bundled model's mask from 32 to 23 dB SNR against
+float, benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from uvr_cli.catalog.presets import BandPreset
 from uvr_cli.engine.analysis import analyse
 
 # --fast's widest window (settings.FAST_WINDOW, 1536): wider is a little faster per frame but ONNX Runtime's peak
-# memory grows with it (ch32 at 4band_v2: 2.0 GB at 960 frames, 2.6 GB at 1360, 3.0 GB at 1648; RESULTS.md)
+# memory grows with it (ch32 at 4band_v2, ONNX Runtime alone: 0.93 GB at 1024 frames, 1.35 GB at 1536; RESULTS.md)
 CALIBRATION_FILE = "calibration.mp3"  # the example song's excerpt (models/NOTICE)
 # The calibrator holds every activation of every window until it takes the ranges (ORT 1.32 drops, not merges,
 # them when told to do it in parts): 4 x 512 frames peaked at 6.4 GB for ch32 at 4band_v2.
