@@ -13,7 +13,9 @@ the reference's speed (benchmarks/run.py), a 32 MiB threshold 1055 MB. Not glibc
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+from collections.abc import Iterator
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -37,3 +39,23 @@ def reuse_freed_memory() -> None:
     """After loading: the window loop's activations are reused from the heap, window after window."""
     _mallopt(M_MMAP_THRESHOLD, 8 << 20)
     _mallopt(M_TRIM_THRESHOLD, 64 << 20)
+
+
+@contextlib.contextmanager
+def heap_for_one_off_work() -> Iterator[None]:
+    """Inside model loading, for a one-off job with many large temporaries (the int8 preparation for --fast): they
+    come from the heap, which is faster than mapping and faulting in each one, and the heap is trimmed afterwards,
+    so none of it stays resident for the separation (benchmarks/RESULTS.md)."""
+    reuse_freed_memory()
+    try:
+        yield
+    finally:
+        _malloc_trim()
+        map_large_allocations()  # back to loading's setting
+
+
+def _malloc_trim() -> None:
+    try:
+        ctypes.CDLL(None).malloc_trim(ctypes.c_size_t(0))
+    except (OSError, AttributeError, TypeError):  # not glibc
+        return

@@ -21,6 +21,7 @@ from uvr_cli.engine.families.vr.export import check_window, export_network, mask
 from uvr_cli.engine.families.vr.fast import CALIBRATION_VERSION, calibration_windows, quantize_graph
 from uvr_cli.engine.families.vr.loading import Model
 from uvr_cli.engine.families.vr.nets import Aggressiveness
+from uvr_cli.engine.malloc import heap_for_one_off_work
 from uvr_cli.engine.onnx import providers, session
 from uvr_cli.errors import UsageError, UvrError
 
@@ -68,7 +69,8 @@ def cached_export(model: Model, precision: str, window: int, note: Callable[[str
     if precision != "int8":
         export_network(model, path, precision=precision, window=window)
     else:
-        _prepare_int8(model, path, window, say)
+        with heap_for_one_off_work():
+            _prepare_int8(model, path, window, say)
     say(f"{model.path.name}: {what} is ready ({time.perf_counter() - started:.0f} s)")
     return path
 
