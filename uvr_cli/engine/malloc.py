@@ -15,19 +15,24 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 
 
-def _mallopt(option: int, value: int) -> None:
+def _glibc(name: str) -> Callable[..., object] | None:
+    """glibc's function `name`, or None where the C library is another (or, on Windows, not loadable by None)."""
     try:
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
+        return getattr(ctypes.CDLL(None), name)
     except (OSError, AttributeError, TypeError):  # TypeError: Windows has no CDLL(None)
-        return
-    mallopt(ctypes.c_int(option), ctypes.c_int(value))
+        return None
+
+
+def _mallopt(option: int, value: int) -> None:
+    mallopt = _glibc("mallopt")
+    if mallopt is not None:
+        mallopt(ctypes.c_int(option), ctypes.c_int(value))
 
 
 def map_large_allocations() -> None:
@@ -55,7 +60,6 @@ def heap_for_one_off_work() -> Iterator[None]:
 
 
 def _malloc_trim() -> None:
-    try:
-        ctypes.CDLL(None).malloc_trim(ctypes.c_size_t(0))
-    except (OSError, AttributeError, TypeError):  # not glibc
-        return
+    malloc_trim = _glibc("malloc_trim")
+    if malloc_trim is not None:
+        malloc_trim(ctypes.c_size_t(0))

@@ -25,8 +25,8 @@ from uvr_cli.engine.analysis import analyse
 # --fast's widest window (settings.FAST_WINDOW, 1536): wider is a little faster per frame but ONNX Runtime's peak
 # memory grows with it (ch32 at 4band_v2, ONNX Runtime alone: 0.93 GB at 1024 frames, 1.35 GB at 1536; RESULTS.md)
 CALIBRATION_FILE = "calibration.mp3"  # the example song's excerpt (models/NOTICE)
-# The calibrator holds every activation of every window until it takes the ranges (ORT 1.32 drops, not merges,
-# them when told to do it in parts): 4 x 512 frames peaked at 6.4 GB for ch32 at 4band_v2.
+# Calibration memory is ONNX Runtime's calibration session, whose arena and memory pattern grow with the windows
+# (ch32 at 4band_v2: 3 x 272 frames peak near 5 GB, 4 x 512 frames peaked at 6.4 GB), so they are few and narrow.
 CALIBRATION_WINDOWS = 3
 CALIBRATION_WIDTH = 272  # frames per window: the narrowest the exported graph takes (more than twice the offset)
 QUANTISED_OPS = ["Conv", "Relu", "LeakyRelu", "Resize", "Concat"]  # every map between the convolutions
